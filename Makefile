@@ -1,0 +1,57 @@
+# Thin aliases for the commands the README shows. The first target that needs Python
+# creates .venv from requirements.txt; there is no other set-up step.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= quick
+JOBS ?=
+# CIFAR-10 to read: the course machines keep a copy beside the clone; elsewhere data/,
+# where the official files are downloaded when the machine is online.
+DATA ?= $(firstword $(wildcard ../shared/data/cifar10-jpeg.tar.gz) data)
+export LAB2_DATA := $(DATA)
+ARGS ?=
+
+.PHONY: venv train test test-all bench sweep book gpu-check browser clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+# One training run (the report's best MLP unless ARGS says otherwise), e.g.
+#   make train ARGS="--model cnn --dropout-rate 0 --batch-size 100 --num-epochs 5"
+train: venv
+	$(PY) -m lab2 train --out results/manual/$$(date +%Y%m%d-%H%M%S) $(ARGS)
+
+# Debian's Chromium, for the test that opens the built book in a real browser.
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+test: venv browser
+	$(PY) -m pytest $(ARGS)
+
+# Everything, the slow tests on real data included.
+test-all: venv browser
+	$(PY) -m pytest -m '' $(ARGS)
+
+bench: venv
+	$(PY) -m lab2 bench $(ARGS)
+
+sweep: venv
+	$(PY) -m lab2 sweep --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS)) $(ARGS)
+
+# The full profile's results are committed (they need a GPU), so its book only renders them.
+book: venv
+	$(if $(filter full,$(PROFILE)),,$(PY) -m lab2 sweep --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS)))
+	$(PY) -m lab2 book --profile $(PROFILE)
+
+# On a GPU machine: versions, bench, one epoch of each model, then the full sweep.
+gpu-check:
+	bash book/gpu_check.sh
+
+clean:
+	rm -rf book/_build

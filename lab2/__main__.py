@@ -1,0 +1,136 @@
+"""Command line: `python -m lab2 train | sweep | bench`."""
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+from lab2.config import DROPOUT_KINDS, MODELS, PRECISIONS, ConfigError, RunConfig
+
+CHOICES = {"model": MODELS, "dropout_kind": DROPOUT_KINDS, "precision": PRECISIONS}
+
+
+def flag(field_name: str) -> str:
+    """The CLI spelling of a config field: dropout_rate -> --dropout-rate."""
+    return "--" + field_name.replace("_", "-")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field, named, typed and documented from the field itself."""
+    for field in dataclasses.fields(RunConfig):
+        help_text = field.metadata["help"]
+        if field.type is bool:
+            # The only boolean defaults to on, so the flag switches it off.
+            parser.add_argument(f"--no-{field.name}", dest=field.name, action="store_false",
+                                help=f"turn off: {help_text}")
+            continue
+        value_type = int if field.type == (int | None) else field.type
+        parser.add_argument(flag(field.name), type=value_type, default=field.default, choices=CHOICES.get(field.name),
+                            help=f"{help_text} (default: {field.default})")
+
+
+def _add_common_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when present; default)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="CIFAR-10: official batches or image folder, as a folder or .tar.gz "
+                             "(default: $LAB2_DATA, else data/)")
+
+
+def _check_data_dir(parser, data_dir) -> None:
+    from lab2.data import DataError, locate
+
+    if data_dir is not None:
+        try:
+            locate(data_dir)
+        except DataError as error:
+            parser.error(f"--data-dir: {error}")
+
+
+def train_command(parser, args) -> int:
+    from lab2.train import failed_result, run, save_run
+
+    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(RunConfig)}
+    try:
+        config = RunConfig.from_dict(values)
+    except ConfigError as error:
+        parser.error(f"{flag(error.field)}: {error.message}")
+    if (args.out / "summary.json").exists():
+        parser.error(f"--out: {args.out} already holds a finished run; choose another folder or remove it")
+    _check_data_dir(parser, args.data_dir)
+    started = time.perf_counter()
+    try:
+        result = run(config, args.data_dir, args.device, progress=not args.quiet)
+    except ValueError as error:
+        # Checks that need the data (a batch larger than the training set) come here, before training.
+        field, _, message = str(error).partition(": ")
+        parser.error(f"{flag(field) if field in RunConfig.__dataclass_fields__ else field}: {message}")
+    except Exception as error:  # noqa: BLE001 - recorded as a failed run, then reported
+        result = failed_result(error, time.perf_counter() - started)
+    save_run(args.out, config, result)
+    print(json.dumps(result.summary, indent=2))
+    return 0 if result.summary["status"] in ("ok", "diverged") else 1
+
+
+def sweep_command(parser, args) -> int:
+    from lab2.sweep import SweepError, sweep
+
+    try:
+        return sweep(profile=args.profile, jobs=args.jobs, only=args.only, dry_run=args.dry_run,
+                     data_dir=args.data_dir, device=args.device, results_root=args.results)
+    except SweepError as error:
+        parser.error(str(error))
+
+
+def bench_command(parser, args) -> int:
+    from lab2.bench import format_results, run_bench
+    from lab2.train import choose_device
+
+    device = choose_device(args.device)
+    channels = args.channels or (256 if device.type == "cuda" else 64)
+    results = run_bench(args.models.split(","), device, channels, args.repeats, args.steps)
+    print(format_results(results))
+    if args.json:
+        from lab2.atomic import write_json
+
+        write_json(args.json, [dict(dataclasses.asdict(r), ratio=r.ratio) for r in results])
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab2", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train one model and write its results to --out")
+    _add_config_flags(train)
+    _add_common_flags(train)
+    train.add_argument("--out", type=Path, required=True, help="folder for config.json, metrics.csv, env.json, summary.json")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=train_command)
+
+    sweep = commands.add_parser("sweep", help="run every experiment of params/ under a profile, with papermill")
+    sweep.add_argument("--profile", default="quick", help="full, quick (default) or smoke; see params/profiles.yaml")
+    sweep.add_argument("--jobs", type=int, default=None, help="notebooks run at once (default: by device)")
+    sweep.add_argument("--only", default=None, help="run only experiments or run ids matching this glob")
+    sweep.add_argument("--dry-run", action="store_true", help="list what would run and what is cached; run nothing")
+    sweep.add_argument("--results", type=Path, default=None, help="results root (default: results/)")
+    _add_common_flags(sweep)
+    sweep.set_defaults(handler=sweep_command)
+
+    bench = commands.add_parser("bench", help="training-step throughput, lab2 layers vs torch.nn")
+    bench.add_argument("--models", default="mlp,cnn", help="comma-separated: mlp,cnn (default both)")
+    bench.add_argument("--channels", type=int, default=None, help="CNN channels (default: 256 on CUDA, 64 on a CPU)")
+    bench.add_argument("--repeats", type=int, default=7, help="timed blocks per implementation (median reported)")
+    bench.add_argument("--steps", type=int, default=10, help="training steps per timed block")
+    bench.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    bench.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    bench.set_defaults(handler=bench_command)
+
+    args = parser.parse_args(argv)
+    # Errors are reported by the sub-command's parser, so its usage line is the one shown.
+    return args.handler(commands.choices[args.command], args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

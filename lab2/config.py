@@ -1,0 +1,116 @@
+"""The run config: one spelling of every field, its validation, and the run id."""
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, fields
+
+MODELS = ("mlp", "cnn")
+DROPOUT_KINDS = ("2d", "1d")
+PRECISIONS = ("tf32", "fp32", "bf16")
+
+
+class ConfigError(ValueError):
+    """A config value that is not allowed; names the field and what is allowed."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides the numbers one training run produces.
+
+    The defaults are the report's best MLP setting under its full protocol.
+    """
+
+    model: str = dataclasses.field(default="mlp", metadata={"help": "mlp or cnn"})
+    dropout_rate: float = dataclasses.field(default=0.5, metadata={"help": "probability of dropping a unit, in [0, 1)"})
+    batch_size: int = dataclasses.field(default=500, metadata={"help": "images per optimizer step"})
+    learning_rate: float = dataclasses.field(default=1e-3, metadata={"help": "Adam's fixed learning rate, > 0"})
+    num_epochs: int = dataclasses.field(default=50, metadata={"help": "passes over the training set"})
+    batchnorm: bool = dataclasses.field(default=True, metadata={"help": "BatchNorm after each hidden layer"})
+    dropout_kind: str = dataclasses.field(
+        default="2d", metadata={"help": "CNN only: 2d drops whole channels, 1d single elements"}
+    )
+    channels: int = dataclasses.field(default=256, metadata={"help": "CNN only: channels of both conv layers"})
+    hidden: int = dataclasses.field(default=1024, metadata={"help": "MLP only: width of the hidden layer"})
+    train_size: int | None = dataclasses.field(
+        default=None, metadata={"help": "train on the first N images of the 40,000 (default: all)"}
+    )
+    eval_size: int | None = dataclasses.field(
+        default=None, metadata={"help": "evaluate on the first N validation and test images (default: all 10,000)"}
+    )
+    seed: int = dataclasses.field(default=0, metadata={"help": "seed for weights, shuffling and dropout"})
+    precision: str = dataclasses.field(
+        default="tf32",
+        metadata={"help": "on CUDA: tf32 (default), fp32, or bf16 autocast; a CPU always computes in fp32"},
+    )
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        """Build a validated config from plain values; unknown keys are refused."""
+        unknown = sorted(set(values) - set(FIELD_NAMES))
+        if unknown:
+            raise ConfigError(unknown[0], f"unknown key; allowed keys are {', '.join(FIELD_NAMES)}")
+        for name, value in values.items():
+            _check_type(name, value)
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise ConfigError for the first value that is out of range."""
+        for name in FIELD_NAMES:
+            _check_type(name, getattr(self, name))
+        checks = [
+            ("model", self.model in MODELS, f"must be one of {', '.join(MODELS)}"),
+            ("dropout_rate", 0.0 <= self.dropout_rate < 1.0, "must be in [0, 1)"),
+            ("batch_size", self.batch_size >= 2, "must be an integer >= 2 (BatchNorm needs two samples)"),
+            ("learning_rate", 0.0 < self.learning_rate <= 1.0, "must be in (0, 1]"),
+            ("num_epochs", self.num_epochs >= 1, "must be an integer >= 1"),
+            ("dropout_kind", self.dropout_kind in DROPOUT_KINDS, f"must be one of {', '.join(DROPOUT_KINDS)}"),
+            ("channels", self.channels >= 1, "must be an integer >= 1"),
+            ("hidden", self.hidden >= 1, "must be an integer >= 1"),
+            ("train_size", self.train_size is None or self.train_size >= 2, "must be an integer >= 2, or empty for all"),
+            ("eval_size", self.eval_size is None or self.eval_size >= 1, "must be an integer >= 1, or empty for all"),
+            ("seed", self.seed >= 0, "must be an integer >= 0"),
+            ("precision", self.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ConfigError(name, f"{allowed}, got {getattr(self, name)!r}")
+        if self.train_size is not None and self.batch_size > self.train_size:
+            raise ConfigError("batch_size", f"must be at most train_size ({self.train_size}), got {self.batch_size}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+FIELD_NAMES = tuple(f.name for f in fields(RunConfig))
+FIELD_TYPES = {f.name: f.type for f in fields(RunConfig)}
+
+
+def _check_type(name: str, value) -> None:
+    expected = FIELD_TYPES[name]
+    optional = expected in (int | None,)
+    if optional and value is None:
+        return
+    base = int if optional else expected
+    # bool is a subclass of int, and an int is a fine float; neither the other way round.
+    if base is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif base is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, base)
+    if not ok:
+        kind = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}[base]
+        raise ConfigError(name, f"must be {kind}, got {value!r}")
+
+
+def run_id(config: RunConfig, data_fingerprint: str) -> str:
+    """A short, stable name for a run: its model and a hash of its config and data."""
+    payload = json.dumps({"config": config.to_dict(), "data": data_fingerprint}, sort_keys=True)
+    return f"{config.model}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"

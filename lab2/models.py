@@ -1,0 +1,61 @@
+"""The report's MLP and CNN, built from a RunConfig with lab2's layers or torch.nn's twins."""
+
+from torch import nn
+
+from lab2 import layers
+from lab2.config import RunConfig
+
+IMAGE_SHAPE = (3, 32, 32)  # CIFAR-10: RGB, 32 x 32 pixels
+NUM_CLASSES = 10
+CONV_KERNEL = 5
+
+# The same four layer classes from two implementations, so the benchmark and the
+# reference runs can swap one for the other without touching the architecture.
+LAYER_SETS = {
+    "lab2": {
+        "BatchNorm1d": layers.BatchNorm1d, "BatchNorm2d": layers.BatchNorm2d,
+        "Dropout": layers.Dropout, "Dropout2d": layers.Dropout2d,
+    },
+    "torch": {
+        "BatchNorm1d": nn.BatchNorm1d, "BatchNorm2d": nn.BatchNorm2d,
+        "Dropout": nn.Dropout, "Dropout2d": nn.Dropout2d,
+    },
+}
+
+
+def build_mlp(config: RunConfig, impl: str = "lab2") -> nn.Sequential:
+    """Linear(3072, hidden) - BatchNorm1d - ReLU - Dropout - Linear(hidden, 10)."""
+    parts = LAYER_SETS[impl]
+    in_features = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2]
+    stack = [nn.Flatten(), nn.Linear(in_features, config.hidden)]
+    if config.batchnorm:
+        stack.append(parts["BatchNorm1d"](config.hidden))
+    stack += [nn.ReLU(), parts["Dropout"](config.dropout_rate), nn.Linear(config.hidden, NUM_CLASSES)]
+    return nn.Sequential(*stack)
+
+
+def build_cnn(config: RunConfig, impl: str = "lab2") -> nn.Sequential:
+    """[Conv2d(5) - BatchNorm2d - ReLU - Dropout - MaxPool2d(2)] x 2 - Linear(C*5*5, 10)."""
+    parts = LAYER_SETS[impl]
+    dropout_layer = parts["Dropout2d"] if config.dropout_kind == "2d" else parts["Dropout"]
+    stack, in_channels, side = [], IMAGE_SHAPE[0], IMAGE_SHAPE[1]
+    for _ in range(2):
+        stack.append(nn.Conv2d(in_channels, config.channels, CONV_KERNEL))
+        if config.batchnorm:
+            stack.append(parts["BatchNorm2d"](config.channels))
+        stack += [nn.ReLU(), dropout_layer(config.dropout_rate), nn.MaxPool2d(2, 2)]
+        in_channels, side = config.channels, (side - CONV_KERNEL + 1) // 2
+    stack += [nn.Flatten(), nn.Linear(config.channels * side * side, NUM_CLASSES)]
+    return nn.Sequential(*stack)
+
+
+def build_model(config: RunConfig, impl: str = "lab2") -> nn.Sequential:
+    """The model config.model names, with impl ('lab2' or 'torch') BatchNorm and Dropout."""
+    if impl not in LAYER_SETS:
+        raise ValueError(f"impl must be one of {', '.join(LAYER_SETS)}, got {impl!r}")
+    return {"mlp": build_mlp, "cnn": build_cnn}[config.model](config, impl)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters (BatchNorm's running statistics are buffers, not counted)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

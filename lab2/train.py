@@ -1,0 +1,227 @@
+"""One training run: `run(config) -> RunResult`, and `save_run` to write it to a folder.
+
+The loop follows the course framework the report used: Adam at a fixed learning rate,
+training data reshuffled every epoch, per-epoch training metrics (mean over the epoch's
+batches, train mode) and validation metrics (eval mode), and the test set evaluated
+whenever validation accuracy reaches a new best (>=).
+
+The same code runs on a CPU and on a GPU. The data sits on the device as uint8 and is
+normalised there, batches are taken by index, and metrics are accumulated on the device
+and read once per epoch, so a GPU step never waits for the host.
+"""
+
+import math
+import os
+import platform
+import subprocess
+import time
+import traceback
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from lab2 import data as cifar
+from lab2.atomic import atomic_write, write_json
+from lab2.config import RunConfig
+from lab2.models import build_model, count_parameters
+
+EVAL_BATCH_SIZE = 1000  # evaluation needs no gradients, so larger batches are cheaper
+METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+SUMMARY_KEYS = (
+    "train_loss", "train_acc", "val_loss", "val_acc", "best_val_acc", "best_epoch",
+    "test_loss", "test_acc", "status", "seconds",
+)
+
+
+@dataclass
+class RunResult:
+    """What one run produced: per-epoch metrics, the summary, and where it ran."""
+
+    history: list[dict]
+    summary: dict
+    environment: dict = field(default_factory=dict)
+
+
+def choose_device(requested: str = "auto") -> torch.device:
+    """CUDA when present unless a device is forced ('cpu', 'cuda', 'cuda:1')."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {requested}: CUDA is not available on this machine; use cpu or auto")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed weights, shuffling and dropout masks (torch seeds CPU and every GPU)."""
+    torch.manual_seed(seed)
+
+
+def _numerics(config: RunConfig, device: torch.device) -> dict:
+    """Set and describe how this run computes: TF32, bf16 autocast, memory format."""
+    on_cuda = device.type == "cuda"
+    tf32 = on_cuda and config.precision in ("tf32", "bf16")
+    if on_cuda:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
+    return {
+        "precision": config.precision if on_cuda else "fp32",
+        "tf32": tf32,
+        "autocast_bf16": on_cuda and config.precision == "bf16",
+        # channels_last lets cuDNN pick its NHWC tensor-core kernels; CPUs keep NCHW.
+        "channels_last": on_cuda and config.model == "cnn",
+    }
+
+
+@torch.no_grad()
+def evaluate(model, images, labels, autocast=nullcontext(), channels_last=False) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over a whole set, in eval mode."""
+    model.eval()
+    loss_sum = torch.zeros((), device=images.device)
+    correct = torch.zeros((), device=images.device)
+    for start in range(0, len(images), EVAL_BATCH_SIZE):
+        batch_labels = labels[start:start + EVAL_BATCH_SIZE]
+        with autocast:
+            logits = model(model_input(images[start:start + EVAL_BATCH_SIZE], channels_last))
+        loss_sum += F.cross_entropy(logits.float(), batch_labels, reduction="sum")
+        correct += (logits.argmax(1) == batch_labels).sum()
+    return (loss_sum / len(images)).item(), (correct / len(images)).item()
+
+
+def model_input(images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """A batch of uint8 images as the model's float input, normalised on their device."""
+    x = cifar.normalize(images)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def fit(config: RunConfig, splits: cifar.Splits, device: torch.device, progress: bool = True) -> RunResult:
+    """Train one model on splits and return its history and summary."""
+    started = time.perf_counter()
+    seed_everything(config.seed)
+    numerics = _numerics(config, device)
+    channels_last = numerics["channels_last"]
+    model = build_model(config).to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, fused=device.type == "cuda")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if numerics["autocast_bf16"] else nullcontext()
+
+    train_images, train_labels = splits.train_images.to(device), splits.train_labels.to(device)
+    val = (splits.val_images.to(device), splits.val_labels.to(device))
+    test = (splits.test_images.to(device), splits.test_labels.to(device))
+    shuffle = torch.Generator(device=device).manual_seed(config.seed)
+    # Whole batches only: every step sees batch_size images, and BatchNorm never sees one.
+    num_batches = len(train_images) // config.batch_size
+
+    history, status = [], "ok"
+    best = {"best_val_acc": -1.0, "best_epoch": 0, "test_loss": None, "test_acc": None}
+    epochs = tqdm(range(1, config.num_epochs + 1), desc=f"{config.model} training", unit="epoch",
+                  disable=not progress, mininterval=1.0)
+    for epoch in epochs:
+        epoch_started = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(train_images), device=device, generator=shuffle)
+        loss_sum = torch.zeros((), device=device)
+        acc_sum = torch.zeros((), device=device)
+        for step in range(num_batches):
+            index = order[step * config.batch_size:(step + 1) * config.batch_size]
+            labels = train_labels[index]
+            with autocast:
+                logits = model(model_input(train_images[index], channels_last))
+            loss = F.cross_entropy(logits.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()
+            acc_sum += (logits.detach().argmax(1) == labels).float().mean()
+        train_loss, train_acc = (loss_sum / num_batches).item(), (acc_sum / num_batches).item()
+        if not math.isfinite(train_loss):
+            status = "diverged"
+            break
+        val_loss, val_acc = evaluate(model, *val, autocast, channels_last)
+        if not math.isfinite(val_loss):
+            status = "diverged"
+            break
+        if val_acc >= best["best_val_acc"]:
+            test_loss, test_acc = evaluate(model, *test, autocast, channels_last)
+            best = {"best_val_acc": val_acc, "best_epoch": epoch, "test_loss": test_loss, "test_acc": test_acc}
+        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
+               "val_acc": val_acc, "seconds": time.perf_counter() - epoch_started}
+        history.append(row)
+        epochs.set_postfix(loss=f"{train_loss:.3f}", val_acc=f"{val_acc:.3f}", test_acc=f"{best['test_acc']:.3f}")
+    epochs.close()
+
+    last = history[-1] if history else {}
+    summary = {key: last.get(key) for key in ("train_loss", "train_acc", "val_loss", "val_acc")}
+    summary.update(best if history else {"best_val_acc": None, "best_epoch": None, "test_loss": None, "test_acc": None})
+    summary.update(status=status, seconds=time.perf_counter() - started, error=None,
+                   num_parameters=count_parameters(model))
+    return RunResult(history, summary, {"numerics": numerics})
+
+
+def run(config: RunConfig, data_dir=None, device: str = "auto", progress: bool = True) -> RunResult:
+    """One run as a pure function of its config (and the data it reads): load, split, fit."""
+    config.validate()
+    torch_device = choose_device(device)
+    dataset = cifar.load_cifar10(data_dir)
+    splits = cifar.split(dataset, config.train_size, config.eval_size)
+    if config.batch_size > len(splits.train_images):
+        raise ValueError(
+            f"batch_size: must be at most the {len(splits.train_images)} training images, got {config.batch_size}"
+        )
+    result = fit(config, splits, torch_device, progress)
+    result.environment = describe_environment(torch_device, dataset, result.environment["numerics"])
+    return result
+
+
+def failed_result(error: BaseException, seconds: float) -> RunResult:
+    """The record of a run that raised: status 'failed' and the error, no metrics."""
+    summary = {key: None for key in SUMMARY_KEYS}
+    summary.update(status="failed", seconds=seconds, error="".join(traceback.format_exception_only(error)).strip())
+    return RunResult([], summary)
+
+
+def git_commit() -> str:
+    """The project's commit, with '-dirty' when the tree has uncommitted changes; 'unknown' outside git."""
+    root = cifar.PROJECT_ROOT
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return os.environ.get("LAB2_GIT_COMMIT", "unknown")
+    return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def describe_environment(device: torch.device, dataset: cifar.Cifar10, numerics: dict) -> dict:
+    """Versions, device and data provenance for env.json."""
+    import numpy
+    import torchvision
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "cpu_threads": torch.get_num_threads(),
+        "git_commit": git_commit(),
+        "data_source": dataset.source,
+        "data_fingerprint": dataset.fingerprint,
+        **numerics,
+    }
+
+
+def save_run(out_dir, config: RunConfig, result: RunResult) -> None:
+    """Write config.json, metrics.csv, env.json and, last, summary.json (each atomically)."""
+    write_json(f"{out_dir}/config.json", config.to_dict())
+    with atomic_write(f"{out_dir}/metrics.csv") as handle:
+        handle.write(",".join(METRIC_COLUMNS) + "\n")
+        for row in result.history:
+            handle.write(",".join(repr(row[column]) for column in METRIC_COLUMNS) + "\n")
+    write_json(f"{out_dir}/env.json", result.environment)
+    # summary.json marks the run complete, so it is written after everything else.
+    write_json(f"{out_dir}/summary.json", result.summary)

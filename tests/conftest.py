@@ -1,0 +1,86 @@
+"""Small CIFAR-10-shaped data sets, made by the tests, in every on-disk format lab2 reads."""
+
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lab2.data import CLASSES, PICKLE_TEST, PICKLE_TRAIN
+
+TRAIN_PER_CLASS = 130  # 1,300 training images: 1,040 train + 260 validation after the split
+TEST_PER_CLASS = 30
+
+
+def make_arrays(seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Separable images: each class is its own colour pattern plus noise; uint8 (N, 3, 32, 32)."""
+    rng = np.random.default_rng(seed)
+    patterns = rng.integers(40, 216, size=(len(CLASSES), 3, 32, 32))
+    arrays = {}
+    for split, per_class in (("train", TRAIN_PER_CLASS), ("test", TEST_PER_CLASS)):
+        labels = np.repeat(np.arange(len(CLASSES)), per_class)
+        noise = rng.normal(0, 25, size=(len(labels), 3, 32, 32))
+        images = np.clip(patterns[labels] + noise, 0, 255).astype(np.uint8)
+        arrays[split] = (images, labels.astype(np.int64))
+    return arrays
+
+
+def write_pickles(arrays, folder: Path) -> Path:
+    """The official layout: data_batch_1..5 and test_batch in cifar-10-batches-py/."""
+    batches = folder / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    images, labels = arrays["train"]
+    for name, index in zip(PICKLE_TRAIN, np.array_split(np.arange(len(labels)), len(PICKLE_TRAIN))):
+        batch = {b"data": images[index].reshape(len(index), -1), b"labels": labels[index].tolist()}
+        (batches / name).write_bytes(pickle.dumps(batch))
+    test_images, test_labels = arrays["test"]
+    test = {b"data": test_images.reshape(len(test_labels), -1), b"labels": test_labels.tolist()}
+    (batches / PICKLE_TEST).write_bytes(pickle.dumps(test))
+    return folder
+
+
+def write_image_folder(arrays, folder: Path, suffix: str = ".png") -> Path:
+    """train/<class>/NNNN<suffix> and test/<class>/NNNN<suffix>."""
+    for split, (images, labels) in arrays.items():
+        for number, (image, label) in enumerate(zip(images, labels)):
+            path = folder / split / CLASSES[label] / f"{number:04d}{suffix}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image.transpose(1, 2, 0)).save(path)
+    return folder
+
+
+def write_tar_gz(folder: Path, archive: Path, top: str | None) -> Path:
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(folder)
+            tar.add(path, arcname=str(Path(top) / relative) if top else str(relative), recursive=False)
+    return archive
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Every test decodes into its own cache folder, never the project's."""
+    monkeypatch.setenv("LAB2_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def arrays():
+    return make_arrays()
+
+
+@pytest.fixture(scope="session")
+def pickle_dir(arrays, tmp_path_factory):
+    return write_pickles(arrays, tmp_path_factory.mktemp("pickles"))
+
+
+@pytest.fixture(scope="session")
+def image_dir(arrays, tmp_path_factory):
+    return write_image_folder(arrays, tmp_path_factory.mktemp("images"))
+
+
+@pytest.fixture(scope="session")
+def image_archive(image_dir, tmp_path_factory):
+    """A .tar.gz of the image folder with one top folder around train/ and test/, like the course copy."""
+    return write_tar_gz(image_dir, tmp_path_factory.mktemp("archive") / "cifar10-png.tar.gz", top="cifar10-png")
