@@ -98,13 +98,17 @@ def model_input(images: torch.Tensor, channels_last: bool = False) -> torch.Tens
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def fit(config: RunConfig, splits: cifar.Splits, device: torch.device, progress: bool = True) -> RunResult:
-    """Train one model on splits and return its history and summary."""
+def fit(config: RunConfig, splits: cifar.Splits, device: torch.device, progress: bool = True,
+        layers: str = "lab2") -> RunResult:
+    """Train one model on splits and return its history and summary.
+
+    layers='torch' swaps in torch.nn's BatchNorm and Dropout: the reference implementation.
+    """
     started = time.perf_counter()
     seed_everything(config.seed)
     numerics = _numerics(config, device)
     channels_last = numerics["channels_last"]
-    model = build_model(config).to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    model = build_model(config, layers).to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, fused=device.type == "cuda")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if numerics["autocast_bf16"] else nullcontext()
 
@@ -161,7 +165,8 @@ def fit(config: RunConfig, splits: cifar.Splits, device: torch.device, progress:
     return RunResult(history, summary, {"numerics": numerics})
 
 
-def run(config: RunConfig, data_dir=None, device: str = "auto", progress: bool = True) -> RunResult:
+def run(config: RunConfig, data_dir=None, device: str = "auto", progress: bool = True,
+        layers: str = "lab2") -> RunResult:
     """One run as a pure function of its config (and the data it reads): load, split, fit."""
     config.validate()
     torch_device = choose_device(device)
@@ -171,7 +176,7 @@ def run(config: RunConfig, data_dir=None, device: str = "auto", progress: bool =
         raise ValueError(
             f"batch_size: must be at most the {len(splits.train_images)} training images, got {config.batch_size}"
         )
-    result = fit(config, splits, torch_device, progress)
+    result = fit(config, splits, torch_device, progress, layers)
     result.environment = describe_environment(torch_device, dataset, result.environment["numerics"])
     return result
 

@@ -1,0 +1,98 @@
+"""The training loop: it learns, it is deterministic, it records divergence, it writes its files."""
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from lab2 import train
+from lab2.config import RunConfig
+from lab2.data import Cifar10, split
+from lab2.train import SUMMARY_KEYS, fit, save_run
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def splits(arrays):
+    tensors = [torch.from_numpy(arrays[name][i]) for name in ("train", "test") for i in (0, 1)]
+    return split(Cifar10(*tensors, source="synthetic", fingerprint="synthetic"))
+
+
+def small(**fields) -> RunConfig:
+    values = dict(model="mlp", hidden=64, channels=4, batch_size=50, num_epochs=3, dropout_rate=0.3)
+    return RunConfig(**{**values, **fields})
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_learns_separable_data_well_above_chance(splits, model):
+    result = fit(small(model=model), splits, CPU, progress=False)
+    assert result.summary["status"] == "ok"
+    assert result.summary["test_acc"] > 0.6  # chance is 0.1
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_summary_holds_the_reports_numbers(splits):
+    result = fit(small(), splits, CPU, progress=False)
+    summary, history = result.summary, result.history
+    assert set(SUMMARY_KEYS) <= set(summary)
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert summary["train_loss"] == history[-1]["train_loss"] and summary["val_acc"] == history[-1]["val_acc"]
+    best = max(row["val_acc"] for row in history)
+    assert summary["best_val_acc"] == best
+    # Test is taken at the last epoch that reached the best validation accuracy (>=).
+    assert summary["best_epoch"] == max(row["epoch"] for row in history if row["val_acc"] == best)
+    assert 0 <= summary["test_acc"] <= 1 and summary["seconds"] > 0
+
+
+def test_same_seed_same_metrics_other_seed_other_metrics(splits):
+    def metrics(seed):
+        history = fit(small(seed=seed, model="cnn"), splits, CPU, progress=False).history
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+    assert metrics(0) == metrics(0)
+    assert metrics(0) != metrics(1)
+
+
+def test_reference_layers_train_alike(splits):
+    ours = fit(small(), splits, CPU, progress=False).summary["test_acc"]
+    theirs = fit(small(), splits, CPU, progress=False, layers="torch").summary["test_acc"]
+    assert abs(ours - theirs) < 0.1
+
+
+def test_a_nan_loss_is_reported_as_diverged(splits, monkeypatch):
+    real_cross_entropy = train.F.cross_entropy
+
+    def exploding(logits, labels, **kwargs):
+        return real_cross_entropy(logits, labels, **kwargs) * math.inf
+
+    monkeypatch.setattr(train.F, "cross_entropy", exploding)
+    result = fit(small(), splits, CPU, progress=False)
+    assert result.summary["status"] == "diverged"
+    assert result.history == [] and result.summary["test_acc"] is None
+
+
+def test_save_run_writes_every_file_summary_last(splits, tmp_path, monkeypatch):
+    written = []
+    real_write_json = train.write_json
+    monkeypatch.setattr(train, "write_json", lambda path, value: (written.append(path), real_write_json(path, value)))
+    config = small(num_epochs=2)
+    result = fit(config, splits, CPU, progress=False)
+    result.environment = {"device": "cpu"}
+    save_run(tmp_path, config, result)
+    assert json.loads((tmp_path / "config.json").read_text()) == config.to_dict()
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert len(rows) == 2 and float(rows[1]["val_acc"]) == result.history[1]["val_acc"]
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "ok"
+    assert not list(tmp_path.glob(".*tmp"))  # no temporary files left behind
+    assert written[-1].endswith("summary.json")  # the file that marks the run complete comes last
+
+
+def test_device_choice():
+    assert train.choose_device("cpu") == CPU
+    assert train.choose_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            train.choose_device("cuda")
