@@ -1,0 +1,138 @@
+"""The report's experiments as data: read params/*.yaml, apply a profile, expand the grid.
+
+Every experiment file names a model, a baseline and experiments; a list value is a grid
+axis. A profile (params/profiles.yaml) sets fields on every run and names the seeds.
+A config that several experiments share is planned once and lists them all.
+"""
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lab2.config import FIELD_NAMES, ConfigError, RunConfig
+
+PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
+PROFILES_FILE = "profiles.yaml"
+EXPERIMENT_FILE_KEYS = ("model", "baseline", "experiments")
+PROFILE_KEYS = ("description", "seeds", "set")
+
+
+class GridError(ValueError):
+    """A params file that cannot be used; names the file, the key and what is allowed."""
+
+
+@dataclass
+class PlannedRun:
+    """One resolved config and every experiment (as 'model/name') that needs it."""
+
+    config: RunConfig
+    experiments: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Profile:
+    name: str
+    description: str
+    seeds: list[int]
+    overrides: dict
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise GridError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(content, dict):
+        raise GridError(f"{path}: expected a mapping at the top level")
+    return content
+
+
+def _check_keys(path: Path, where: str, mapping, allowed) -> None:
+    if not isinstance(mapping, dict):
+        raise GridError(f"{path}: {where} must be a mapping")
+    for key in mapping:
+        if key not in allowed:
+            raise GridError(f"{path}: {where}{key}: unknown key; allowed keys are {', '.join(allowed)}")
+
+
+def load_profiles(params_dir: Path = PARAMS_DIR) -> dict[str, Profile]:
+    path = params_dir / PROFILES_FILE
+    profiles = {}
+    for name, body in _read_yaml(path).items():
+        _check_keys(path, f"{name}.", body, PROFILE_KEYS)
+        seeds = body.get("seeds", [0])
+        if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)):
+            raise GridError(f"{path}: {name}.seeds: must be a non-empty list of integers >= 0, got {seeds!r}")
+        overrides = body.get("set", {}) or {}
+        _check_keys(path, f"{name}.set.", overrides, [f for f in FIELD_NAMES if f not in ("model", "seed")])
+        profiles[name] = Profile(name, str(body.get("description", "")).strip(), seeds, overrides)
+    return profiles
+
+
+def get_profile(name: str, params_dir: Path = PARAMS_DIR) -> Profile:
+    profiles = load_profiles(params_dir)
+    if name not in profiles:
+        raise GridError(f"unknown profile {name!r}; {params_dir / PROFILES_FILE} defines {', '.join(profiles)}")
+    return profiles[name]
+
+
+def _apply_profile(values: dict, profile: Profile, path: Path, where: str) -> dict:
+    resolved = dict(values)
+    for key, setting in profile.overrides.items():
+        if isinstance(setting, dict):
+            # A translation table: the protocol's value -> this profile's value.
+            if resolved.get(key, getattr(RunConfig, key)) not in setting:
+                raise GridError(
+                    f"{PARAMS_DIR / PROFILES_FILE}: {profile.name}.set.{key}: no entry for "
+                    f"{resolved.get(key, getattr(RunConfig, key))!r}, needed by {path}: {where}; "
+                    f"it maps {', '.join(map(repr, setting))}"
+                )
+            resolved[key] = setting[resolved.get(key, getattr(RunConfig, key))]
+        else:
+            resolved[key] = setting
+    return resolved
+
+
+def _expand(path: Path, experiment: str, values: dict) -> list[dict]:
+    """The product of every list-valued field."""
+    axes = {key: value for key, value in values.items() if isinstance(value, list)}
+    for key, value in axes.items():
+        if not value:
+            raise GridError(f"{path}: experiments.{experiment}.{key}: an empty list has nothing to run")
+    combinations = itertools.product(*axes.values()) if axes else [()]
+    return [{**values, **dict(zip(axes, combination))} for combination in combinations]
+
+
+def plan(profile_name: str, params_dir: Path = PARAMS_DIR) -> tuple[Profile, list[PlannedRun]]:
+    """Validate every params file and return the profile's de-duplicated runs, seed-major."""
+    profile = get_profile(profile_name, params_dir)
+    files = sorted(p for p in params_dir.glob("*.yaml") if p.name != PROFILES_FILE)
+    if not files:
+        raise GridError(f"{params_dir}: no experiment files (*.yaml besides {PROFILES_FILE})")
+    runs: dict[RunConfig, PlannedRun] = {}
+    for path in files:
+        content = _read_yaml(path)
+        _check_keys(path, "", content, EXPERIMENT_FILE_KEYS)
+        model = content.get("model")
+        baseline = content.get("baseline", {}) or {}
+        experiments = content.get("experiments") or {}
+        _check_keys(path, "baseline.", baseline, [f for f in FIELD_NAMES if f not in ("model", "seed")])
+        if not isinstance(experiments, dict) or not experiments:
+            raise GridError(f"{path}: experiments: must be a non-empty mapping of name to fields")
+        for name, fields in experiments.items():
+            fields = fields or {}
+            _check_keys(path, f"experiments.{name}.", fields, [f for f in FIELD_NAMES if f not in ("model", "seed")])
+            for values in _expand(path, name, {**baseline, **fields}):
+                resolved = _apply_profile({"model": model, **values}, profile, path, f"experiments.{name}")
+                for seed in profile.seeds:
+                    try:
+                        config = RunConfig.from_dict({**resolved, "seed": seed})
+                    except ConfigError as error:
+                        where = "model" if error.field == "model" else f"experiments.{name}.{error.field}"
+                        raise GridError(f"{path}: {where}: {error.message}") from None
+                    runs.setdefault(config, PlannedRun(config)).experiments.append(f"{model}/{name}")
+    # Seed-major order: a sweep stopped part-way has one seed of everything before the next.
+    ordered = sorted(runs.values(), key=lambda run: profile.seeds.index(run.config.seed))
+    return profile, ordered
