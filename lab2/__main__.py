@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from lab2.config import DROPOUT_KINDS, MODELS, PRECISIONS, ConfigError, RunConfig
+from lab2.grid import PARAMS_DIR
 
 CHOICES = {"model": MODELS, "dropout_kind": DROPOUT_KINDS, "precision": PRECISIONS}
 
@@ -78,7 +79,8 @@ def sweep_command(parser, args) -> int:
 
     try:
         return sweep(profile=args.profile, jobs=args.jobs, only=args.only, dry_run=args.dry_run,
-                     data_dir=args.data_dir, device=args.device, results_root=args.results)
+                     data_dir=args.data_dir, device=args.device, results_root=args.results,
+                     params_dir=args.params)
     except SweepError as error:
         parser.error(str(error))
 
@@ -98,6 +100,12 @@ def bench_command(parser, args) -> int:
     return 0
 
 
+def gpu_check_command(parser, args) -> int:
+    from lab2.gpu_check import gpu_check
+
+    return gpu_check(args.profile, args.budget_s, args.jobs, args.data_dir, args.dry_run)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab2", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +123,7 @@ def main(argv=None) -> int:
     sweep.add_argument("--only", default=None, help="run only experiments or run ids matching this glob")
     sweep.add_argument("--dry-run", action="store_true", help="list what would run and what is cached; run nothing")
     sweep.add_argument("--results", type=Path, default=None, help="results root (default: results/)")
+    sweep.add_argument("--params", type=Path, default=PARAMS_DIR, help="experiments and profiles (default: params/)")
     _add_common_flags(sweep)
     sweep.set_defaults(handler=sweep_command)
 
@@ -126,6 +135,14 @@ def main(argv=None) -> int:
     bench.add_argument("--device", default="auto", help="cpu, cuda or auto")
     bench.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     bench.set_defaults(handler=bench_command)
+
+    check = commands.add_parser("gpu-check", help="on a GPU: versions, bench, epoch times, then the sweep within a budget")
+    check.add_argument("--profile", default="full", help="profile to sweep (default: full)")
+    check.add_argument("--budget-s", type=float, default=480, help="wall-clock seconds for the whole check (default: 480)")
+    check.add_argument("--jobs", type=int, default=None, help="notebooks run at once (default: by device)")
+    check.add_argument("--dry-run", action="store_true", help="rehearse on a CPU: toy sizes, sweep --dry-run")
+    check.add_argument("--data-dir", type=Path, default=None, help="CIFAR-10 location (default: $LAB2_DATA, else data/)")
+    check.set_defaults(handler=gpu_check_command)
 
     args = parser.parse_args(argv)
     # Errors are reported by the sub-command's parser, so its usage line is the one shown.

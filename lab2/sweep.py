@@ -22,7 +22,7 @@ from tqdm import tqdm
 from lab2.atomic import write_json
 from lab2.config import run_id
 from lab2.data import PROJECT_ROOT, DataError, load_cifar10
-from lab2.grid import GridError, PlannedRun, plan
+from lab2.grid import PARAMS_DIR, GridError, PlannedRun, plan
 
 RESULTS_ROOT = PROJECT_ROOT / "results"
 RUN_NOTEBOOK = PROJECT_ROOT / "book" / "run.ipynb"
@@ -71,6 +71,11 @@ def execute_run(task: RunTask) -> dict:
     staging = final.parent / f".{final.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    # The kernel inherits this process's stderr; its start-up chatter goes to a log in the run
+    # folder rather than over the sweep's progress bar (cell errors are in the notebook).
+    log = os.open(staging / "kernel.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 2)
+    os.close(log)
     started = time.perf_counter()
     error = None
     try:
@@ -110,10 +115,11 @@ def _print_table(rows: list[tuple[str, str, str, str]]) -> None:
 
 
 def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = None, dry_run: bool = False,
-          data_dir=None, device: str = "auto", results_root: Path | None = None) -> int:
+          data_dir=None, device: str = "auto", results_root: Path | None = None,
+          params_dir: Path = PARAMS_DIR) -> int:
     """Execute every missing run of the profile's grid; 0 if all runs finished, 1 otherwise."""
     try:
-        chosen_profile, runs = plan(profile)
+        chosen_profile, runs = plan(profile, Path(params_dir))
     except GridError as error:
         raise SweepError(str(error)) from None
     if jobs is not None and jobs < 1:
