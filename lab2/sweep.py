@@ -1,7 +1,8 @@
 """Run a profile's grid through papermill: cached, parallel, failure-isolated, resumable.
 
-Each run executes book/run.ipynb into a hidden staging folder `.<run-id>.partial/`; when
-papermill returns, the folder is renamed to `<run-id>/` in one step. So a run folder
+Each run executes book/run.ipynb with papermill, in a process of its own, into a hidden
+staging folder `.<run-id>.partial/`; when papermill exits, the folder is renamed to
+`<run-id>/` in one step. So a run folder
 exists only once its run has finished (ok, diverged or failed), a sweep killed part-way
 leaves only staging folders, and the next sweep deletes those and starts them again.
 """
@@ -11,10 +12,10 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 from tqdm import tqdm
@@ -62,40 +63,58 @@ def default_jobs(device: str) -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def execute_run(task: RunTask) -> dict:
-    """Execute the run notebook for one config (in a worker process); returns its outcome."""
-    import papermill
+def staging_dir(run_dir: Path) -> Path:
+    return run_dir.parent / f".{run_dir.name}.partial"
 
-    os.environ["OMP_NUM_THREADS"] = str(task.threads)  # inherited by the notebook's kernel
-    final = Path(task.run_dir)
-    staging = final.parent / f".{final.name}.partial"
+
+def _start(task: RunTask) -> subprocess.Popen:
+    """Launch papermill for one run, into its staging folder, in a process group of its own.
+
+    A separate process (not a pool worker) so that stopping a sweep can kill it outright;
+    its kernel notices that its parent is gone and exits too.
+    """
+    staging = staging_dir(Path(task.run_dir))
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    # The kernel inherits this process's stderr; its start-up chatter goes to a log in the run
-    # folder rather than over the sweep's progress bar (cell errors are in the notebook).
-    log = os.open(staging / "kernel.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log, 2)
-    os.close(log)
-    started = time.perf_counter()
-    error = None
+    parameters = {**task.parameters, "out_dir": str(staging)}
+    command = [sys.executable, "-m", "papermill", str(RUN_NOTEBOOK), str(staging / "run.ipynb"),
+               "-y", json.dumps(parameters), "--cwd", str(PROJECT_ROOT), "--no-progress-bar"]
+    # Papermill's and the kernel's own chatter goes to a log in the run folder, not over the
+    # sweep's progress bar; an error in a cell is kept in the executed notebook.
+    with open(staging / "kernel.log", "wb") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
+                                start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": str(task.threads)})
+
+
+def _notebook_error(notebook: Path) -> str | None:
+    """The first error a cell of the executed notebook raised, as 'Name: message'."""
     try:
-        papermill.execute_notebook(
-            str(RUN_NOTEBOOK), str(staging / "run.ipynb"),
-            parameters={**task.parameters, "out_dir": str(staging)},
-            cwd=str(PROJECT_ROOT), progress_bar=False, log_output=False,
-        )
-    except Exception as exc:  # noqa: BLE001 - any failure is recorded, and the sweep goes on
-        error = f"{type(exc).__name__}: {exc}".strip()[-2000:]
-    if error is not None or run_status(staging) is None:
+        cells = json.loads(notebook.read_text())["cells"]
+    except (OSError, ValueError, KeyError):
+        return None
+    for cell in cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                return f"{output.get('ename')}: {output.get('evalue')}"
+    return None
+
+
+def _publish(task: RunTask, return_code: int, seconds: float) -> dict:
+    """Record a failure if there was one, then make the run visible in one rename."""
+    final = Path(task.run_dir)
+    staging = staging_dir(final)
+    error = None
+    if return_code != 0 or run_status(staging) is None:
+        error = (_notebook_error(staging / "run.ipynb")
+                 or f"papermill exited with code {return_code}; see {final / 'kernel.log'}")
         from lab2.train import SUMMARY_KEYS
 
         summary = {key: None for key in SUMMARY_KEYS}
-        summary.update(status="failed", seconds=time.perf_counter() - started, error=error or "no summary written")
+        summary.update(status="failed", seconds=seconds, error=error)
         write_json(staging / "summary.json", summary)
     shutil.rmtree(final, ignore_errors=True)  # an earlier failed attempt, now replaced
     os.replace(staging, final)
-    return {"run_id": task.run_id, "status": run_status(final), "seconds": time.perf_counter() - started,
-            "error": error}
+    return {"run_id": task.run_id, "status": run_status(final), "seconds": seconds, "error": error}
 
 
 def _select(runs: list[PlannedRun], ids: list[str], only: str | None):
@@ -179,36 +198,36 @@ def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _worker_init() -> None:
-    # SIGTERM unwinds like Ctrl-C, so nbclient shuts the run's kernel down on the way out.
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-
-
 def _execute(tasks: list[RunTask], jobs: int, profile: str) -> list[dict]:
-    """Run tasks on `jobs` processes with a progress bar; stop cleanly on Ctrl-C or SIGTERM."""
+    """Run tasks, `jobs` processes at a time, with a progress bar; stop cleanly on Ctrl-C or SIGTERM."""
     outcomes: list[dict] = []
     if not tasks:
         return outcomes
-
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     bar = tqdm(total=len(tasks), desc=f"sweep {profile}", unit="run")
-    # spawn, not fork: a forked copy of a process that has touched torch threads can deadlock.
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_worker_init)
+    queue, running = list(tasks), {}
     try:
-        futures = {pool.submit(execute_run, task) for task in tasks}
-        while futures:
-            done, futures = wait(futures, return_when=FIRST_COMPLETED)
-            for future in done:
-                outcomes.append(future.result())
+        while queue or running:
+            while queue and len(running) < jobs:
+                task = queue.pop(0)
+                running[task.run_id] = (task, _start(task), time.perf_counter())
+            time.sleep(0.2)
+            for rid, (task, process, started) in list(running.items()):
+                if process.poll() is None:
+                    continue
+                del running[rid]
+                outcomes.append(_publish(task, process.returncode, time.perf_counter() - started))
                 bar.update(1)
                 bar.set_postfix(failed=sum(o["status"] not in FINISHED_STATUSES for o in outcomes))
     except KeyboardInterrupt:
-        bar.write("sweep interrupted: stopping workers; finished runs are kept")
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        bar.write("sweep interrupted: stopping the runs in progress; finished runs are kept")
+        for _, process, _ in running.values():
+            # The whole process group: the run's process and anything it started.
+            os.killpg(process.pid, signal.SIGKILL)
+        for _, process, _ in running.values():
+            process.wait()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
         signal.signal(signal.SIGTERM, previous)
     return outcomes
+

@@ -1,0 +1,180 @@
+"""The sweep: grid expansion, params validation, cache, failures, interruption, the run notebook."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import papermill
+import pytest
+import yaml
+
+from lab2 import results
+from lab2.__main__ import main
+from lab2.data import PROJECT_ROOT
+from lab2.grid import GridError, plan
+from lab2.sweep import RUN_NOTEBOOK, sweep
+
+TINY_EXPERIMENTS = {
+    "model": "mlp",
+    "baseline": {"dropout_rate": 0.5, "batch_size": 50},
+    "experiments": {
+        "best": {},
+        "no_dropout": {"dropout_rate": 0.0},
+        "grid_dropout_rate": {"dropout_rate": [0.0, 0.5]},
+    },
+}
+TINY_PROFILES = {"tiny": {"description": "one epoch on test data", "seeds": [0],
+                          "set": {"num_epochs": 1, "eval_size": 50, "hidden": 16}}}
+
+
+def write_params(folder: Path, experiments=TINY_EXPERIMENTS, profiles=TINY_PROFILES) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "mlp.yaml").write_text(yaml.safe_dump(experiments))
+    (folder / "profiles.yaml").write_text(yaml.safe_dump(profiles))
+    return folder
+
+
+def finished_runs(profile_dir: Path) -> dict[str, str]:
+    """Visible run folders and their status; every one must hold a summary."""
+    return {p.name: json.loads((p / "summary.json").read_text())["status"]
+            for p in profile_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
+
+
+def test_grid_expands_and_shares_configs(tmp_path):
+    profile, runs = plan("tiny", write_params(tmp_path / "params"))
+    assert profile.seeds == [0] and len(runs) == 2
+    by_rate = {run.config.dropout_rate: sorted(run.experiments) for run in runs}
+    assert by_rate == {0.5: ["mlp/best", "mlp/grid_dropout_rate"],
+                       0.0: ["mlp/grid_dropout_rate", "mlp/no_dropout"]}
+    assert all(run.config.num_epochs == 1 and run.config.hidden == 16 for run in runs)
+
+
+def test_project_grid_covers_every_experiment_of_the_report():
+    profile, runs = plan("full")
+    assert len(profile.seeds) >= 3
+    planned = {e for run in runs for e in run.experiments}
+    reference = results.load_reference()
+    assert {f"{m}/{e}" for m, e in zip(reference.model, reference.experiment)} <= planned
+    assert all(run.config.num_epochs == 50 and run.config.train_size is None for run in runs)
+    _, quick = plan("quick")
+    widths = {run.config.channels for run in quick if "cnn/narrow_dropout_rate" in run.experiments}
+    wide = {run.config.channels for run in quick if "cnn/best" in run.experiments}
+    assert widths == {min(wide) // 2}  # the narrow CNN stays half as wide under the quick profile
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda e, p: e["experiments"]["best"].update(droput_rate=0.1),
+     "mlp.yaml: experiments.best.droput_rate: unknown key; allowed keys are"),
+    (lambda e, p: e["baseline"].update(batch_size="big"),
+     "mlp.yaml: experiments.best.batch_size: must be an integer, got 'big'"),
+    (lambda e, p: e["experiments"]["grid_dropout_rate"].update(dropout_rate=[0.0, 1.5]),
+     "mlp.yaml: experiments.grid_dropout_rate.dropout_rate: must be in [0, 1), got 1.5"),
+    (lambda e, p: e.update(model="rnn"), "mlp.yaml: model: must be one of mlp, cnn, got 'rnn'"),
+    (lambda e, p: p["tiny"]["set"].update(channels={128: 8}),
+     "profiles.yaml: tiny.set.channels: no entry for 256"),
+    (lambda e, p: p["tiny"].update(seeds=[]), "profiles.yaml: tiny.seeds: must be a non-empty list"),
+])
+def test_bad_params_are_refused_naming_file_and_key(tmp_path, edit, message):
+    experiments, profiles = json.loads(json.dumps(TINY_EXPERIMENTS)), json.loads(json.dumps(TINY_PROFILES))
+    edit(experiments, profiles)
+    params = write_params(tmp_path / "params", experiments, profiles)
+    with pytest.raises(GridError) as error:
+        plan("tiny", params)
+    assert message in str(error.value)
+
+
+def test_sweep_cli_refuses_bad_input_before_writing(tmp_path, image_archive, capsys):
+    params = write_params(tmp_path / "params")
+    results_root = tmp_path / "results"
+    for extra, message in [(["--profile", "huge"], "unknown profile 'huge'"),
+                           (["--jobs", "0"], "--jobs: must be an integer >= 1"),
+                           (["--data-dir", str(tmp_path / "nothing")], "--data-dir: No CIFAR-10 found")]:
+        with pytest.raises(SystemExit) as exit_:
+            main(["sweep", "--profile", "tiny", "--params", str(params), "--results", str(results_root),
+                  "--data-dir", str(image_archive), *extra])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not results_root.exists()
+
+
+def test_dry_run_lists_and_runs_nothing(tmp_path, image_archive, capsys):
+    params = write_params(tmp_path / "params")
+    code = sweep("tiny", dry_run=True, data_dir=image_archive, results_root=tmp_path / "results", params_dir=params)
+    assert code == 0 and "2 runs, 0 cached, 2 to run" in capsys.readouterr().out
+    assert not (tmp_path / "results").exists()
+
+
+def test_second_sweep_is_cached_and_a_changed_parameter_reruns_only_its_runs(tmp_path, image_archive, capsys):
+    params = write_params(tmp_path / "params")
+    root = tmp_path / "results"
+    assert sweep("tiny", jobs=2, data_dir=image_archive, results_root=root, params_dir=params) == 0
+    first = finished_runs(root / "tiny")
+    assert sorted(first.values()) == ["ok", "ok"]
+    capsys.readouterr()
+    assert sweep("tiny", jobs=2, data_dir=image_archive, results_root=root, params_dir=params) == 0
+    assert "0 ran, 2 cached, 0 failed" in capsys.readouterr().out
+    changed = json.loads(json.dumps(TINY_EXPERIMENTS))
+    changed["experiments"]["grid_dropout_rate"]["dropout_rate"] = [0.0, 0.3, 0.5]
+    write_params(params, changed)
+    assert sweep("tiny", jobs=2, data_dir=image_archive, results_root=root, params_dir=params) == 0
+    assert "1 ran, 2 cached, 0 failed" in capsys.readouterr().out
+    assert set(first) < set(finished_runs(root / "tiny"))
+
+    runs = results.load_runs("tiny", root)
+    assert len(runs) == 3 and set(runs.status) == {"ok"}
+    epochs = results.load_epochs("tiny", root)
+    assert len(epochs) == 3 and {"dropout_rate", "val_acc", "epoch"} <= set(epochs.columns)
+    assert len(results.runs_of(runs, "mlp", "grid_dropout_rate")) == 3
+    assert set(results.by_experiment(runs).experiment) == {"best", "no_dropout", "grid_dropout_rate"}
+    spread = results.seed_spread(runs, ["dropout_rate"])
+    assert list(spread["test_acc_count"]) == [1, 1, 1]
+
+
+def test_a_failing_run_is_recorded_and_the_others_go_on(tmp_path, image_archive, capsys):
+    experiments = json.loads(json.dumps(TINY_EXPERIMENTS))
+    experiments["experiments"]["too_big"] = {"train_size": 100_000}  # more than the test data holds
+    params = write_params(tmp_path / "params", experiments)
+    root = tmp_path / "results"
+    assert sweep("tiny", jobs=2, data_dir=image_archive, results_root=root, params_dir=params) == 1
+    out = capsys.readouterr().out
+    assert "2 ran, 0 cached, 1 failed" in out and "DataError: train_size 100000" in out
+    statuses = finished_runs(root / "tiny")
+    assert sorted(statuses.values()) == ["failed", "ok", "ok"]
+    failed = next(root / "tiny" / rid for rid, status in statuses.items() if status == "failed")
+    assert (failed / "run.ipynb").is_file()  # the partly executed notebook is kept
+    # A failed run is not cached: the next sweep tries it again.
+    assert sweep("tiny", jobs=2, data_dir=image_archive, results_root=root, params_dir=params) == 1
+    assert "0 ran, 2 cached, 1 failed" in capsys.readouterr().out
+
+
+def test_an_interrupted_sweep_leaves_nothing_half_done_and_resumes(tmp_path, image_archive):
+    params = write_params(tmp_path / "params")
+    root = tmp_path / "results"
+    command = [sys.executable, "-m", "lab2", "sweep", "--profile", "tiny", "--jobs", "1", "--params", str(params),
+               "--results", str(root), "--data-dir", str(image_archive)]
+    sweeper = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while not list((root / "tiny").glob(".*.partial")) and time.time() < deadline:
+        time.sleep(0.2)
+    sweeper.send_signal(signal.SIGTERM)
+    output = sweeper.communicate(timeout=30)[0].decode()
+    assert sweeper.returncode == 1 and "interrupted" in output
+    assert finished_runs(root / "tiny") == {} or set(finished_runs(root / "tiny").values()) == {"ok"}
+    assert subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True).returncode == 0
+    assert sorted(finished_runs(root / "tiny").values()) == ["ok", "ok"]
+    assert not list((root / "tiny").glob(".*.partial"))
+
+
+def test_run_notebook_executes_with_papermill(tmp_path, image_archive):
+    """The CI-executed notebook test: the run notebook with smoke parameters."""
+    executed = papermill.execute_notebook(
+        str(RUN_NOTEBOOK), str(tmp_path / "run.ipynb"), cwd=str(PROJECT_ROOT), progress_bar=False,
+        parameters={"model": "cnn", "channels": 4, "num_epochs": 2, "train_size": 200, "eval_size": 100,
+                    "batch_size": 50, "data_dir": str(image_archive), "out_dir": str(tmp_path / "run")},
+    )
+    outputs = [output for cell in executed.cells for output in cell.get("outputs", [])]
+    assert any("image/png" in output.get("data", {}) for output in outputs)  # the curves
+    assert any("text/html" in output.get("data", {}) for output in outputs)  # the summary table
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "ok"
