@@ -49,9 +49,10 @@ book: venv
 	$(if $(filter full,$(PROFILE)),,$(PY) -m lab2 sweep --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS)))
 	$(PY) -m lab2 book --profile $(PROFILE)
 
-# On a GPU machine: versions, bench, one epoch of each model, then the full sweep.
+# On a GPU machine (its own python3 with torch; no .venv): versions, bench, one epoch of
+# each model, then the full sweep until the budget, packed for the trip home.
 gpu-check:
-	bash book/gpu_check.sh
+	$(PYTHON) -m lab2 gpu-check --profile full --archive $${OUT:-results}/results-full.tgz $(ARGS)
 
 clean:
 	rm -rf book/_build

@@ -100,10 +100,19 @@ def bench_command(parser, args) -> int:
     return 0
 
 
+def book_command(parser, args) -> int:
+    from lab2.book import BookError, build_book
+
+    try:
+        return build_book(args.profile, args.results, args.output)
+    except BookError as error:
+        parser.error(str(error))
+
+
 def gpu_check_command(parser, args) -> int:
     from lab2.gpu_check import gpu_check
 
-    return gpu_check(args.profile, args.budget_s, args.jobs, args.data_dir, args.dry_run)
+    return gpu_check(args.profile, args.budget_s, args.jobs, args.data_dir, args.dry_run, args.archive)
 
 
 def main(argv=None) -> int:
@@ -136,12 +145,20 @@ def main(argv=None) -> int:
     bench.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     bench.set_defaults(handler=bench_command)
 
+    book = commands.add_parser("book", help="build the HTML book from a profile's results (warnings are errors)")
+    book.add_argument("--profile", default="quick", help="whose results to render: quick (default), full or smoke")
+    book.add_argument("--results", type=Path, default=None, help="results root (default: results/)")
+    book.add_argument("--output", type=Path, default=None, help="build folder (default: book/_build)")
+    book.set_defaults(handler=book_command)
+
     check = commands.add_parser("gpu-check", help="on a GPU: versions, bench, epoch times, then the sweep within a budget")
     check.add_argument("--profile", default="full", help="profile to sweep (default: full)")
     check.add_argument("--budget-s", type=float, default=480, help="wall-clock seconds for the whole check (default: 480)")
     check.add_argument("--jobs", type=int, default=None, help="notebooks run at once (default: by device)")
     check.add_argument("--dry-run", action="store_true", help="rehearse on a CPU: toy sizes, sweep --dry-run")
     check.add_argument("--data-dir", type=Path, default=None, help="CIFAR-10 location (default: $LAB2_DATA, else data/)")
+    check.add_argument("--archive", type=Path, default=None,
+                       help="also pack the profile's finished runs into this .tar.gz (e.g. $OUT/results-full.tgz)")
     check.set_defaults(handler=gpu_check_command)
 
     args = parser.parse_args(argv)

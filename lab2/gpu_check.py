@@ -3,7 +3,8 @@
 Stages, each reported even if a later one fails: versions and device; the lab2-vs-torch.nn
 benchmark; the seconds of one epoch of each model under the full protocol (TF32 and bf16);
 then the sweep, stopped cleanly at the time budget so that every finished run is kept and
-a later call resumes the rest. `--dry-run` rehearses all of it on a CPU at toy sizes.
+a later call resumes the rest, and `--archive` packs the finished runs for the trip home.
+`--dry-run` rehearses all of it on a CPU at toy sizes.
 """
 
 import json
@@ -11,7 +12,9 @@ import platform
 import signal
 import subprocess
 import sys
+import tarfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -91,8 +94,19 @@ def run_sweep_until(profile: str, jobs: int | None, data_dir, deadline: float, d
             return child.wait()
 
 
+def pack_results(profile: str, archive: Path) -> int:
+    """Pack the profile's finished runs (not staging folders) into a .tar.gz; how many runs."""
+    folder = RESULTS_ROOT / profile
+    runs = [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")] if folder.is_dir() else []
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in [folder / name for name in ("manifest.json", "gpu_check.json") if (folder / name).is_file()] + runs:
+            tar.add(path, arcname=str(path.relative_to(RESULTS_ROOT.parent)))
+    return len(runs)
+
+
 def gpu_check(profile: str = "full", budget_s: float = 480, jobs: int | None = None, data_dir=None,
-              dry_run: bool = False) -> int:
+              dry_run: bool = False, archive: Path | None = None) -> int:
     started = time.time()
     deadline = started + budget_s
     if not torch.cuda.is_available() and not dry_run:
@@ -129,4 +143,6 @@ def gpu_check(profile: str = "full", budget_s: float = 480, jobs: int | None = N
     _say(f"gpu-check: sweep exit code {report['sweep_exit_code']} after {report['sweep_wall_s']:.1f} s")
     if not dry_run:
         write_json(RESULTS_ROOT / profile / "gpu_check.json", report)
+    if archive is not None:
+        _say(f"gpu-check: packed {pack_results(profile, archive)} finished runs into {archive}")
     return 0
