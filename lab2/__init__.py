@@ -1,13 +1,30 @@
-"""lab2: BatchNorm and Dropout in an MLP and a CNN on CIFAR-10, the package the book imports."""
+"""lab2: BatchNorm and Dropout in an MLP and a CNN on CIFAR-10, the package the book imports.
 
-from lab2.config import ConfigError, RunConfig, run_id
-from lab2.data import Cifar10, DataError, Splits, load_cifar10, normalize, split
-from lab2.layers import BatchNorm1d, BatchNorm2d, Dropout, Dropout2d, batch_norm, dropout
-from lab2.models import build_model, count_parameters
-from lab2.train import RunResult, evaluate, fit, run, save_run
+Public names are imported on first use, so that `from lab2 import results` does not load
+torch: the book's pages that only read results start seconds sooner.
+"""
 
-__all__ = [
-    "BatchNorm1d", "BatchNorm2d", "Cifar10", "ConfigError", "DataError", "Dropout", "Dropout2d",
-    "RunConfig", "RunResult", "Splits", "batch_norm", "build_model", "count_parameters", "dropout",
-    "evaluate", "fit", "load_cifar10", "normalize", "run", "run_id", "save_run", "split",
-]
+import importlib
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # the checkout: params/, book/, results/, data/
+
+# Public name -> the lab2 module that defines it.
+_EXPORTS = {
+    "ConfigError": "config", "RunConfig": "config", "run_id": "config",
+    "Cifar10": "data", "DataError": "data", "Splits": "data", "load_cifar10": "data", "normalize": "data",
+    "split": "data",
+    "BatchNorm1d": "layers", "BatchNorm2d": "layers", "Dropout": "layers", "Dropout2d": "layers",
+    "batch_norm": "layers", "dropout": "layers",
+    "build_model": "models", "count_parameters": "models",
+    "RunResult": "train", "evaluate": "train", "fit": "train", "run": "train", "save_run": "train",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'lab2' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"lab2.{_EXPORTS[name]}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value

@@ -19,9 +19,9 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from lab2 import PROJECT_ROOT
 from lab2.atomic import atomic_write
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA_ENV = "LAB2_DATA"  # where to look for CIFAR-10 when --data-dir is not given
 CACHE_ENV = "LAB2_CACHE"  # where decoded arrays are kept
 

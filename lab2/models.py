@@ -56,6 +56,21 @@ def build_model(config: RunConfig, impl: str = "lab2") -> nn.Sequential:
     return {"mlp": build_mlp, "cnn": build_cnn}[config.model](config, impl)
 
 
+def layer_summary(model: nn.Module, batch: int = 2):
+    """Each layer of a Sequential model: its output shape for CIFAR-10 input and its parameters."""
+    import pandas as pd
+    import torch
+
+    rows, x = [], torch.zeros(batch, *IMAGE_SHAPE)
+    model = model.eval()  # eval: BatchNorm uses its running statistics, so the pass changes nothing
+    with torch.no_grad():
+        for layer in model:
+            x = layer(x)
+            rows.append({"layer": type(layer).__name__, "output shape": tuple(x.shape[1:]),
+                         "parameters": count_parameters(layer)})
+    return pd.DataFrame(rows)
+
+
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters (BatchNorm's running statistics are buffers, not counted)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

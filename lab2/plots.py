@@ -1,33 +1,268 @@
-"""The figures the book and the run notebook draw, so that chapters stay short."""
+"""The figures the book and the run notebook draw, so that chapters stay short.
+
+Curves over several seeds show the mean and a band of ± 1 standard deviation; with one
+seed there is no band. Accuracy is a fraction of images classified correctly; loss is the
+mean cross-entropy in nats.
+"""
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-sns.set_theme(context="notebook", style="whitegrid")
+from lab2 import results
+from lab2.compare import ABLATIONS
+
+sns.set_theme(context="notebook", style="whitegrid", font_scale=1.1)
 
 SPLIT_COLOURS = {"train": "tab:blue", "validation": "tab:orange"}
+SPLIT_DASHES = {"train": "", "validation": (4, 2)}
+LOSS_LABEL = "cross-entropy loss (nats)"
+ACCURACY_LABEL = "accuracy (fraction correct)"
+FIELD_LABELS = {
+    "dropout_rate": "dropout rate p",
+    "batch_size": "batch size (images per step)",
+    "learning_rate": "learning rate (Adam)",
+    "dropout_kind": "dropout kind",
+    "experiment": "experiment",
+    "model": "model",
+}
+METRIC_LABELS = {
+    "test_acc": "test accuracy (fraction correct)",
+    "test_loss": "test loss (nats)",
+    "val_acc": "validation accuracy (fraction correct)",
+}
+LOG_AXES = {"batch_size": 2, "learning_rate": 10}  # grids spaced by factors, drawn on log axes
+MODEL_NAMES = {"mlp": "MLP", "cnn": "CNN"}
+# One colour per model on every figure.
+MODEL_COLOURS = {"MLP": "tab:blue", "CNN": "tab:orange", "CNN, half channels": "tab:green"}
+GRID_AXES = ("dropout_rate", "batch_size", "learning_rate")
+MARKERS_UP_TO = 15  # epochs; beyond this, markers hide the lines
+WIDE = (8.5, 3.6)  # inches: two panels across the page
+THREE_WIDE = (10.5, 3.6)  # inches: three panels across the page
 
 
-def curves_long(history: pd.DataFrame) -> pd.DataFrame:
-    """Per-epoch metrics in long form: epoch, split (train/validation), metric (loss/accuracy), value."""
+def curves_long(history: pd.DataFrame, keep=()) -> pd.DataFrame:
+    """Per-epoch metrics in long form: epoch, split (train/validation), metric (loss/accuracy), value.
+
+    `keep` names further columns (a setting, the seed) carried along for grouping.
+    """
     parts = []
     for split, prefix in (("train", "train"), ("validation", "val")):
         for metric, suffix in (("loss", "loss"), ("accuracy", "acc")):
-            part = history[["epoch", f"{prefix}_{suffix}"]].rename(columns={f"{prefix}_{suffix}": "value"})
+            column = f"{prefix}_{suffix}"
+            part = history[["epoch", *keep, column]].rename(columns={column: "value"})
             parts.append(part.assign(split=split, metric=metric))
     return pd.concat(parts, ignore_index=True)
 
 
 def plot_curves(history: pd.DataFrame, title: str = "") -> plt.Figure:
     """Loss and accuracy per epoch, training against validation, side by side."""
-    long = curves_long(history)
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
-    for axis, metric, label in ((axes[0], "loss", "cross-entropy loss"), (axes[1], "accuracy", "accuracy")):
-        sns.lineplot(data=long[long.metric == metric], x="epoch", y="value", hue="split",
-                     palette=SPLIT_COLOURS, marker="o", ax=axis)
+    return plot_curves_by(history, hue=None, title=title)
+
+
+def _labelled(values: pd.Series, field: str | None) -> pd.Series:
+    """Grid values as legend labels ('0.5', '1e-03', 'MLP')."""
+    if field == "learning_rate":
+        return values.map(lambda v: f"{v:g}")
+    if field == "model":
+        return values.map(lambda v: MODEL_NAMES.get(v, v))
+    return values.astype(str)
+
+
+def _palette(values: pd.Series, numeric: bool, field: str | None = None):
+    # Ordered grids get an ordered palette (dark to light, never the near-white end).
+    if field == "model":
+        return MODEL_COLOURS
+    count = values.nunique()
+    return sns.color_palette("viridis", count + 1)[:count] if numeric else sns.color_palette("tab10", count)
+
+
+def plot_curves_by(epochs: pd.DataFrame, hue: str | None, title: str = "", hue_label: str | None = None) -> plt.Figure:
+    """Loss and accuracy per epoch: colour = value of `hue`, solid = train, dashed = validation.
+
+    With hue=None the colour is the split (one setting, possibly several seeds).
+    """
+    frame = epochs.copy()
+    if hue is not None:
+        numeric = pd.api.types.is_numeric_dtype(frame[hue]) and frame[hue].dtype != bool
+        order = sorted(frame[hue].unique()) if numeric or hue == "model" else list(dict.fromkeys(frame[hue]))
+        order = [m for m in MODEL_NAMES if m in order] if hue == "model" else order
+        frame["setting"] = pd.Categorical(_labelled(frame[hue], hue), _labelled(pd.Series(order), hue).tolist())
+        palette = _palette(frame[hue], numeric, hue)
+    long = curves_long(frame, keep=["setting"] if hue is not None else [])
+    markers = bool(epochs["epoch"].max() <= MARKERS_UP_TO)
+    figure, axes = plt.subplots(1, 2, figsize=WIDE, constrained_layout=True)
+    for axis, metric, label in ((axes[0], "loss", LOSS_LABEL), (axes[1], "accuracy", ACCURACY_LABEL)):
+        data = long[long["metric"] == metric]
+        if hue is None:
+            sns.lineplot(data=data, x="epoch", y="value", hue="split", palette=SPLIT_COLOURS, errorbar="sd",
+                         marker="o" if markers else None, ax=axis)
+        else:
+            sns.lineplot(data=data, x="epoch", y="value", hue="setting", palette=palette, style="split",
+                         dashes=SPLIT_DASHES, errorbar="sd", markers=markers, ax=axis)
         axis.set(xlabel="epoch", ylabel=label)
-        axis.legend(title=None)
+        _integer_epochs(axis)
+    _legend_below(figure, axes, hue_label or FIELD_LABELS.get(hue, hue))
     if title:
         figure.suptitle(title)
+    return figure
+
+
+def plot_grid_curves(runs: pd.DataFrame, epochs: pd.DataFrame, model: str, experiment: str, title: str = ""):
+    """Curves of every setting of one grid experiment, coloured by the grid's value."""
+    chosen = results.runs_of(runs, model, experiment)
+    field = results.varying_fields(results.finished(chosen))[0]
+    return plot_curves_by(epochs[epochs["run_id"].isin(chosen["run_id"])], hue=field, title=title)
+
+
+def _integer_epochs(axis) -> None:
+    axis.xaxis.get_major_locator().set_params(integer=True)
+
+
+def _legend_below(figure, axes, title: str | None) -> None:
+    """One legend for all panels, in a row under them, so it neither hides a curve nor narrows a panel."""
+    handles, labels = axes[-1].get_legend_handles_labels()
+    for axis in axes:
+        axis.get_legend().remove()
+    # seaborn titles its hue and style groups with the column names; give them readable ones.
+    names = {"setting": f"{title}:" if title else "", "split": "split:"}
+    labels = [names.get(label, label) for label in labels]
+    figure.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False,
+                  handlelength=1.8, columnspacing=1.0, fontsize="small")
+
+
+def _grid_axis(axis, field: str, values) -> None:
+    """Log scale for grids spaced by factors, with a tick at every value that was run."""
+    values = sorted(set(values))
+    if field in LOG_AXES:
+        axis.set_xscale("log", base=LOG_AXES[field])
+    axis.set_xticks(values)
+    axis.set_xticklabels([_tick_label(v, field) for v in values], fontsize="small")
+    axis.minorticks_off()
+
+
+def _tick_label(value: float, field: str) -> str:
+    """A grid value as a short tick label: learning rates as 1e-4, others as 0.5 or 500."""
+    if field == "learning_rate":
+        mantissa, exponent = f"{value:.0e}".split("e")
+        return f"{mantissa}e{int(exponent)}"
+    return f"{value:g}"
+
+
+def plot_metric_vs(runs: pd.DataFrame, x: str, hue: str, metric: str = "test_acc", ax=None, title: str = ""):
+    """A metric against a grid value, one line per `hue` value, ± 1 std over seeds as bars."""
+    data = results.finished(runs).copy()
+    data[hue] = _labelled(data[hue], hue)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.8), constrained_layout=True)
+    sns.lineplot(data=data, x=x, y=metric, hue=hue, style=hue, errorbar="sd", err_style="bars", markers=True,
+                 dashes=False, ax=ax)
+    _grid_axis(ax, x, data[x])
+    ax.set(xlabel=FIELD_LABELS.get(x, x), ylabel=METRIC_LABELS.get(metric, metric), title=title)
+    ax.legend(title=FIELD_LABELS.get(hue, hue))
+    return ax.figure
+
+
+def grid_runs(runs: pd.DataFrame, field: str) -> pd.DataFrame:
+    """Both models' one-factor grid over `field` (and the half-width CNN's dropout grid), labelled."""
+    parts = [results.runs_of(runs, model, f"grid_{field}").assign(label=name) for model, name in MODEL_NAMES.items()]
+    if field == "dropout_rate":
+        parts.append(results.runs_of(runs, "cnn", "narrow_dropout_rate").assign(label="CNN, half channels"))
+    return pd.concat(parts, ignore_index=True)
+
+
+def plot_hyperparameter_summary(runs: pd.DataFrame, metric: str = "test_acc") -> plt.Figure:
+    """The metric against each grid (dropout rate, batch size, learning rate), one line per model."""
+    figure, axes = plt.subplots(1, len(GRID_AXES), figsize=(THREE_WIDE[0], 4.0), sharey=True, constrained_layout=True)
+    for axis, field in zip(axes, GRID_AXES):
+        data = results.finished(grid_runs(runs, field))
+        sns.lineplot(data=data, x=field, y=metric, hue="label", style="label", errorbar="sd", err_style="bars",
+                     markers=True, dashes=False, palette=MODEL_COLOURS, ax=axis)
+        _grid_axis(axis, field, data[field])
+        axis.set(xlabel=FIELD_LABELS[field], ylabel=METRIC_LABELS.get(metric, metric))
+    # The dropout panel has every line (it alone has the half-width CNN): its legend serves all.
+    handles, labels = axes[0].get_legend_handles_labels()
+    for axis in axes:
+        axis.get_legend().remove()
+    figure.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False)
+    return figure
+
+
+def ablation_labels(runs: pd.DataFrame, seed: int | None = None) -> dict[str, str]:
+    """run id -> 'MLP, no_dropout' for both models' best / no_dropout / no_batchnorm runs of one seed."""
+    finished = results.finished(runs)
+    seed = finished["seed"].min() if seed is None else seed
+    labels = {}
+    for model in ("mlp", "cnn"):
+        for experiment in ABLATIONS:
+            chosen = results.runs_of(finished[finished["seed"] == seed], model, experiment)
+            if len(chosen):
+                run_id = chosen["run_id"].iloc[0]
+                # The CNN's best has no dropout: one run, two names.
+                labels[run_id] = (f"{labels[run_id]} = {experiment}" if run_id in labels
+                                  else f"{MODEL_NAMES[model]}, {experiment}")
+    return labels
+
+
+def plot_turning_points(epochs: pd.DataFrame, turning: pd.DataFrame, labels: dict[str, str], columns: int = 3):
+    """Training and validation loss of each run in `labels`, the validation minimum marked."""
+    rows = -(-len(labels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(THREE_WIDE[0], 3.2 * rows), squeeze=False, constrained_layout=True)
+    for axis, (run_id, label) in zip(axes.flat, labels.items()):
+        history = epochs[epochs["run_id"] == run_id].sort_values("epoch")
+        point = turning[turning["run_id"] == run_id].iloc[0]
+        axis.plot(history["epoch"], history["train_loss"], color=SPLIT_COLOURS["train"], label="train")
+        axis.plot(history["epoch"], history["val_loss"], color=SPLIT_COLOURS["validation"], label="validation")
+        axis.axvline(point["turning_epoch"], color="grey", linestyle=":", label="lowest validation loss")
+        axis.plot(point["turning_epoch"], point["val_loss_turn"], "o", color=SPLIT_COLOURS["validation"])
+        axis.set(title=label, xlabel="epoch", ylabel=LOSS_LABEL)
+        _integer_epochs(axis)
+    for axis in list(axes.flat)[len(labels):]:
+        axis.set_visible(False)
+    axes.flat[0].legend(loc="best", fontsize="small")
+    return figure
+
+
+def plot_model_comparison(runs: pd.DataFrame) -> plt.Figure:
+    """Test accuracy, parameter count and seconds per epoch of each model's best setting."""
+    data = runs.assign(model=_labelled(runs["model"], "model"))
+    panels = (("test_acc", METRIC_LABELS["test_acc"]), ("num_parameters", "trainable parameters (count)"),
+              ("seconds_per_epoch", "seconds per epoch (s)"))
+    figure, axes = plt.subplots(1, len(panels), figsize=THREE_WIDE, constrained_layout=True)
+    for axis, (column, label) in zip(axes, panels):
+        sns.barplot(data=data, x="model", y=column, hue="model", errorbar="sd", palette=MODEL_COLOURS, ax=axis,
+                    legend=False)
+        axis.set(xlabel=None, ylabel=label)
+    return figure
+
+
+def plot_against_reference(comparison: pd.DataFrame, metric: str = "test_acc") -> plt.Figure:
+    """Each reproduced number against the original's (the diagonal is perfect agreement)."""
+    data = comparison[(comparison["metric"] == metric) & comparison["reproduced"].notna()]
+    data = data.assign(model=_labelled(data["model"], "model"))
+    figure, axis = plt.subplots(figsize=(5.5, 5), constrained_layout=True)
+    for model, group in data.groupby("model"):
+        axis.errorbar(group["original"], group["reproduced"], yerr=group["std"].fillna(0.0), fmt="o",
+                      color=MODEL_COLOURS[model], label=model, capsize=3)
+    low = min(data["original"].min(), data["reproduced"].min())
+    high = max(data["original"].max(), data["reproduced"].max())
+    margin = 0.05 * (high - low or 1.0)
+    axis.plot([low - margin, high + margin], [low - margin, high + margin], color="grey", linestyle=":",
+              label="reproduced = original")
+    name = METRIC_LABELS.get(metric, metric)
+    axis.set(xlabel=f"original report: {name}", ylabel=f"reproduced: {name}")
+    axis.legend(loc="best")
+    return figure
+
+
+def plot_turning_epochs(turning: pd.DataFrame) -> plt.Figure:
+    """How many runs reached their lowest validation loss at each epoch, per model."""
+    data = turning.assign(model=_labelled(turning["model"], "model"))
+    last = int(data["last_epoch"].max())
+    figure, axis = plt.subplots(figsize=(7, 3.4), constrained_layout=True)
+    sns.histplot(data=data, x="turning_epoch", hue="model", multiple="dodge", shrink=0.8, palette=MODEL_COLOURS,
+                 hue_order=[name for name in MODEL_COLOURS if name in set(data["model"])],
+                 bins=[edge + 0.5 for edge in range(0, last + 1)], ax=axis)
+    axis.set(xlabel="epoch of lowest validation loss", ylabel="runs (count)", xlim=(0.5, last + 0.5))
+    _integer_epochs(axis)
     return figure

@@ -5,22 +5,36 @@
 - `load_epochs(profile)`: one row per run and epoch, with the run's config.
 - `by_experiment(runs)`: one row per (run, experiment), for the report's tables.
 - `seed_spread(...)`: mean, spread and count over seeds.
+- `turning_points(epochs)`: where each run's validation loss was lowest, against its last epoch.
 - `load_reference()`: every number the original report printed.
+- `selected()`: the profile and results root the book's pages read.
 """
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
 
-from lab2.config import FIELD_NAMES
-from lab2.data import PROJECT_ROOT
+from lab2 import PROJECT_ROOT
+from lab2.config import FIELD_NAMES, RunConfig
 
 RESULTS_ROOT = PROJECT_ROOT / "results"
 REFERENCE_CSV = PROJECT_ROOT / "book" / "data" / "original_report_results.csv"
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "best_val_acc", "test_loss", "test_acc")
 # The config fields that tell runs of one seed apart (seed excluded).
 SETTING_FIELDS = tuple(name for name in FIELD_NAMES if name != "seed")
+FINISHED_STATUSES = ("ok", "diverged")  # runs with metrics to read
+# The book's pages read these; `python -m lab2 book` sets them for the build.
+PROFILE_ENV = "LAB2_PROFILE"
+RESULTS_ENV = "LAB2_RESULTS"
+DEFAULT_BOOK_PROFILE = "quick"
+
+
+def selected() -> tuple[str, Path | None]:
+    """The profile ($LAB2_PROFILE, default quick) and results root ($LAB2_RESULTS) the book shows."""
+    root = os.environ.get(RESULTS_ENV)
+    return os.environ.get(PROFILE_ENV) or DEFAULT_BOOK_PROFILE, Path(root) if root else None
 
 
 def profile_dir(profile: str, results_root: Path | None = None) -> Path:
@@ -64,6 +78,16 @@ def load_runs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
     return runs
 
 
+def run_config(run: pd.Series) -> RunConfig:
+    """The RunConfig of one row of load_runs."""
+    values = {}
+    for name in FIELD_NAMES:
+        value = run[name]
+        # pandas holds a missing train_size as NaN and integers as numpy scalars.
+        values[name] = None if pd.isna(value) else value.item() if hasattr(value, "item") else value
+    return RunConfig.from_dict(values)
+
+
 def load_environments(profile: str, results_root: Path | None = None) -> pd.DataFrame:
     """env.json of every finished run, one row each."""
     folder = profile_dir(profile, results_root)
@@ -78,7 +102,7 @@ def load_epochs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
     frames = []
     for run in runs.itertuples():
         metrics = folder / run.run_id / "metrics.csv"
-        if run.status in ("ok", "diverged") and metrics.is_file():
+        if run.status in FINISHED_STATUSES and metrics.is_file():
             frames.append(pd.read_csv(metrics).assign(run_id=run.run_id))
     if not frames:
         return pd.DataFrame(columns=["run_id", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"])
@@ -100,13 +124,73 @@ def runs_of(runs: pd.DataFrame, model: str, experiment: str) -> pd.DataFrame:
     return runs[runs["experiments"].apply(lambda names: wanted in names)].reset_index(drop=True)
 
 
+def finished(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that trained (ok or diverged), so have metrics."""
+    return runs[runs["status"].isin(FINISHED_STATUSES)]
+
+
+def varying_fields(runs: pd.DataFrame) -> list[str]:
+    """The setting fields whose value differs between these runs: an experiment's grid axes."""
+    return [name for name in SETTING_FIELDS if runs[name].nunique(dropna=False) > 1]
+
+
+def experiment_epochs(epochs: pd.DataFrame, runs: pd.DataFrame, model: str, experiments) -> pd.DataFrame:
+    """The epochs of one model's experiments with an `experiment` column, in the order given.
+
+    A run that several experiments share (the CNN's best is also its no_dropout) appears once per experiment.
+    """
+    members = by_experiment(runs)
+    members = members[(members["model"] == model) & members["experiment"].isin(experiments)]
+    labelled = epochs.merge(members[["run_id", "experiment"]], on="run_id")
+    position = labelled["experiment"].map({name: i for i, name in enumerate(experiments)})
+    return labelled.assign(position=position).sort_values(["position", "run_id", "epoch"]).drop(columns="position")
+
+
 def seed_spread(runs: pd.DataFrame, by: list[str], metrics=METRICS) -> pd.DataFrame:
     """Mean, sample standard deviation and number of finished seeds per setting."""
-    finished = runs[runs["status"].isin(["ok", "diverged"])]
-    grouped = finished.groupby(by, dropna=False)[list(metrics)]
+    grouped = finished(runs).groupby(by, dropna=False)[list(metrics)]
     spread = grouped.agg(["mean", "std", "count"])
     spread.columns = [f"{metric}_{statistic}" for metric, statistic in spread.columns]
     return spread.reset_index()
+
+
+def epoch_seconds(epochs: pd.DataFrame) -> pd.Series:
+    """Mean wall-clock seconds of one training epoch (train and validation), per run id."""
+    return epochs.groupby("run_id")["seconds"].mean()
+
+
+def turning_points(epochs: pd.DataFrame) -> pd.DataFrame:
+    """Per run: the epoch of lowest validation loss (the turning point) beside its last epoch.
+
+    `val_acc_turn` is what early stopping at the turning point would have kept; the test
+    set was only evaluated at new best validation accuracies, so there is no test number
+    for the turning epoch itself.
+    """
+    columns = ["run_id", "epoch", "train_loss", "val_loss", "val_acc"]
+    ordered = epochs.sort_values(["run_id", "epoch"])
+    turn = ordered.loc[ordered.groupby("run_id")["val_loss"].idxmin(), columns]
+    last = ordered.groupby("run_id").tail(1)[columns]
+    points = turn.merge(last, on="run_id", suffixes=("_turn", "_last")).rename(
+        columns={"epoch_turn": "turning_epoch", "epoch_last": "last_epoch"})
+    points["epochs_past_turn"] = points["last_epoch"] - points["turning_epoch"]
+    return points.reset_index(drop=True)
+
+
+def best_within(epochs: pd.DataFrame, max_epoch: int) -> pd.DataFrame:
+    """Per run: best validation accuracy up to `max_epoch` against the best over all epochs."""
+    early = epochs[epochs["epoch"] <= max_epoch].groupby("run_id")["val_acc"].max()
+    overall = epochs.groupby("run_id")["val_acc"].max()
+    return pd.DataFrame({"best_val_acc_early": early, "best_val_acc_all": overall}).reset_index()
+
+
+def history_difference(epochs: pd.DataFrame, run_a: str, run_b: str) -> float:
+    """Largest absolute difference between two runs' per-epoch metrics (timings excluded)."""
+    columns = ["train_loss", "train_acc", "val_loss", "val_acc"]
+    a = epochs[epochs["run_id"] == run_a].sort_values("epoch")[columns].to_numpy()
+    b = epochs[epochs["run_id"] == run_b].sort_values("epoch")[columns].to_numpy()
+    if a.shape != b.shape:
+        return float("inf")
+    return float(abs(a - b).max()) if a.size else float("nan")
 
 
 def load_reference() -> pd.DataFrame:

@@ -1,0 +1,200 @@
+"""Build the book: execute its chapters against one profile's results and write HTML.
+
+`build_book(profile)` runs `jupyter-book build book --builder html -W -n --keep-going` with
+$LAB2_PROFILE and $LAB2_RESULTS set for the pages, so any warning (a broken reference, a
+page that raises) fails the build. Executed pages are cached by jupyter-cache, keyed on
+each page's code only; the cache cannot see the results the pages read, so the build folder
+is wiped whenever a digest of those inputs differs from the one stored by the last
+successful build. Before jupyter-book runs, the pages missing from the cache are executed
+into it in parallel (jupyter-book executes one page at a time). After building, each run's
+executed notebook is copied next to the HTML as `runs/<run_id>.ipynb`, where the provenance
+page links to it.
+"""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import yaml
+
+from lab2 import PROJECT_ROOT
+from lab2.grid import PARAMS_DIR, GridError, get_profile
+from lab2.results import PROFILE_ENV, REFERENCE_CSV, RESULTS_ENV, RESULTS_ROOT, load_manifest, profile_dir
+
+BOOK_DIR = PROJECT_ROOT / "book"
+DIGEST_FILE = ".results-digest"  # in the build folder, written after a successful build
+LOG_FILE = "build.log"  # jupyter-book's output, kept in the build folder for when a build fails
+RUNS_FOLDER = "runs"  # executed run notebooks, beside the HTML pages
+CACHE_FOLDER = ".jupyter_cache"  # jupyter-book's default place for it, inside the build folder
+PAGE_JOBS = 2  # pages executed at once; each is one mostly single-threaded kernel
+
+
+class BookError(ValueError):
+    """A book that cannot be built (unknown profile, no results); the message says what to do."""
+
+
+def glue(name: str, value) -> None:
+    """Glue a value for a page's prose, as a plain Python value (numpy's would print as np.float64(...))."""
+    from myst_nb import glue as myst_glue
+
+    myst_glue(name, value.item() if hasattr(value, "item") else value, display=False)
+
+
+def inputs_digest(profile: str, results_root: Path) -> str:
+    """A digest of what the pages read besides their own code: the results, and the code and data they import."""
+    folder = profile_dir(profile, results_root)
+    manifest = load_manifest(profile, results_root)
+    digest = hashlib.sha256()
+
+    def add(label: str, content: bytes) -> None:
+        digest.update(label.encode() + b"\0" + content + b"\0")
+
+    add("profile", profile.encode())
+    add("results", str(folder.resolve()).encode())
+    add("manifest", (folder / "manifest.json").read_bytes())
+    for run in manifest["runs"]:
+        summary = folder / run["run_id"] / "summary.json"
+        add(run["run_id"], summary.read_bytes() if summary.is_file() else b"missing")
+    # A change to lab2 (a figure, a table) or to the reference changes pages whose code did not.
+    for source in sorted((PROJECT_ROOT / "lab2").glob("*.py")) + sorted(PARAMS_DIR.glob("*.yaml")) + [REFERENCE_CSV]:
+        add(str(source.relative_to(PROJECT_ROOT)), source.read_bytes())
+    return digest.hexdigest()
+
+
+def _check_inputs(profile: str, results_root: Path) -> None:
+    try:
+        get_profile(profile)
+    except GridError as error:
+        raise BookError(f"--profile: {error}") from None
+    manifest = profile_dir(profile, results_root) / "manifest.json"
+    if not manifest.is_file():
+        raise BookError(f"no results for profile {profile!r}: {manifest} is missing; "
+                        f"run `python -m lab2 sweep --profile {profile}` first")
+
+
+def _book_config() -> dict:
+    return yaml.safe_load((BOOK_DIR / "_config.yml").read_text())
+
+
+def executed_pages() -> list[Path]:
+    """The MyST pages of the table of contents that the build executes."""
+    toc = yaml.safe_load((BOOK_DIR / "_toc.yml").read_text())
+    names = [toc["root"]] + [chapter["file"] for chapter in toc.get("chapters", [])]
+    return [BOOK_DIR / f"{name}.md" for name in names if (BOOK_DIR / f"{name}.md").is_file()]
+
+
+def _read_page(path: Path):
+    """A page as the notebook myst-nb reads from it (so that its cache key is the same).
+
+    Should the keys ever differ, nothing breaks: jupyter-book misses the cache and executes
+    the page itself, only more slowly.
+    """
+    from myst_nb.core.read import read_myst_markdown_notebook
+    from myst_parser.config.main import MdParserConfig
+
+    return read_myst_markdown_notebook(path.read_text(), MdParserConfig(), path=path)
+
+
+def _execute_page(path: Path, timeout: int, env: dict):
+    """Execute one page in a worker process: (path, executed notebook or None, seconds)."""
+    from jupyter_cache.executors.utils import single_nb_execution
+
+    os.environ.update(env)  # the page's kernel inherits the profile, results and PYTHONPATH
+    # An immediate kernel shutdown saves seconds per page; the notebook is complete by then.
+    result = single_nb_execution(_read_page(path), cwd=str(BOOK_DIR), timeout=timeout, allow_errors=False,
+                                 shutdown_kernel="immediate")
+    return path, (None if result.err else result.nb), result.time
+
+
+def prewarm_cache(build_dir: Path, env: dict, jobs: int = PAGE_JOBS) -> list[Path]:
+    """Execute the pages jupyter-cache does not hold yet, `jobs` at a time, and cache them.
+
+    A page that fails is left out: jupyter-book then executes it itself and reports the error.
+    Returns the pages that were executed and cached.
+    """
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    cache = get_cache(str(build_dir / CACHE_FOLDER))
+    pending = []
+    for page in executed_pages():
+        try:
+            cache.match_cache_notebook(_read_page(page))
+        except KeyError:
+            pending.append(page)
+    if not pending:
+        return []
+    timeout = _book_config().get("execute", {}).get("timeout", 30)
+    cached = []
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        for page, notebook, seconds in pool.map(_execute_page, pending, [timeout] * len(pending),
+                                                [env] * len(pending)):
+            if notebook is not None:
+                cache.cache_notebook_bundle(CacheBundleIn(notebook, str(page), data={"execution_seconds": seconds}),
+                                            check_validity=False, overwrite=True)
+                cached.append(page)
+            print(f"pre-executed {page.name} in {seconds:.1f} s" + ("" if notebook is not None else " (failed)"))
+    return cached
+
+
+def _run_logged(command: list[str], env: dict, log_path: Path) -> int:
+    """Run command, echoing its output and keeping a copy in log_path; its exit code."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log, subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                                                      stderr=subprocess.STDOUT, text=True) as process:
+        for line in process.stdout:
+            sys.stdout.write(line)
+            log.write(line)
+    return process.returncode
+
+
+def copy_run_notebooks(profile: str, results_root: Path, destination: Path) -> int:
+    """Copy each run's executed notebook to destination/<run_id>.ipynb; how many were copied."""
+    shutil.rmtree(destination, ignore_errors=True)
+    destination.mkdir(parents=True)
+    folder = profile_dir(profile, results_root)
+    copied = 0
+    for run in load_manifest(profile, results_root)["runs"]:
+        notebook = folder / run["run_id"] / "run.ipynb"
+        if notebook.is_file():
+            shutil.copyfile(notebook, destination / f"{run['run_id']}.ipynb")
+            copied += 1
+    return copied
+
+
+def build_book(profile: str, results_root: Path | None = None, output_dir: Path | None = None) -> int:
+    """Build the HTML book of one profile's results; jupyter-book's exit code (0: no warnings).
+
+    results_root: the folder holding <profile>/manifest.json (default: results/).
+    output_dir: where `_build/` goes (jupyter-book's --path-output; default: book/).
+    Raises BookError for an unknown profile or missing results.
+    """
+    results_root = Path(results_root or RESULTS_ROOT).resolve()
+    _check_inputs(profile, results_root)
+    build_dir = Path(output_dir or BOOK_DIR).resolve() / "_build"
+    digest = inputs_digest(profile, results_root)
+    stored = build_dir / DIGEST_FILE
+    if build_dir.exists() and not (stored.is_file() and stored.read_text().strip() == digest):
+        # Cached pages were executed against other results (or a build that did not finish).
+        shutil.rmtree(build_dir)
+    env = {
+        **os.environ, PROFILE_ENV: profile, RESULTS_ENV: str(results_root),
+        # The pages' kernels import lab2 from this checkout, installed or not.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    prewarm_cache(build_dir, env)
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    command = [str(jupyter_book), "build", str(BOOK_DIR), "--builder", "html", "-W", "-n", "--keep-going",
+               "--path-output", str(build_dir.parent)]
+    code = _run_logged(command, env, build_dir / LOG_FILE)
+    html = build_dir / "html"
+    if html.is_dir():
+        copy_run_notebooks(profile, results_root, html / RUNS_FOLDER)
+    if code == 0:
+        stored.write_text(digest + "\n")
+    return code

@@ -1,0 +1,223 @@
+"""Comparisons the book makes: metrics per setting over seeds, differences against seed noise,
+and the original report's numbers beside the reproduced ones.
+
+Seed noise: a number lies within the seed spread of a setting when it is within
+mean ± SPREAD_Z × (sample std of the seeds); two settings are told apart when their means
+differ by more than SPREAD_Z standard errors of the difference. With one seed there is no
+spread, and every judgement says so.
+"""
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from lab2 import results
+from lab2.results import METRICS
+
+SPREAD_Z = 2.0  # how many standard deviations (or standard errors) count as "within noise"
+# The columns that identify a number of the original report (results.load_reference()).
+REFERENCE_KEYS = ["model", "experiment", "dropout_rate", "batch_size", "learning_rate", "batchnorm", "dropout_kind"]
+NO_KIND = "-"  # dropout_kind of an MLP: it has element-wise dropout only
+ABLATIONS = ("best", "no_dropout", "no_batchnorm")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One metric over the seeds of one setting: mean, sample std (nan from one seed), count."""
+
+    mean: float
+    std: float
+    count: int
+
+    @classmethod
+    def of(cls, values) -> "Estimate":
+        values = pd.Series(values, dtype=float).dropna()
+        return cls(float(values.mean()), float(values.std()) if len(values) > 1 else math.nan, len(values))
+
+    @property
+    def has_spread(self) -> bool:
+        return self.count > 1 and not math.isnan(self.std)
+
+    def format(self, digits: int = 3) -> str:
+        return plus_minus(self.mean, self.std, digits)
+
+    def difference_noise(self, other: "Estimate") -> float:
+        """Standard error of (self.mean - other.mean); nan unless both have several seeds."""
+        if not (self.has_spread and other.has_spread):
+            return math.nan
+        return math.sqrt(self.std ** 2 / self.count + other.std ** 2 / other.count)
+
+
+def plus_minus(mean: float, std: float, digits: int = 3) -> str:
+    """'0.561 ± 0.004', or '0.561' when there is no spread, or '–' when there is no number."""
+    if pd.isna(mean):
+        return "–"
+    if pd.isna(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def estimate(runs: pd.DataFrame, metric: str = "test_acc") -> Estimate:
+    """The metric over the finished runs given (the seeds of one setting)."""
+    return Estimate.of(results.finished(runs)[metric])
+
+
+def experiment_estimate(runs: pd.DataFrame, model: str, experiment: str, metric: str = "test_acc") -> Estimate:
+    """The metric of a one-setting experiment (best, no_dropout, ...) over its seeds."""
+    return estimate(results.runs_of(runs, model, experiment), metric)
+
+
+def separated(a: Estimate, b: Estimate) -> bool | None:
+    """Whether a and b differ by more than seed noise; None when either has one seed."""
+    noise = a.difference_noise(b)
+    return None if math.isnan(noise) else abs(a.mean - b.mean) > SPREAD_Z * noise
+
+
+def difference_phrase(a: Estimate, b: Estimate, digits: int = 3) -> str:
+    """a against b in words: '0.012 higher than', '0.012 lower than' or 'the same as'."""
+    difference = round(a.mean - b.mean, digits)
+    if difference == 0:
+        return "the same as"
+    return f"{abs(difference):.{digits}f} {'higher' if difference > 0 else 'lower'} than"
+
+
+def noise_phrase(a: Estimate, b: Estimate) -> str:
+    """Whether seeds tell a and b apart, in words."""
+    apart = separated(a, b)
+    if apart is None:
+        return "with one seed per setting it cannot be told from seed-to-seed noise"
+    return "the difference is beyond seed-to-seed noise" if apart else "the difference is within seed-to-seed noise"
+
+
+def grid_axes(runs: pd.DataFrame) -> list[str]:
+    """The fields an experiment varies, read from its finished runs."""
+    return results.varying_fields(results.finished(runs)) or results.varying_fields(runs)
+
+
+def grid_estimates(runs: pd.DataFrame, model: str, experiment: str, metric: str = "test_acc") -> pd.DataFrame:
+    """One row per grid value of an experiment: the value and the metric's Estimate, best first."""
+    chosen = results.finished(results.runs_of(runs, model, experiment))
+    axes = grid_axes(chosen)
+    if len(axes) != 1:
+        raise ValueError(f"{model}/{experiment} varies {axes or 'nothing'}; expected one grid axis")
+    rows = [{"value": value, "estimate": estimate(group, metric)} for value, group in chosen.groupby(axes[0])]
+    table = pd.DataFrame(rows, columns=["value", "estimate"])
+    table["mean"] = [e.mean for e in table["estimate"]]
+    return table.sort_values("mean", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _comparable_keys(frame: pd.DataFrame) -> pd.DataFrame:
+    """Key columns in one spelling on both sides: rounded floats, a placeholder kind for MLPs."""
+    frame = frame.copy()
+    for column in ("dropout_rate", "learning_rate"):
+        frame[column] = frame[column].astype(float).round(10)
+    frame["batch_size"] = frame["batch_size"].astype(int)
+    frame["batchnorm"] = frame["batchnorm"].astype(bool)
+    frame["dropout_kind"] = frame["dropout_kind"].where(frame["model"] == "cnn", NO_KIND).astype(str)
+    return frame
+
+
+def compare_with_reference(runs: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Every number of the original report beside the reproduced mean over seeds and the difference.
+
+    `within_spread` is True/False when the setting has several seeds, and missing with one.
+    """
+    reproduced = _comparable_keys(results.by_experiment(results.finished(runs)))
+    long = reproduced.melt(id_vars=REFERENCE_KEYS, value_vars=list(METRICS), var_name="metric")
+    stats = long.groupby(REFERENCE_KEYS + ["metric"])["value"].agg(["mean", "std", "count"]).reset_index()
+    table = _comparable_keys(reference).rename(columns={"value": "original"})
+    table = table.merge(stats.rename(columns={"mean": "reproduced", "count": "seeds"}),
+                        on=REFERENCE_KEYS + ["metric"], how="left")
+    table["seeds"] = table["seeds"].fillna(0).astype(int)
+    table["difference"] = table["reproduced"] - table["original"]
+    spread_known = table["seeds"] > 1
+    within = (table["difference"].abs() <= SPREAD_Z * table["std"]).astype(object)
+    table["within_spread"] = within.where(spread_known, None)
+    return table
+
+
+def dropout_kind_pairs(runs: pd.DataFrame, epochs: pd.DataFrame, dropout_rate: float = 0.0) -> pd.DataFrame:
+    """Per seed: the CNN's element-wise (1d) and channel-wise (2d) runs at one rate and the largest
+    difference between their per-epoch metrics (0 means bit-identical)."""
+    grid = results.finished(results.runs_of(runs, "cnn", "dropout_kind"))
+    at_rate = grid[grid["dropout_rate"].round(10) == round(dropout_rate, 10)]
+    pairs = at_rate.pivot_table(index="seed", columns="dropout_kind", values="run_id", aggfunc="first")
+    pairs = pairs.reindex(columns=["1d", "2d"]).dropna().reset_index().rename_axis(columns=None)
+    pairs["max difference"] = [results.history_difference(epochs, a, b) for a, b in zip(pairs["1d"], pairs["2d"])]
+    return pairs.rename(columns={"1d": "run (1d)", "2d": "run (2d)"})
+
+
+def kind_differences(runs: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
+    """Per dropout rate: channel-wise (2d) minus element-wise (1d) dropout, and whether seeds tell them apart."""
+    grid = results.finished(results.runs_of(runs, "cnn", "dropout_kind"))
+    rows = []
+    for rate, group in grid.groupby("dropout_rate"):
+        two_d = estimate(group[group["dropout_kind"] == "2d"], metric)
+        one_d = estimate(group[group["dropout_kind"] == "1d"], metric)
+        apart = separated(two_d, one_d)
+        rows.append({"dropout_rate": rate, "2d": two_d.format(), "1d": one_d.format(),
+                     "2d - 1d": round(two_d.mean - one_d.mean, 4),
+                     "beyond seed noise": "one seed" if apart is None else "yes" if apart else "no"})
+    return pd.DataFrame(rows).set_index("dropout_rate")
+
+
+def best_runs(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """Each model's best-setting runs (every seed), with their mean seconds per epoch."""
+    parts = [results.finished(results.runs_of(runs, model, "best")) for model in ("mlp", "cnn")]
+    chosen = pd.concat(parts, ignore_index=True)
+    return chosen.assign(seconds_per_epoch=chosen["run_id"].map(results.epoch_seconds(epochs)))
+
+
+def spread_note(runs: pd.DataFrame) -> str:
+    """How the page's numbers are aggregated over seeds, in words."""
+    seeds = results.finished(runs)["seed"].nunique()
+    if seeds > 1:
+        return f"mean ± standard deviation over {seeds} seeds"
+    return "one seed per setting, so no seed-to-seed spread can be given"
+
+
+def ablation_facts(runs: pd.DataFrame, epochs: pd.DataFrame, model: str) -> dict:
+    """The numbers a model's chapter quotes about its best setting, without Dropout and without BatchNorm."""
+    facts = {"spread_note": spread_note(runs)}
+    estimates = {}
+    for name in ABLATIONS:
+        chosen = results.finished(results.runs_of(runs, model, name))
+        estimates[name] = estimate(chosen)
+        first_epoch = epochs[epochs["run_id"].isin(chosen["run_id"]) & (epochs["epoch"] == 1)]
+        facts.update({
+            f"test_{name}": estimates[name].mean,
+            f"test_{name}_text": estimates[name].format(),
+            f"gap_{name}": estimate(chosen.assign(gap=chosen["train_acc"] - chosen["val_acc"]), "gap").mean,
+            f"first_train_loss_{name}": first_epoch["train_loss"].mean(),
+        })
+    for name in ("no_dropout", "no_batchnorm"):
+        facts[f"against_{name}"] = difference_phrase(estimates["best"], estimates[name])
+        facts[f"noise_{name}"] = noise_phrase(estimates["best"], estimates[name])
+    gap_change = facts["gap_best"] - facts["gap_no_dropout"]
+    facts["gap_change"] = "narrows" if gap_change < 0 else "widens" if gap_change > 0 else "leaves unchanged"
+    loss_change = facts["first_train_loss_best"] - facts["first_train_loss_no_batchnorm"]
+    facts["first_loss_change"] = "lower" if loss_change < 0 else "higher" if loss_change > 0 else "the same"
+    return facts
+
+
+def grid_facts(runs: pd.DataFrame, model: str, experiment: str) -> dict:
+    """The numbers a chapter quotes about one grid, keyed without prefix: the best value and its
+    runner-up, and training accuracy and train - validation gap at the grid's two ends."""
+    table = grid_estimates(runs, model, experiment)
+    best, runner_up = table.iloc[0], table.iloc[min(1, len(table) - 1)]
+    chosen = results.finished(results.runs_of(runs, model, experiment))
+    field = grid_axes(chosen)[0]
+    low, high = chosen[field].min(), chosen[field].max()
+    ends = {"low": chosen[chosen[field] == low], "high": chosen[chosen[field] == high]}
+    facts = {
+        "best": best["value"], "best_text": best["estimate"].format(),
+        "runner_up": runner_up["value"], "runner_up_text": runner_up["estimate"].format(),
+        "noise": noise_phrase(best["estimate"], runner_up["estimate"]),
+        "worst": table.iloc[-1]["value"], "worst_text": table.iloc[-1]["estimate"].format(),
+        "low": low, "high": high,
+    }
+    for end, group in ends.items():
+        facts[f"train_acc_{end}"] = group["train_acc"].mean()
+        facts[f"gap_{end}"] = (group["train_acc"] - group["val_acc"]).mean()
+    return facts

@@ -1,0 +1,143 @@
+"""The book, built strictly from a smoke sweep on tiny data: every chapter renders its figures,
+tables and glued numbers, the run notebooks are linked, a rebuild is cached, and a real
+browser loads the pages without an error."""
+
+import functools
+import http.server
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import make_arrays, write_image_folder, write_tar_gz
+
+from lab2.book import DIGEST_FILE, LOG_FILE, RUNS_FOLDER, BookError, build_book, inputs_digest
+from lab2.sweep import sweep
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# Every chapter and whether it draws figures; all of them show tables except the run notebook.
+CHAPTERS = {
+    "intro": False, "layers": False, "mlp": True, "cnn": True, "hyperparameters": True, "mlp_vs_cnn": True,
+    "overfitting": True, "original": True, "provenance": False,
+}
+REBUILD_SECONDS = 60  # a rebuild with nothing changed re-executes nothing
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A smoke sweep on a tiny image-folder archive, and the book built from it into a tmp folder."""
+    root = tmp_path_factory.mktemp("book")
+    archive = write_tar_gz(write_image_folder(make_arrays(), root / "images"), root / "cifar10.tar.gz", top="cifar10")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LAB2_CACHE", str(root / "cache"))  # module scope: conftest's per-test cache does not apply
+        assert sweep(profile="smoke", data_dir=archive, results_root=root / "results", jobs=2) == 0
+        code = build_book("smoke", results_root=root / "results", output_dir=root / "out")
+    build_dir = root / "out" / "_build"
+    assert code == 0, (build_dir / LOG_FILE).read_text()[-5000:]
+    return {"results": root / "results", "output": root / "out", "html": build_dir / "html"}
+
+
+def test_unknown_profile_is_refused(tmp_path):
+    with pytest.raises(BookError, match="unknown profile 'huge'"):
+        build_book("huge", results_root=tmp_path, output_dir=tmp_path)
+
+
+def test_missing_results_are_refused_naming_the_sweep_to_run(tmp_path):
+    with pytest.raises(BookError, match=r"no results for profile 'smoke'.*python -m lab2 sweep --profile smoke"):
+        build_book("smoke", results_root=tmp_path, output_dir=tmp_path)
+    assert not (tmp_path / "_build").exists()
+
+
+def test_digest_follows_the_results(tmp_path):
+    run_dir = tmp_path / "smoke" / "mlp-1"
+    run_dir.mkdir(parents=True)
+    (tmp_path / "smoke" / "manifest.json").write_text(json.dumps({"runs": [{"run_id": "mlp-1"}]}))
+    before = inputs_digest("smoke", tmp_path)
+    assert inputs_digest("smoke", tmp_path) == before
+    (run_dir / "summary.json").write_text(json.dumps({"status": "ok"}))
+    assert inputs_digest("smoke", tmp_path) != before
+
+
+@pytest.mark.parametrize("chapter, has_figures", CHAPTERS.items())
+def test_every_chapter_renders_its_figures_tables_and_numbers(built, chapter, has_figures):
+    html = (built["html"] / f"{chapter}.html").read_text()
+    if has_figures:
+        assert html.count("<img") > 0
+    assert "<table" in html
+    # A cell that raised would show its traceback or error output.
+    for sign in ("Traceback", "output traceback", "output error", "ansi-red-fg"):
+        assert sign not in html, f"{chapter}: {sign}"
+    assert "output stderr" not in html  # no warnings printed by a page
+    assert "pasted-text" in html  # glued numbers, rendered into the prose
+    assert "{glue:" not in html
+
+
+def test_run_notebook_page_and_copied_run_notebooks(built):
+    assert (built["html"] / "run.html").is_file()
+    manifest = json.loads((built["results"] / "smoke" / "manifest.json").read_text())
+    for run in manifest["runs"]:
+        copied = built["html"] / RUNS_FOLDER / f"{run['run_id']}.ipynb"
+        assert json.loads(copied.read_text())["cells"], copied
+    provenance = (built["html"] / "provenance.html").read_text()
+    assert provenance.count(f'href="{RUNS_FOLDER}/') == len(manifest["runs"])
+
+
+def test_rebuild_with_nothing_changed_is_cached(built):
+    build_dir = built["output"] / "_build"
+    marker = build_dir / "kept"  # gone if the build folder were wiped
+    marker.touch()
+    started = time.perf_counter()
+    assert build_book("smoke", results_root=built["results"], output_dir=built["output"]) == 0
+    assert time.perf_counter() - started < REBUILD_SECONDS
+    assert marker.exists()
+    assert (build_dir / DIGEST_FILE).read_text().strip() == inputs_digest("smoke", built["results"])
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def served(built):
+    """The built HTML over http://127.0.0.1 on a free port."""
+    handler = functools.partial(QuietHandler, directory=str(built["html"]))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent: `make browser` installs Debian's Chromium")
+def test_a_browser_loads_the_pages_with_every_image_and_no_error(served):
+    from playwright.sync_api import sync_playwright
+
+    problems = []
+    with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
+        browser = playwright.chromium.launch_persistent_context(
+            profile, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)  # headless: --headless
+        page = browser.new_page()
+        page.on("console", lambda message: problems.append(f"console {message.type}: {message.text}")
+                if message.type == "error" else None)
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        page.on("requestfailed", lambda request: problems.append(f"request failed: {request.url}"))
+        page.on("response", lambda response: problems.append(f"HTTP {response.status}: {response.url}")
+                if response.status >= 400 else None)
+        try:
+            page.goto(f"{served}/index.html")
+            page.wait_for_url("**/intro.html")  # index.html redirects to the first chapter
+            page.wait_for_load_state("load")
+            for chapter, has_figures in (("intro", False), ("hyperparameters", True)):
+                page.goto(f"{served}/{chapter}.html", wait_until="load")
+                widths = page.evaluate("Array.from(document.images).map(image => image.naturalWidth)")
+                assert all(width > 0 for width in widths), f"{chapter}: an image did not load: {widths}"
+                assert len(widths) > 0 or not has_figures
+        finally:
+            browser.close()
+    assert problems == []
