@@ -24,11 +24,11 @@ from lab2.atomic import write_json
 from lab2.config import run_id
 from lab2.data import PROJECT_ROOT, DataError, load_cifar10
 from lab2.grid import PARAMS_DIR, GridError, PlannedRun, plan
+from lab2.results import FINISHED_STATUSES, RESULTS_ROOT  # a failed run is retried by the next sweep
+from lab2.train import failed_summary
 
-RESULTS_ROOT = PROJECT_ROOT / "results"
 RUN_NOTEBOOK = PROJECT_ROOT / "book" / "run.ipynb"
 MANIFEST = "manifest.json"
-FINISHED_STATUSES = ("ok", "diverged")  # a failed run is retried by the next sweep
 CUDA_JOBS = 4  # small runs leave a GPU mostly idle; see the README for the measurement
 
 
@@ -107,11 +107,7 @@ def _publish(task: RunTask, return_code: int, seconds: float) -> dict:
     if return_code != 0 or run_status(staging) is None:
         error = (_notebook_error(staging / "run.ipynb")
                  or f"papermill exited with code {return_code}; see {final / 'kernel.log'}")
-        from lab2.train import SUMMARY_KEYS
-
-        summary = {key: None for key in SUMMARY_KEYS}
-        summary.update(status="failed", seconds=seconds, error=error)
-        write_json(staging / "summary.json", summary)
+        write_json(staging / "summary.json", failed_summary(error, seconds))
     shutil.rmtree(final, ignore_errors=True)  # an earlier failed attempt, now replaced
     os.replace(staging, final)
     return {"run_id": task.run_id, "status": run_status(final), "seconds": seconds, "error": error}

@@ -181,11 +181,14 @@ def run(config: RunConfig, data_dir=None, device: str = "auto", progress: bool =
     return result
 
 
+def failed_summary(error: str, seconds: float) -> dict:
+    """The summary of a run that did not finish: status 'failed', the error, no metrics."""
+    return {**{key: None for key in SUMMARY_KEYS}, "status": "failed", "seconds": seconds, "error": error}
+
+
 def failed_result(error: BaseException, seconds: float) -> RunResult:
-    """The record of a run that raised: status 'failed' and the error, no metrics."""
-    summary = {key: None for key in SUMMARY_KEYS}
-    summary.update(status="failed", seconds=seconds, error="".join(traceback.format_exception_only(error)).strip())
-    return RunResult([], summary)
+    """The record of a run that raised."""
+    return RunResult([], failed_summary("".join(traceback.format_exception_only(error)).strip(), seconds))
 
 
 def git_commit() -> str:
