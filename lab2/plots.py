@@ -61,7 +61,7 @@ def plot_curves(history: pd.DataFrame, title: str = "") -> plt.Figure:
 
 
 def _labelled(values: pd.Series, field: str | None) -> pd.Series:
-    """Grid values as legend labels ('0.5', '1e-03', 'MLP')."""
+    """Values as legend labels: '0.5', '0.0005', 'MLP'."""
     if field == "learning_rate":
         return values.map(lambda v: f"{v:g}")
     if field == "model":
@@ -70,7 +70,7 @@ def _labelled(values: pd.Series, field: str | None) -> pd.Series:
 
 
 def _palette(values: pd.Series, numeric: bool, field: str | None = None):
-    # Ordered grids get an ordered palette (dark to light, never the near-white end).
+    """The models' own colours; for a grid an ordered palette (never its near-white end)."""
     if field == "model":
         return MODEL_COLOURS
     count = values.nunique()
@@ -85,8 +85,10 @@ def plot_curves_by(epochs: pd.DataFrame, hue: str | None, title: str = "", hue_l
     frame = epochs.copy()
     if hue is not None:
         numeric = pd.api.types.is_numeric_dtype(frame[hue]) and frame[hue].dtype != bool
-        order = sorted(frame[hue].unique()) if numeric or hue == "model" else list(dict.fromkeys(frame[hue]))
-        order = [m for m in MODEL_NAMES if m in order] if hue == "model" else order
+        if hue == "model":
+            order = [model for model in MODEL_NAMES if model in set(frame[hue])]
+        else:  # grid values in increasing order; anything else (experiments) as given
+            order = sorted(frame[hue].unique()) if numeric else list(dict.fromkeys(frame[hue]))
         frame["setting"] = pd.Categorical(_labelled(frame[hue], hue), _labelled(pd.Series(order), hue).tolist())
         palette = _palette(frame[hue], numeric, hue)
     long = curves_long(frame, keep=["setting"] if hue is not None else [])
