@@ -148,7 +148,8 @@ def main(argv=None) -> int:
     book = commands.add_parser("book", help="build the HTML book from a profile's results (warnings are errors)")
     book.add_argument("--profile", default="quick", help="whose results to render: quick (default), full or smoke")
     book.add_argument("--results", type=Path, default=None, help="results root (default: results/)")
-    book.add_argument("--output", type=Path, default=None, help="build folder (default: book/_build)")
+    book.add_argument("--output", type=Path, default=None,
+                      help="folder that receives _build/; the HTML lands in OUTPUT/_build/html (default: book/)")
     book.set_defaults(handler=book_command)
 
     check = commands.add_parser("gpu-check", help="on a GPU: versions, bench, epoch times, then the sweep within a budget")
