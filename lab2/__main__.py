@@ -50,6 +50,7 @@ def _check_data_dir(parser, data_dir) -> None:
 
 
 def train_command(parser, args) -> int:
+    from lab2.results import FINISHED_STATUSES
     from lab2.train import failed_result, run, save_run
 
     values = {field.name: getattr(args, field.name) for field in dataclasses.fields(RunConfig)}
@@ -71,7 +72,7 @@ def train_command(parser, args) -> int:
         result = failed_result(error, time.perf_counter() - started)
     save_run(args.out, config, result)
     print(json.dumps(result.summary, indent=2))
-    return 0 if result.summary["status"] in ("ok", "diverged") else 1
+    return 0 if result.summary["status"] in FINISHED_STATUSES else 1
 
 
 def sweep_command(parser, args) -> int:

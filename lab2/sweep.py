@@ -146,11 +146,12 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
     ids = [run_id(run.config, dataset.fingerprint) for run in runs]
     selected = _select(runs, ids, only)
     out = Path(results_root or RESULTS_ROOT) / chosen_profile.name
-    cached = [(run, rid) for run, rid in selected if run_status(out / rid) in FINISHED_STATUSES]
-    pending = [(run, rid) for run, rid in selected if run_status(out / rid) not in FINISHED_STATUSES]
+    done = {rid for _, rid in selected if run_status(out / rid) in FINISHED_STATUSES}
+    cached = [(run, rid) for run, rid in selected if rid in done]
+    pending = [(run, rid) for run, rid in selected if rid not in done]
 
     if dry_run:
-        _print_table([(rid, "cached" if (run, rid) in cached else "would run", "", ", ".join(run.experiments))
+        _print_table([(rid, "cached" if rid in done else "would run", "", ", ".join(run.experiments))
                       for run, rid in selected])
         print(f"\nprofile {chosen_profile.name}: {len(selected)} runs, {len(cached)} cached, {len(pending)} to run")
         return 0
