@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from lab2.config import DROPOUT_KINDS, MODELS, PRECISIONS, ConfigError, RunConfig
-from lab2.grid import PARAMS_DIR
+from lab2.runs.grid import PARAMS_DIR
 
 CHOICES = {"model": MODELS, "dropout_kind": DROPOUT_KINDS, "precision": PRECISIONS}
 
@@ -76,7 +76,7 @@ def train_command(parser, args) -> int:
 
 
 def sweep_command(parser, args) -> int:
-    from lab2.sweep import SweepError, sweep
+    from lab2.runs.sweep import SweepError, sweep
 
     try:
         return sweep(profile=args.profile, jobs=args.jobs, only=args.only, dry_run=args.dry_run,

@@ -14,7 +14,7 @@ import pytest
 from conftest import make_arrays, write_image_folder, write_tar_gz
 
 from lab2.book import DIGEST_FILE, LOG_FILE, RUNS_FOLDER, BookError, build_book, inputs_digest
-from lab2.sweep import sweep
+from lab2.runs.sweep import sweep
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -14,8 +14,8 @@ import yaml
 from lab2 import results
 from lab2.__main__ import main
 from lab2.data import PROJECT_ROOT
-from lab2.grid import GridError, plan
-from lab2.sweep import RUN_NOTEBOOK, sweep
+from lab2.runs.grid import GridError, plan
+from lab2.runs.sweep import RUN_NOTEBOOK, sweep
 
 TINY_EXPERIMENTS = {
     "model": "mlp",

@@ -13,7 +13,7 @@ import yaml
 
 from lab2.config import FIELD_NAMES, ConfigError, RunConfig
 
-PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
+PARAMS_DIR = Path(__file__).resolve().parents[2] / "params"
 PROFILES_FILE = "profiles.yaml"
 EXPERIMENT_FILE_KEYS = ("model", "baseline", "experiments")
 PROFILE_KEYS = ("description", "seeds", "set")
