@@ -1,6 +1,6 @@
 """lab2: BatchNorm and Dropout in an MLP and a CNN on CIFAR-10, the package the book imports.
 
-Public names are imported on first use, so that `from lab2 import results` does not load
+Public names are imported on first use, so that `from lab2.report import results` does not load
 torch: the book's pages that only read results start seconds sooner.
 """
 

@@ -50,7 +50,7 @@ def _check_data_dir(parser, data_dir) -> None:
 
 
 def train_command(parser, args) -> int:
-    from lab2.results import FINISHED_STATUSES
+    from lab2.report.results import FINISHED_STATUSES
     from lab2.train import failed_result, run, save_run
 
     values = {field.name: getattr(args, field.name) for field in dataclasses.fields(RunConfig)}
@@ -102,7 +102,7 @@ def bench_command(parser, args) -> int:
 
 
 def book_command(parser, args) -> int:
-    from lab2.book import BookError, build_book
+    from lab2.report.build import BookError, build_book
 
     try:
         return build_book(args.profile, args.results, args.output)

@@ -22,7 +22,7 @@ from lab2.atomic import write_json
 from lab2.bench import run_bench
 from lab2.config import RunConfig
 from lab2.data import load_cifar10, split
-from lab2.results import RESULTS_ROOT
+from lab2.report.results import RESULTS_ROOT
 from lab2.train import fit
 
 # Training FLOPs per image of the report's CNN (C = 256): forward conv1 + conv2 + linear

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import make_arrays, write_image_folder, write_tar_gz
 
-from lab2.book import DIGEST_FILE, LOG_FILE, RUNS_FOLDER, BookError, build_book, inputs_digest
+from lab2.report.build import DIGEST_FILE, LOG_FILE, RUNS_FOLDER, BookError, build_book, inputs_digest
 from lab2.runs.sweep import sweep
 
 CHROMIUM = Path("/usr/bin/chromium")

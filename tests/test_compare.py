@@ -5,9 +5,9 @@ import math
 import pandas as pd
 import pytest
 
-from lab2 import claims, compare, results
-from lab2.compare import Estimate
-from lab2.results import METRICS
+from lab2.report import claims, compare, results
+from lab2.report.compare import Estimate
+from lab2.report.results import METRICS
 
 
 def fake_runs(test_accs: list[float], model: str = "mlp", experiment: str = "best") -> pd.DataFrame:

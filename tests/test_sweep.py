@@ -11,7 +11,7 @@ import papermill
 import pytest
 import yaml
 
-from lab2 import results
+from lab2.report import results
 from lab2.__main__ import main
 from lab2.data import PROJECT_ROOT
 from lab2.runs.grid import GridError, plan

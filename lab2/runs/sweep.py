@@ -24,7 +24,7 @@ from lab2.atomic import write_json
 from lab2.config import run_id
 from lab2.data import PROJECT_ROOT, DataError, load_cifar10
 from lab2.runs.grid import PARAMS_DIR, GridError, PlannedRun, plan
-from lab2.results import FINISHED_STATUSES, RESULTS_ROOT  # a failed run is retried by the next sweep
+from lab2.report.results import FINISHED_STATUSES, RESULTS_ROOT  # a failed run is retried by the next sweep
 from lab2.train import failed_summary
 
 RUN_NOTEBOOK = PROJECT_ROOT / "book" / "run.ipynb"

@@ -24,7 +24,7 @@ import yaml
 
 from lab2 import PROJECT_ROOT
 from lab2.runs.grid import PARAMS_DIR, GridError, get_profile
-from lab2.results import PROFILE_ENV, REFERENCE_CSV, RESULTS_ENV, RESULTS_ROOT, load_manifest, profile_dir
+from lab2.report.results import PROFILE_ENV, REFERENCE_CSV, RESULTS_ENV, RESULTS_ROOT, load_manifest, profile_dir
 
 BOOK_DIR = PROJECT_ROOT / "book"
 DIGEST_FILE = ".results-digest"  # in the build folder, written after a successful build

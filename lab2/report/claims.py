@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from lab2 import compare, results
-from lab2.compare import Estimate
+from lab2.report import compare, results
+from lab2.report.compare import Estimate
 from lab2.config import RunConfig
 
 HOLDS, FAILS, NOISE, TIE = "holds", "does not hold", "within seed noise", "no difference"

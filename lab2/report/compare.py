@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from lab2 import results
-from lab2.results import METRICS
+from lab2.report import results
+from lab2.report.results import METRICS
 
 SPREAD_Z = 2.0  # how many standard deviations (or standard errors) count as "within noise"
 # The columns that identify a number of the original report (results.load_reference()).

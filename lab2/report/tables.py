@@ -5,9 +5,9 @@ import html
 
 import pandas as pd
 
-from lab2 import results
-from lab2.compare import ABLATIONS, SPREAD_Z, grid_axes, plus_minus
-from lab2.results import METRICS
+from lab2.report import results
+from lab2.report.compare import ABLATIONS, SPREAD_Z, grid_axes, plus_minus
+from lab2.report.results import METRICS
 
 
 def format_spread(spread: pd.DataFrame, by: list[str], metrics=METRICS, digits: int = 3) -> pd.DataFrame:

@@ -9,8 +9,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from lab2 import results
-from lab2.compare import ABLATIONS
+from lab2.report import results
+from lab2.report.compare import ABLATIONS
 
 sns.set_theme(context="notebook", style="whitegrid", font_scale=1.1)
 
