@@ -75,13 +75,21 @@ def train_command(parser, args) -> int:
     return 0 if result.summary["status"] in FINISHED_STATUSES else 1
 
 
+def _seed_list(text: str) -> list[int]:
+    """--seeds 0,1 -> [0, 1]."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers such as 0,1, got {text!r}") from None
+
+
 def sweep_command(parser, args) -> int:
     from lab2.runs.sweep import SweepError, sweep
 
     try:
         return sweep(profile=args.profile, jobs=args.jobs, only=args.only, dry_run=args.dry_run,
                      data_dir=args.data_dir, device=args.device, results_root=args.results,
-                     params_dir=args.params)
+                     params_dir=args.params, seeds=args.seeds)
     except SweepError as error:
         parser.error(str(error))
 
@@ -131,6 +139,8 @@ def main(argv=None) -> int:
     sweep.add_argument("--profile", default="quick", help="full, quick (default) or smoke; see params/profiles.yaml")
     sweep.add_argument("--jobs", type=int, default=None, help="notebooks run at once (default: by device)")
     sweep.add_argument("--only", default=None, help="run only experiments or run ids matching this glob")
+    sweep.add_argument("--seeds", type=_seed_list, default=None,
+                       help="run only these of the profile's seeds, e.g. 0,1 (default: all; runs stay seed-major)")
     sweep.add_argument("--dry-run", action="store_true", help="list what would run and what is cached; run nothing")
     sweep.add_argument("--results", type=Path, default=None, help="results root (default: results/)")
     sweep.add_argument("--params", type=Path, default=PARAMS_DIR, help="experiments and profiles (default: params/)")

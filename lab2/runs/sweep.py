@@ -113,14 +113,27 @@ def _publish(task: RunTask, return_code: int, seconds: float) -> dict:
     return {"run_id": task.run_id, "status": run_status(final), "seconds": seconds, "error": error}
 
 
-def _select(runs: list[PlannedRun], ids: list[str], only: str | None):
+def _select(runs: list[PlannedRun], ids: list[str], only: str | None, seeds: list[int] | None = None):
+    chosen = list(zip(runs, ids))
+    if seeds is not None:
+        chosen = [(run, rid) for run, rid in chosen if run.config.seed in seeds]
     if only is None:
-        return list(zip(runs, ids))
-    chosen = [(run, rid) for run, rid in zip(runs, ids)
+        return chosen
+    chosen = [(run, rid) for run, rid in chosen
               if fnmatch.fnmatch(rid, only) or any(fnmatch.fnmatch(e, only) for e in run.experiments)]
     if not chosen:
         raise SweepError(f"--only {only!r} matches no run id or experiment (experiments look like 'mlp/best')")
     return chosen
+
+
+def check_seeds(seeds: list[int] | None, profile) -> None:
+    """Refuse a --seeds value that names a seed the profile does not run."""
+    if seeds is None:
+        return
+    unknown = [seed for seed in seeds if seed not in profile.seeds]
+    if unknown or not seeds:
+        raise SweepError(f"--seeds: profile {profile.name} has no seed {', '.join(map(str, unknown)) or '(none given)'}; "
+                         f"allowed: {', '.join(map(str, profile.seeds))}")
 
 
 def _print_table(rows: list[tuple[str, str, str, str]]) -> None:
@@ -131,7 +144,7 @@ def _print_table(rows: list[tuple[str, str, str, str]]) -> None:
 
 def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = None, dry_run: bool = False,
           data_dir=None, device: str = "auto", results_root: Path | None = None,
-          params_dir: Path = PARAMS_DIR) -> int:
+          params_dir: Path = PARAMS_DIR, seeds: list[int] | None = None) -> int:
     """Execute every missing run of the profile's grid; 0 if all runs finished, 1 otherwise."""
     try:
         chosen_profile, runs = plan(profile, Path(params_dir))
@@ -139,12 +152,13 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
         raise SweepError(str(error)) from None
     if jobs is not None and jobs < 1:
         raise SweepError(f"--jobs: must be an integer >= 1, got {jobs}")
+    check_seeds(seeds, chosen_profile)
     try:
         dataset = load_cifar10(data_dir)
     except DataError as error:
         raise SweepError(f"--data-dir: {error}") from None
     ids = [run_id(run.config, dataset.fingerprint) for run in runs]
-    selected = _select(runs, ids, only)
+    selected = _select(runs, ids, only, seeds)
     out = Path(results_root or RESULTS_ROOT) / chosen_profile.name
     done = {rid for _, rid in selected if run_status(out / rid) in FINISHED_STATUSES}
     cached = [(run, rid) for run, rid in selected if rid in done]
