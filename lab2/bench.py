@@ -1,8 +1,9 @@
 """Training-step throughput of lab2's layers against torch.nn's, in the same models.
 
-Each measurement is a block of optimizer steps on random uint8 images already on the
-device; the two implementations alternate block by block so that drifts in clock speed
-or load hit both alike, and the median over blocks is reported.
+Each measurement is a block of the trainer's own steps (lab2.step.TrainStep, eager or
+replayed from a CUDA graph) on random uint8 images already on the device; the two
+implementations alternate block by block so that drifts in clock speed or load hit both
+alike, and the median over blocks is reported.
 """
 
 import statistics
@@ -10,11 +11,10 @@ import time
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from lab2.config import RunConfig
 from lab2.models import build_model
-from lab2.train import model_input
+from lab2.step import STEP_MODES, WARMUP_STEPS, TrainStep, make_optimizer
 
 # The report's batch sizes for each model's best setting.
 REPORT_BATCH_SIZE = {"mlp": 500, "cnn": 100}
@@ -26,6 +26,7 @@ class BenchResult:
     channels: int
     batch_size: int
     device: str
+    step_mode: str
     lab2_images_per_s: float
     torch_images_per_s: float
 
@@ -39,57 +40,63 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _trainer(config: RunConfig, impl: str, device: torch.device, images, labels, channels_last: bool):
-    """A closure that runs `steps` training steps of one implementation."""
+def _trainer(config: RunConfig, layers: str, device: torch.device, images, labels, mode: str):
+    """A closure that runs `count` training steps of one implementation, as training runs them."""
     torch.manual_seed(0)
-    model = build_model(config, impl).to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, fused=device.type == "cuda")
+    channels_last = device.type == "cuda" and config.model == "cnn"
+    model = build_model(config, layers).to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     model.train()
+    train_step = TrainStep(model, make_optimizer(model, config.learning_rate, device, mode), images, labels,
+                           config.batch_size, mode, channels_last=channels_last)
+    index = torch.arange(config.batch_size, device=device)
 
     def steps(count: int) -> None:
         for _ in range(count):
-            loss = F.cross_entropy(model(model_input(images, channels_last)), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            train_step(index)
         _synchronize(device)
 
     return steps
 
 
-def measure(config: RunConfig, device: torch.device, repeats: int, steps_per_block: int) -> BenchResult:
+def measure(config: RunConfig, device: torch.device, repeats: int, steps_per_block: int,
+            mode: str = "eager") -> BenchResult:
     """Median images/s over `repeats` alternating blocks of each implementation."""
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (config.batch_size, 3, 32, 32), dtype=torch.uint8, generator=generator).to(device)
     labels = torch.randint(0, 10, (config.batch_size,), generator=generator).to(device)
-    channels_last = device.type == "cuda" and config.model == "cnn"
-    trainers = {impl: _trainer(config, impl, device, images, labels, channels_last) for impl in ("lab2", "torch")}
-    for steps in trainers.values():  # warm-up: allocator, cuDNN autotuning, first-call costs
-        steps(max(2, steps_per_block // 2))
-    rates = {impl: [] for impl in trainers}
+    trainers = {layers: _trainer(config, layers, device, images, labels, mode) for layers in ("lab2", "torch")}
+    for steps in trainers.values():  # warm-up: allocator, cuDNN autotuning, capture, first-call costs
+        steps(max(WARMUP_STEPS + 1, steps_per_block // 2))
+    rates = {layers: [] for layers in trainers}
     for _ in range(repeats):
-        for impl, steps in trainers.items():
+        for layers, steps in trainers.items():
             started = time.perf_counter()
             steps(steps_per_block)
-            rates[impl].append(steps_per_block * config.batch_size / (time.perf_counter() - started))
-    return BenchResult(config.model, config.channels, config.batch_size, str(device),
+            rates[layers].append(steps_per_block * config.batch_size / (time.perf_counter() - started))
+    return BenchResult(config.model, config.channels, config.batch_size, str(device), mode,
                        statistics.median(rates["lab2"]), statistics.median(rates["torch"]))
 
 
 def run_bench(models, device: torch.device, channels: int, repeats: int, steps_per_block: int,
-              dropout_rate: float = 0.5) -> list[BenchResult]:
-    """Benchmark each model at the report's batch size; dropout on, so both layers are timed."""
+              dropout_rate: float = 0.5, modes=None) -> list[BenchResult]:
+    """Benchmark each model at the report's batch size in each step mode (both on a GPU).
+
+    Dropout is on, so both hand-written layers are timed.
+    """
+    modes = modes or (STEP_MODES if device.type == "cuda" else ("eager",))
     results = []
     for model in models:
         config = RunConfig(model=model, batch_size=REPORT_BATCH_SIZE[model], channels=channels,
                            dropout_rate=dropout_rate)
-        results.append(measure(config, device, repeats, steps_per_block))
+        results += [measure(config, device, repeats, steps_per_block, mode) for mode in modes]
     return results
 
 
 def format_results(results: list[BenchResult]) -> str:
-    lines = [f"{'model':<5} {'C':>4} {'batch':>5} {'device':<7} {'lab2 img/s':>11} {'torch img/s':>12} {'ratio':>6}"]
+    lines = [f"{'model':<5} {'C':>4} {'batch':>5} {'device':<7} {'step':<10} {'lab2 img/s':>11} {'torch img/s':>12} "
+             f"{'ratio':>6}"]
     for r in results:
         lines.append(f"{r.model:<5} {r.channels if r.model == 'cnn' else '-':>4} {r.batch_size:>5} {r.device:<7} "
+                     f"{r.step_mode:<10} "
                      f"{r.lab2_images_per_s:>11.0f} {r.torch_images_per_s:>12.0f} {r.ratio:>6.2f}")
     return "\n".join(lines)

@@ -7,7 +7,8 @@ whenever validation accuracy reaches a new best (>=).
 
 The same code runs on a CPU and on a GPU. The data sits on the device as uint8 and is
 normalised there, batches are taken by index, and metrics are accumulated on the device
-and read once per epoch, so a GPU step never waits for the host.
+and read once per epoch, so a GPU step never waits for the host. On a GPU the step and
+the evaluation are replayed from captured CUDA graphs (lab2.step); a CPU runs them eagerly.
 """
 
 import math
@@ -16,19 +17,17 @@ import platform
 import subprocess
 import time
 import traceback
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from lab2 import data as cifar
 from lab2.atomic import atomic_write, write_json
 from lab2.config import RunConfig
 from lab2.models import build_model, count_parameters
+from lab2.step import Evaluator, TrainStep, autocast_context, choose_step_mode, make_optimizer
 
-EVAL_BATCH_SIZE = 1000  # evaluation needs no gradients, so larger batches are cheaper
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 SUMMARY_KEYS = (
     "train_loss", "train_acc", "val_loss", "val_acc", "best_val_acc", "best_epoch",
@@ -60,8 +59,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _numerics(config: RunConfig, device: torch.device) -> dict:
-    """Set and describe how this run computes: TF32, bf16 autocast, memory format."""
+def _numerics(config: RunConfig, device: torch.device, step_mode: str) -> dict:
+    """Set and describe how this run computes: TF32, bf16 autocast, memory format, step mode."""
     on_cuda = device.type == "cuda"
     tf32 = on_cuda and config.precision in ("tf32", "bf16")
     if on_cuda:
@@ -74,50 +73,40 @@ def _numerics(config: RunConfig, device: torch.device) -> dict:
         "autocast_bf16": on_cuda and config.precision == "bf16",
         # channels_last lets cuDNN pick its NHWC tensor-core kernels; CPUs keep NCHW.
         "channels_last": on_cuda and config.model == "cnn",
+        "step_mode": step_mode,
     }
 
 
-@torch.no_grad()
-def evaluate(model, images, labels, autocast=nullcontext(), channels_last=False) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a whole set, in eval mode."""
-    model.eval()
-    loss_sum = torch.zeros((), device=images.device)
-    correct = torch.zeros((), device=images.device)
-    for start in range(0, len(images), EVAL_BATCH_SIZE):
-        batch_labels = labels[start:start + EVAL_BATCH_SIZE]
-        with autocast:
-            logits = model(model_input(images[start:start + EVAL_BATCH_SIZE], channels_last))
-        loss_sum += F.cross_entropy(logits.float(), batch_labels, reduction="sum")
-        correct += (logits.argmax(1) == batch_labels).sum()
-    return (loss_sum / len(images)).item(), (correct / len(images)).item()
-
-
-def model_input(images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
-    """A batch of uint8 images as the model's float input, normalised on their device."""
-    x = cifar.normalize(images)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+def evaluate(model, images, labels) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of a model over a whole set, in eval mode (eagerly)."""
+    return Evaluator(model, images, labels)()
 
 
 def fit(config: RunConfig, splits: cifar.Splits, device: torch.device, progress: bool = True,
-        layers: str = "lab2") -> RunResult:
+        layers: str = "lab2", step_mode: str | None = None) -> RunResult:
     """Train one model on splits and return its history and summary.
 
     layers='torch' swaps in torch.nn's BatchNorm and Dropout: the reference implementation.
+    step_mode: eager or cuda_graph (default: $LAB2_STEP_MODE, else cuda_graph on a GPU).
     """
     started = time.perf_counter()
     seed_everything(config.seed)
-    numerics = _numerics(config, device)
+    mode = choose_step_mode(device, step_mode)
+    numerics = _numerics(config, device, mode)
     channels_last = numerics["channels_last"]
     model = build_model(config, layers).to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, fused=device.type == "cuda")
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if numerics["autocast_bf16"] else nullcontext()
+    optimizer = make_optimizer(model, config.learning_rate, device, mode)
+    autocast = autocast_context(device, numerics["autocast_bf16"])
 
     train_images, train_labels = splits.train_images.to(device), splits.train_labels.to(device)
-    val = (splits.val_images.to(device), splits.val_labels.to(device))
-    test = (splits.test_images.to(device), splits.test_labels.to(device))
     shuffle = torch.Generator(device=device).manual_seed(config.seed)
     # Whole batches only: every step sees batch_size images, and BatchNorm never sees one.
     num_batches = len(train_images) // config.batch_size
+    train_step = TrainStep(model, optimizer, train_images, train_labels, config.batch_size, mode, autocast, channels_last)
+    evaluate_val, evaluate_test = (
+        Evaluator(model, images.to(device), labels.to(device), mode, autocast, channels_last)
+        for images, labels in ((splits.val_images, splits.val_labels), (splits.test_images, splits.test_labels))
+    )
 
     history, status = [], "ok"
     best = {"best_val_acc": -1.0, "best_epoch": 0, "test_loss": None, "test_acc": None}
@@ -127,29 +116,20 @@ def fit(config: RunConfig, splits: cifar.Splits, device: torch.device, progress:
         epoch_started = time.perf_counter()
         model.train()
         order = torch.randperm(len(train_images), device=device, generator=shuffle)
-        loss_sum = torch.zeros((), device=device)
-        acc_sum = torch.zeros((), device=device)
+        train_step.reset_sums()
         for step in range(num_batches):
-            index = order[step * config.batch_size:(step + 1) * config.batch_size]
-            labels = train_labels[index]
-            with autocast:
-                logits = model(model_input(train_images[index], channels_last))
-            loss = F.cross_entropy(logits.float(), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach()
-            acc_sum += (logits.detach().argmax(1) == labels).float().mean()
-        train_loss, train_acc = (loss_sum / num_batches).item(), (acc_sum / num_batches).item()
+            train_step(order[step * config.batch_size:(step + 1) * config.batch_size])
+        train_loss = (train_step.loss_sum / num_batches).item()
+        train_acc = (train_step.acc_sum / num_batches).item()
         if not math.isfinite(train_loss):
             status = "diverged"
             break
-        val_loss, val_acc = evaluate(model, *val, autocast, channels_last)
+        val_loss, val_acc = evaluate_val()
         if not math.isfinite(val_loss):
             status = "diverged"
             break
         if val_acc >= best["best_val_acc"]:
-            test_loss, test_acc = evaluate(model, *test, autocast, channels_last)
+            test_loss, test_acc = evaluate_test()
             best = {"best_val_acc": val_acc, "best_epoch": epoch, "test_loss": test_loss, "test_acc": test_acc}
         row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
                "val_acc": val_acc, "seconds": time.perf_counter() - epoch_started}

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lab2 import train
+from lab2 import step, train
 from lab2.config import RunConfig
 from lab2.data import Cifar10, split
 from lab2.train import SUMMARY_KEYS, fit, save_run
@@ -63,12 +63,12 @@ def test_reference_layers_train_alike(splits):
 
 
 def test_a_nan_loss_is_reported_as_diverged(splits, monkeypatch):
-    real_cross_entropy = train.F.cross_entropy
+    real_cross_entropy = step.F.cross_entropy
 
     def exploding(logits, labels, **kwargs):
         return real_cross_entropy(logits, labels, **kwargs) * math.inf
 
-    monkeypatch.setattr(train.F, "cross_entropy", exploding)
+    monkeypatch.setattr(step.F, "cross_entropy", exploding)
     result = fit(small(), splits, CPU, progress=False)
     assert result.summary["status"] == "diverged"
     assert result.history == [] and result.summary["test_acc"] is None
