@@ -1,35 +1,67 @@
-"""The prepared device check: one call that measures the GPU and runs the full sweep.
+"""The prepared device call: measure the GPU, then sweep the full profile and pack it as it goes.
 
-Stages, each reported even if a later one fails: versions and device; the lab2-vs-torch.nn
-benchmark; the seconds of one epoch of each model under the full protocol (TF32 and bf16);
-then the sweep, stopped cleanly at the time budget so that every finished run is kept and
-a later call resumes the rest, and `--archive` packs the finished runs for the trip home.
-`--dry-run` rehearses all of it on a CPU at toy sizes.
+A lent GPU gives a session minutes, and only files already in the call's output folder
+come back, even when the call is cut off. So every stage writes its result into the
+report (`gpu_check.json`, rewritten atomically after each stage) and prints one line,
+and while the sweeps run, the runs finished so far are re-packed into one archive per
+model (written beside, then renamed) every time another one finishes.
+
+Stages: the device and versions; the data and its fingerprint (against the committed
+manifest, since run ids hash it); the CUDA-graph check (tests/test_step.py: if the
+captured step does not reproduce the eager one, the sweeps fall back to eager steps);
+the lab2-vs-torch.nn benchmark in both step modes; one epoch of each model under the
+full protocol (TF32 and bf16, eager and captured) against the arithmetic floor; then the
+sweeps in lanes that share the GPU (CNN seed 0 then the other CNN seeds in one, the
+MLP in the other), stopped cleanly at the time budget. `--dry-run` rehearses all of it
+on a CPU: toy sizes, and real sweeps of the smoke profile into the output folder.
 """
 
 import json
+import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from lab2 import PROJECT_ROOT
 from lab2.atomic import write_json
 from lab2.bench import run_bench
 from lab2.config import RunConfig
 from lab2.data import load_cifar10, split
-from lab2.report.results import RESULTS_ROOT
+from lab2.runs.grid import get_profile
+from lab2.step import STEP_MODE_ENV, STEP_MODES
 from lab2.train import fit
 
 # Training FLOPs per image of the report's CNN (C = 256): forward conv1 + conv2 + linear
 # = 2 * (28*28*256*3*25 + 10*10*256*256*25 + 6400*10) = 0.35 GFLOP, times 3 with backward.
 CNN_TRAIN_FLOP_PER_IMAGE = 3 * 2 * (28 * 28 * 256 * 3 * 25 + 10 * 10 * 256 * 256 * 25 + 6400 * 10)
 TF32_PEAK_FLOPS = {"H100": 495e12, "H200": 495e12}  # dense TF32 tensor-core peak, vendor datasheets
-SWEEP_GRACE_S = 30  # after SIGTERM, time for the sweep to stop its workers and kernels
+SWEEP_GRACE_S = 30  # after SIGTERM, time for a sweep to stop its runs and kernels
+PACK_EVERY_S = 5  # how often the sweeps' results folder is looked at for newly finished runs
+REPORT_FILE = "gpu_check.json"
+CUDA_JOBS_PER_LANE = 4
+
+
+@dataclass
+class Lane:
+    """Sweeps that run one after another, beside the other lanes: (--only glob, seeds) each."""
+
+    name: str
+    sweeps: list[tuple[str, list[int] | None]]
+
+
+def sweep_lanes(seeds: list[int]) -> list[Lane]:
+    """CNN seed 0 first (it decides the CNN rows), then its other seeds; the MLP beside it."""
+    first, rest = seeds[:1], seeds[1:]
+    return [Lane("cnn", [("cnn/*", first)] + ([("cnn/*", rest)] if rest else [])), Lane("mlp", [("mlp/*", None)])]
 
 
 def _say(text: str) -> None:
@@ -46,8 +78,31 @@ def describe_device() -> dict:
     return info
 
 
-def time_epochs(data_dir, device: torch.device, tiny: bool) -> list[dict]:
-    """Seconds of one epoch (the second, after cuDNN's autotuning) for each model and precision."""
+def check_data(data_dir, profile_dir: Path) -> dict:
+    """The data's source and fingerprint, and whether the profile's manifest was made from the same."""
+    dataset = load_cifar10(data_dir)
+    info = {"source": dataset.source, "fingerprint": dataset.fingerprint, "images": len(dataset.train_labels)}
+    manifest = profile_dir / "manifest.json"
+    if manifest.is_file():
+        expected = json.loads(manifest.read_text()).get("data_fingerprint")
+        info["matches_manifest"] = expected == dataset.fingerprint
+        if not info["matches_manifest"]:
+            _say(f"gpu-check: WARNING: data fingerprint {dataset.fingerprint[:12]} differs from {manifest}'s "
+                 f"{str(expected)[:12]}: the runs made here get other ids than the committed ones")
+    return info
+
+
+def check_capture() -> dict:
+    """Run the step tests (on a GPU: captured against eager); their verdict decides the step mode."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_step.py"]
+    finished = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
+    lines = (finished.stdout + finished.stderr).strip().splitlines()
+    return {"passed": finished.returncode == 0, "pytest": lines[-1] if lines else "", "exit_code": finished.returncode,
+            "failures": [line for line in lines if line.startswith("FAILED")][:10]}
+
+
+def time_epochs(data_dir, device: torch.device, tiny: bool, step_modes) -> list[dict]:
+    """Seconds of one epoch (the second, after autotuning and capture) per model, precision and step mode."""
     dataset = load_cifar10(data_dir)
     cases = [
         RunConfig(model="mlp", dropout_rate=0.5, batch_size=500, num_epochs=2),
@@ -59,90 +114,204 @@ def time_epochs(data_dir, device: torch.device, tiny: bool) -> list[dict]:
         if tiny:
             config = RunConfig(**{**config.to_dict(), "train_size": 500, "eval_size": 200, "channels": 8})
         splits = split(dataset, config.train_size, config.eval_size)
-        result = fit(config, splits, device, progress=False)
-        seconds = result.history[-1]["seconds"]
-        row = {"model": config.model, "precision": config.precision, "channels": config.channels,
-               "images": len(splits.train_images), "epoch_seconds": seconds,
-               "images_per_s": len(splits.train_images) / seconds}
-        if config.model == "cnn" and device.type == "cuda":
-            name = torch.cuda.get_device_name(device)
-            peak = next((flops for key, flops in TF32_PEAK_FLOPS.items() if key in name), None)
-            if peak:
-                floor = len(splits.train_images) * CNN_TRAIN_FLOP_PER_IMAGE / peak
-                row.update(tf32_floor_seconds=floor, times_floor=seconds / floor)
-        rows.append(row)
-        _say(json.dumps(row))
+        for mode in step_modes:
+            result = fit(config, splits, device, progress=False, step_mode=mode)
+            seconds = result.history[-1]["seconds"]
+            row = {"model": config.model, "precision": config.precision, "step_mode": mode,
+                   "channels": config.channels, "images": len(splits.train_images), "epoch_seconds": seconds,
+                   "images_per_s": len(splits.train_images) / seconds}
+            if config.model == "cnn" and device.type == "cuda":
+                name = torch.cuda.get_device_name(device)
+                peak = next((flops for key, flops in TF32_PEAK_FLOPS.items() if key in name), None)
+                if peak:
+                    floor = len(splits.train_images) * CNN_TRAIN_FLOP_PER_IMAGE / peak
+                    row.update(tf32_floor_seconds=floor, times_floor=seconds / floor)
+            rows.append(row)
+            _say(f"gpu-check: epoch {json.dumps(row)}")
     return rows
 
 
-def run_sweep_until(profile: str, jobs: int | None, data_dir, deadline: float, dry_run: bool) -> int:
-    """Run the sweep in a child process; SIGTERM it at the deadline so it stops cleanly."""
-    command = [sys.executable, "-m", "lab2", "sweep", "--profile", profile]
+def finished_runs(profile_dir: Path) -> set[str]:
+    """Run folders that are published (staging folders start with a dot)."""
+    if not profile_dir.is_dir():
+        return set()
+    return {p.name for p in profile_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
+
+
+def pack_runs(profile_dir: Path, run_names, archive: Path) -> None:
+    """Pack run folders (and the profile's manifest) as results/<profile>/..., beside then renamed."""
+    partial = archive.with_name(f".{archive.name}.partial")
+    with tarfile.open(partial, "w:gz") as tar:
+        prefix = Path("results") / profile_dir.name
+        if (profile_dir / "manifest.json").is_file():
+            tar.add(profile_dir / "manifest.json", arcname=str(prefix / "manifest.json"))
+        for name in sorted(run_names):
+            tar.add(profile_dir / name, arcname=str(prefix / name))
+    partial.replace(archive)
+
+
+class Packer:
+    """Re-packs the runs this call finished, one archive per model, whenever another finishes."""
+
+    def __init__(self, profile_dir: Path, out: Path):
+        self.profile_dir, self.out = profile_dir, out
+        self.before = finished_runs(profile_dir)  # committed runs stay out of the archives
+        self.packed: set[str] = set()
+
+    def __call__(self) -> int:
+        new = finished_runs(self.profile_dir) - self.before
+        if new != self.packed:
+            for model in sorted({name.split("-")[0] for name in new}):
+                runs = {name for name in new if name.startswith(f"{model}-")}
+                pack_runs(self.profile_dir, runs, self.out / f"results-{self.profile_dir.name}-{model}.tgz")
+            self.packed = new
+        return len(self.packed)
+
+
+def _sweep_command(profile: str, only: str, seeds, jobs: int | None, data_dir, results_root) -> list[str]:
+    command = [sys.executable, "-m", "lab2", "sweep", "--profile", profile, "--only", only]
+    command += ["--seeds", ",".join(map(str, seeds))] if seeds else []
     command += ["--jobs", str(jobs)] if jobs else []
     command += ["--data-dir", str(data_dir)] if data_dir else []
-    command += ["--dry-run"] if dry_run else []
-    child = subprocess.Popen(command)
-    try:
-        return child.wait(timeout=max(1.0, deadline - time.time()))
-    except subprocess.TimeoutExpired:
-        _say("gpu-check: time budget reached, stopping the sweep (it resumes on the next call)")
-        child.send_signal(signal.SIGTERM)
-        try:
-            return child.wait(timeout=SWEEP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            return child.wait()
+    command += ["--results", str(results_root)] if results_root else []
+    return command
 
 
-def pack_results(profile: str, archive: Path) -> int:
-    """Pack the profile's finished runs (not staging folders) into a .tar.gz; how many runs."""
-    folder = RESULTS_ROOT / profile
-    runs = [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")] if folder.is_dir() else []
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive, "w:gz") as tar:
-        for path in [folder / name for name in ("manifest.json", "gpu_check.json") if (folder / name).is_file()] + runs:
-            tar.add(path, arcname=str(path.relative_to(RESULTS_ROOT.parent)))
-    return len(runs)
+def run_lanes(lanes: list[Lane], command_for, deadline: float, packer: Packer, environment: dict) -> list[dict]:
+    """Run each lane's sweeps in turn, the lanes side by side, packing as runs finish; stop at the deadline."""
+    pending = {lane.name: list(lane.sweeps) for lane in lanes}
+    running: dict[str, tuple[subprocess.Popen, dict]] = {}
+    outcomes = []
+
+    def start_next(lane: str) -> None:
+        if pending[lane]:
+            only, seeds = pending[lane].pop(0)
+            record = {"lane": lane, "only": only, "seeds": seeds, "started_s": time.time()}
+            running[lane] = (subprocess.Popen(command_for(only, seeds), env=environment), record)
+
+    for lane in pending:
+        start_next(lane)
+    while running and time.time() < deadline:
+        time.sleep(PACK_EVERY_S)
+        packer()
+        for lane, (process, record) in list(running.items()):
+            if process.poll() is not None:
+                del running[lane]
+                outcomes.append({**record, "exit_code": process.returncode,
+                                 "wall_s": round(time.time() - record.pop("started_s"), 1)})
+                _say(f"gpu-check: sweep {record['only']} seeds {record['seeds'] or 'all'} exit code "
+                     f"{process.returncode} after {outcomes[-1]['wall_s']} s; {packer()} runs packed")
+                start_next(lane)
+    if running:
+        _say("gpu-check: time budget reached, stopping the sweeps (a later call resumes them)")
+        for process, _ in running.values():
+            process.send_signal(signal.SIGTERM)
+        for lane, (process, record) in running.items():
+            try:
+                process.wait(timeout=SWEEP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            outcomes.append({**record, "exit_code": "stopped at the budget",
+                             "wall_s": round(time.time() - record.pop("started_s"), 1)})
+    packer()
+    return outcomes
 
 
 def gpu_check(profile: str = "full", budget_s: float = 480, jobs: int | None = None, data_dir=None,
-              dry_run: bool = False, archive: Path | None = None) -> int:
+              dry_run: bool = False, out: Path = PROJECT_ROOT / "results" / "gpu-check") -> int:
     started = time.time()
-    deadline = started + budget_s
+    deadline = started + budget_s - SWEEP_GRACE_S
     if not torch.cuda.is_available() and not dry_run:
         _say("gpu-check: no CUDA device here; rehearse with --dry-run")
         return 2
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
-    report = {"device": describe_device(), "budget_s": budget_s}
-    _say(json.dumps(report["device"]))
-    if device.type == "cuda":
-        subprocess.run(["nvidia-smi", "-L"], check=False)
+    # A rehearsal sweeps the smoke profile for real, into the output folder, not results/.
+    results_root = out / "dry-run-results" if dry_run else None
+    profile = "smoke" if dry_run else profile
+    profile_dir = (results_root or PROJECT_ROOT / "results") / profile
+    report = {"profile": profile, "budget_s": budget_s, "dry_run": dry_run}
 
-    stages = [
-        ("bench", lambda: [dict(vars(r), ratio=r.ratio) for r in run_bench(
-            ["mlp", "cnn"], device, 8 if dry_run else 256, repeats=1 if dry_run else 7,
-            steps_per_block=2 if dry_run else 20)]),
-        ("epochs", lambda: time_epochs(data_dir, device, tiny=dry_run)),
-    ]
-    for name, stage in stages:
+    def stage(name: str, function):
         stage_started = time.time()
         try:
-            report[name] = stage()
+            report[name] = function()
         except Exception as error:  # noqa: BLE001 - a failed stage must not cost the sweep
             report[name] = {"error": f"{type(error).__name__}: {error}"}
+        write_json(out / REPORT_FILE, report)
         _say(f"gpu-check: {name} took {time.time() - stage_started:.1f} s: {json.dumps(report[name])}")
+        return report[name]
 
+    stage("device", describe_device)
+    stage("data", lambda: check_data(data_dir, profile_dir))
+    capture = stage("capture", check_capture)
+    step_modes = STEP_MODES if device.type == "cuda" else ("eager",)
+    sweep_mode = "cuda_graph" if device.type == "cuda" and capture.get("passed") else "eager"
+    stage("bench", lambda: [dict(vars(r), ratio=r.ratio) for r in run_bench(
+        ["mlp", "cnn"], device, 8 if dry_run else 256, repeats=1 if dry_run else 7,
+        steps_per_block=2 if dry_run else 20, modes=step_modes)])
+    stage("epochs", lambda: time_epochs(data_dir, device, dry_run, step_modes))
+
+    environment = {**os.environ, STEP_MODE_ENV: sweep_mode}
+    lane_jobs = jobs or (CUDA_JOBS_PER_LANE if device.type == "cuda" else 1)
+    packer = Packer(profile_dir, out)
+    _say(f"gpu-check: sweeping {profile} with {sweep_mode} steps, {lane_jobs} jobs per lane, "
+         f"until {deadline - started:.0f} s")
     sweep_started = time.time()
-    report["sweep_exit_code"] = run_sweep_until(profile, jobs, data_dir, deadline, dry_run)
-    report["sweep_wall_s"] = time.time() - sweep_started
-    report["total_wall_s"] = time.time() - started
-    _say(f"gpu-check: sweep exit code {report['sweep_exit_code']} after {report['sweep_wall_s']:.1f} s")
-    if not dry_run:
-        write_json(RESULTS_ROOT / profile / "gpu_check.json", report)
-    if archive is not None:
-        _say(f"gpu-check: packed {pack_results(profile, archive)} finished runs into {archive}")
+    report["sweep_step_mode"] = sweep_mode
+    report["sweeps"] = run_lanes(
+        sweep_lanes(get_profile(profile).seeds),
+        lambda only, seeds: _sweep_command(profile, only, seeds, lane_jobs, data_dir, results_root),
+        deadline, packer, environment)
+    report["sweep_wall_s"] = round(time.time() - sweep_started, 1)
+    report["runs_packed"] = len(packer.packed)
+    report["runs_per_minute"] = round(60 * len(packer.packed) / max(report["sweep_wall_s"], 1e-9), 2)
+    report["total_wall_s"] = round(time.time() - started, 1)
+    write_json(out / REPORT_FILE, report)
+    _say(f"gpu-check: done in {report['total_wall_s']} s: {report['runs_packed']} runs packed in {out} "
+         f"({report['runs_per_minute']} runs/min)")
     return 0
+
+
+
+def _device_of(run_dir: Path) -> str:
+    try:
+        environment = json.loads((run_dir / "env.json").read_text())
+    except (OSError, ValueError):
+        return "an unknown device"
+    return f"{environment.get('device_name', '?')} ({environment.get('device', '?')})"
+
+
+def unpack_runs(archive: Path, results_root: Path = PROJECT_ROOT / "results") -> dict:
+    """Unpack an archive of runs into results/<profile>/: new runs are added, runs on disk are kept.
+
+    A run id names a config and data, not a device, so a run already on disk may come from
+    another machine than the archive's one: it is never overwritten, and it is reported.
+    Each run lands by one rename, so an interrupted unpack leaves no half-written run.
+    """
+    added, kept = [], []
+    results_root.mkdir(parents=True, exist_ok=True)
+    unpacked = Path(tempfile.mkdtemp(prefix=".unpack-", dir=results_root))
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(unpacked, filter="data")  # refuses absolute paths and links leaving the folder
+        for profile_dir in sorted((unpacked / "results").glob("*")):
+            target_profile = results_root / profile_dir.name
+            target_profile.mkdir(exist_ok=True)
+            if (profile_dir / "manifest.json").is_file() and not (target_profile / "manifest.json").exists():
+                (profile_dir / "manifest.json").replace(target_profile / "manifest.json")
+            for run in sorted(p for p in profile_dir.iterdir() if p.is_dir()):
+                target = target_profile / run.name
+                if target.exists():
+                    kept.append(f"{profile_dir.name}/{run.name}: kept the one on disk ({_device_of(target)}), "
+                                f"not the archive's ({_device_of(run)})")
+                else:
+                    run.replace(target)
+                    added.append(f"{profile_dir.name}/{run.name}")
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise ValueError(f"{archive}: cannot unpack ({error})") from None
+    finally:
+        shutil.rmtree(unpacked, ignore_errors=True)
+    return {"added": added, "kept": kept}
