@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm  # tqdm.auto warns in a kernel without ipywidgets, naming a local path
 
 from lab2 import PROJECT_ROOT
 from lab2.atomic import atomic_write
