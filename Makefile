@@ -49,10 +49,10 @@ book: venv
 	$(if $(filter full,$(PROFILE)),,$(PY) -m lab2 sweep --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS)))
 	$(PY) -m lab2 book --profile $(PROFILE)
 
-# On a GPU machine (its own python3 with torch; no .venv): versions, bench, one epoch of
-# each model, then the full sweep until the budget, packed for the trip home.
+# On a GPU machine (its own python3 with torch; no .venv): versions, capture check, bench,
+# epoch times, then the full sweep until the budget, packed into $OUT as runs finish.
 gpu-check:
-	$(PYTHON) -m lab2 gpu-check --profile full --archive $${OUT:-results}/results-full.tgz $(ARGS)
+	$(PYTHON) -m lab2 gpu-check --profile full --out $${OUT:-results/gpu-check} $(ARGS)
 
 clean:
 	rm -rf book/_build
