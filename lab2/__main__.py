@@ -120,8 +120,35 @@ def book_command(parser, args) -> int:
 
 def gpu_check_command(parser, args) -> int:
     from lab2.gpu_check import gpu_check
+    from lab2.runs.grid import GridError, get_profile
 
-    return gpu_check(args.profile, args.budget_s, args.jobs, args.data_dir, args.dry_run, args.archive)
+    if args.budget_s <= 0:
+        parser.error(f"--budget-s: must be a number of seconds > 0, got {args.budget_s}")
+    if args.jobs is not None and args.jobs < 1:
+        parser.error(f"--jobs: must be an integer >= 1, got {args.jobs}")
+    try:
+        get_profile(args.profile)
+    except GridError as error:
+        parser.error(f"--profile: {error}")
+    _check_data_dir(parser, args.data_dir)
+    return gpu_check(args.profile, args.budget_s, args.jobs, args.data_dir, args.dry_run, args.out)
+
+
+def unpack_results_command(parser, args) -> int:
+    from lab2.gpu_check import unpack_runs
+
+    for archive in args.archives:
+        if not archive.is_file():
+            parser.error(f"{archive}: no such archive; give the .tgz files a gpu-check call wrote")
+    for archive in args.archives:
+        try:
+            outcome = unpack_runs(archive, args.results)
+        except ValueError as error:
+            parser.error(str(error))
+        print(f"{archive}: {len(outcome['added'])} runs added, {len(outcome['kept'])} already on disk")
+        for line in outcome["kept"]:
+            print(f"  {line}")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -166,12 +193,19 @@ def main(argv=None) -> int:
     check = commands.add_parser("gpu-check", help="on a GPU: versions, bench, epoch times, then the sweep within a budget")
     check.add_argument("--profile", default="full", help="profile to sweep (default: full)")
     check.add_argument("--budget-s", type=float, default=480, help="wall-clock seconds for the whole check (default: 480)")
-    check.add_argument("--jobs", type=int, default=None, help="notebooks run at once (default: by device)")
-    check.add_argument("--dry-run", action="store_true", help="rehearse on a CPU: toy sizes, sweep --dry-run")
+    check.add_argument("--jobs", type=int, default=None, help="notebooks run at once in each lane of sweeps (default: 4 on a GPU)")
+    check.add_argument("--dry-run", action="store_true",
+                       help="rehearse on a CPU: toy sizes, and real smoke-profile sweeps into --out")
     check.add_argument("--data-dir", type=Path, default=None, help="CIFAR-10 location (default: $LAB2_DATA, else data/)")
-    check.add_argument("--archive", type=Path, default=None,
-                       help="also pack the profile's finished runs into this .tar.gz (e.g. $OUT/results-full.tgz)")
+    check.add_argument("--out", type=Path, default=Path("results/gpu-check"),
+                       help="where gpu_check.json and the archives of finished runs go, kept current as the "
+                            "call goes (on the device machine: $OUT; default: results/gpu-check)")
     check.set_defaults(handler=gpu_check_command)
+
+    unpack = commands.add_parser("unpack-results", help="add the runs of gpu-check archives to results/, never overwriting")
+    unpack.add_argument("archives", type=Path, nargs="+", help="results-<profile>-<model>.tgz files")
+    unpack.add_argument("--results", type=Path, default=Path("results"), help="results root (default: results/)")
+    unpack.set_defaults(handler=unpack_results_command)
 
     args = parser.parse_args(argv)
     # Errors are reported by the sub-command's parser, so its usage line is the one shown.
