@@ -17,7 +17,7 @@ _EXPORTS = {
     "BatchNorm1d": "layers", "BatchNorm2d": "layers", "Dropout": "layers", "Dropout2d": "layers",
     "batch_norm": "layers", "dropout": "layers",
     "build_model": "models", "count_parameters": "models",
-    "RunResult": "train", "evaluate": "train", "fit": "train", "run": "train", "save_run": "train",
+    "RunResult": "train", "evaluate": "train", "fit": "train", "run": "train", "save_run": "runs.record",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -11,6 +11,7 @@ from lab2.config import DROPOUT_KINDS, MODELS, PRECISIONS, ConfigError, RunConfi
 from lab2.runs.grid import PARAMS_DIR
 
 CHOICES = {"model": MODELS, "dropout_kind": DROPOUT_KINDS, "precision": PRECISIONS}
+CLUSTER_KINDS = ("local", "local-gpus", "slurm")  # lab2.runs.sweep.CLUSTERS, without importing the sweep
 
 
 def flag(field_name: str) -> str:
@@ -50,16 +51,17 @@ def _check_data_dir(parser, data_dir) -> None:
 
 
 def train_command(parser, args) -> int:
-    from lab2.report.results import FINISHED_STATUSES
-    from lab2.train import failed_result, run, save_run
+    from lab2.runs.record import FINISHED_STATUSES, check_writable, failed_result, save_run
+    from lab2.train import run
 
     values = {field.name: getattr(args, field.name) for field in dataclasses.fields(RunConfig)}
     try:
         config = RunConfig.from_dict(values)
     except ConfigError as error:
         parser.error(f"{flag(error.field)}: {error.message}")
-    if (args.out / "summary.json").exists():
-        parser.error(f"--out: {args.out} already holds a finished run; choose another folder or remove it")
+    problem = check_writable(args.out)
+    if problem:
+        parser.error(f"--out: {problem}")
     _check_data_dir(parser, args.data_dir)
     started = time.perf_counter()
     try:
@@ -89,7 +91,7 @@ def sweep_command(parser, args) -> int:
     try:
         return sweep(profile=args.profile, jobs=args.jobs, only=args.only, dry_run=args.dry_run,
                      data_dir=args.data_dir, device=args.device, results_root=args.results,
-                     params_dir=args.params, seeds=args.seeds)
+                     params_dir=args.params, seeds=args.seeds, scheduler=args.scheduler, cluster=args.cluster)
     except SweepError as error:
         parser.error(str(error))
 
@@ -158,7 +160,7 @@ def main(argv=None) -> int:
     train = commands.add_parser("train", help="train one model and write its results to --out")
     _add_config_flags(train)
     _add_common_flags(train)
-    train.add_argument("--out", type=Path, required=True, help="folder for config.json, metrics.csv, env.json, summary.json")
+    train.add_argument("--out", type=Path, required=True, help="folder for the run's files (see lab2/runs/record.py)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=train_command)
 
@@ -169,6 +171,11 @@ def main(argv=None) -> int:
     sweep.add_argument("--seeds", type=_seed_list, default=None,
                        help="run only these of the profile's seeds, e.g. 0,1 (default: all; runs stay seed-major)")
     sweep.add_argument("--dry-run", action="store_true", help="list what would run and what is cached; run nothing")
+    sweep.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run on an existing Dask cluster, e.g. tcp://10.0.0.5:8786 (its workers share the results folder)")
+    sweep.add_argument("--cluster", default=None, choices=CLUSTER_KINDS,
+                       help="start a Dask cluster: local (--jobs workers), local-gpus (one worker per GPU, --jobs runs "
+                            "each), slurm (pip install .[cluster]; settings from Dask's jobqueue config)")
     sweep.add_argument("--results", type=Path, default=None, help="results root (default: results/)")
     sweep.add_argument("--params", type=Path, default=PARAMS_DIR, help="experiments and profiles (default: params/)")
     _add_common_flags(sweep)

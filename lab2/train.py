@@ -1,4 +1,4 @@
-"""One training run: `run(config) -> RunResult`, and `save_run` to write it to a folder.
+"""One training run: `run(config) -> RunResult` (lab2.runs.record writes it to a folder).
 
 The loop follows the course framework the report used: Adam at a fixed learning rate,
 training data reshuffled every epoch, per-epoch training metrics (mean over the epoch's
@@ -16,23 +16,15 @@ import os
 import platform
 import subprocess
 import time
-import traceback
 from dataclasses import dataclass, field
 
 import torch
 from tqdm import tqdm
 
 from lab2 import data as cifar
-from lab2.atomic import atomic_write, write_json
 from lab2.config import RunConfig
 from lab2.models import build_model, count_parameters
 from lab2.step import Evaluator, TrainStep, autocast_context, choose_step_mode, make_optimizer
-
-METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
-SUMMARY_KEYS = (
-    "train_loss", "train_acc", "val_loss", "val_acc", "best_val_acc", "best_epoch",
-    "test_loss", "test_acc", "status", "seconds",
-)
 
 
 @dataclass
@@ -161,16 +153,6 @@ def run(config: RunConfig, data_dir=None, device: str = "auto", progress: bool =
     return result
 
 
-def failed_summary(error: str, seconds: float) -> dict:
-    """The summary of a run that did not finish: status 'failed', the error, no metrics."""
-    return {**{key: None for key in SUMMARY_KEYS}, "status": "failed", "seconds": seconds, "error": error}
-
-
-def failed_result(error: BaseException, seconds: float) -> RunResult:
-    """The record of a run that raised."""
-    return RunResult([], failed_summary("".join(traceback.format_exception_only(error)).strip(), seconds))
-
-
 def git_commit() -> str:
     """The project's commit, with '-dirty' when the tree has uncommitted changes; 'unknown' outside git."""
     root = cifar.PROJECT_ROOT
@@ -201,15 +183,3 @@ def describe_environment(device: torch.device, dataset: cifar.Cifar10, numerics:
         "data_fingerprint": dataset.fingerprint,
         **numerics,
     }
-
-
-def save_run(out_dir, config: RunConfig, result: RunResult) -> None:
-    """Write config.json, metrics.csv, env.json and, last, summary.json (each atomically)."""
-    write_json(f"{out_dir}/config.json", config.to_dict())
-    with atomic_write(f"{out_dir}/metrics.csv") as handle:
-        handle.write(",".join(METRIC_COLUMNS) + "\n")
-        for row in result.history:
-            handle.write(",".join(repr(row[column]) for column in METRIC_COLUMNS) + "\n")
-    write_json(f"{out_dir}/env.json", result.environment)
-    # summary.json marks the run complete, so it is written after everything else.
-    write_json(f"{out_dir}/summary.json", result.summary)

@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from lab2 import step, train
+from lab2.runs import record
 from lab2.config import RunConfig
 from lab2.data import Cifar10, split
-from lab2.train import SUMMARY_KEYS, fit, save_run
+from lab2.runs.record import SUMMARY_KEYS, save_run
+from lab2.train import fit
 
 CPU = torch.device("cpu")
 
@@ -76,8 +78,8 @@ def test_a_nan_loss_is_reported_as_diverged(splits, monkeypatch):
 
 def test_save_run_writes_every_file_summary_last(splits, tmp_path, monkeypatch):
     written = []
-    real_write_json = train.write_json
-    monkeypatch.setattr(train, "write_json", lambda path, value: (written.append(path), real_write_json(path, value)))
+    real_write_json = record.write_json
+    monkeypatch.setattr(record, "write_json", lambda path, value: (written.append(str(path)), real_write_json(path, value)))
     config = small(num_epochs=2)
     result = fit(config, splits, CPU, progress=False)
     result.environment = {"device": "cpu"}
@@ -88,6 +90,11 @@ def test_save_run_writes_every_file_summary_last(splits, tmp_path, monkeypatch):
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "ok"
     assert not list(tmp_path.glob(".*tmp"))  # no temporary files left behind
     assert written[-1].endswith("summary.json")  # the file that marks the run complete comes last
+    # The code that computed the numbers, per file; the run machinery and the book's analysis excluded.
+    code = json.loads((tmp_path / "env.json").read_text())["code_fingerprint"]
+    assert {"lab2/layers.py", "lab2/train.py", "lab2/models.py"} <= set(code)
+    assert not [name for name in code if name.startswith(("lab2/runs/", "lab2/report/"))]
+    assert record.changed_code(code) == []
 
 
 def test_device_choice():

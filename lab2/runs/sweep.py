@@ -1,57 +1,36 @@
-"""Run a profile's grid through papermill: cached, parallel, failure-isolated, resumable.
+"""Run a profile's grid: cached by config, data and code, parallel, failure-isolated, resumable.
 
-Each run executes book/run.ipynb with papermill, in a process of its own, into a hidden
-staging folder `.<run-id>.partial/`; when papermill exits, the folder is renamed to
-`<run-id>/` in one step. So a run folder
-exists only once its run has finished (ok, diverged or failed), a sweep killed part-way
-leaves only staging folders, and the next sweep deletes those and starts them again.
+Each pending run is claimed (lab2.runs.record), executed by an executor (lab2.runs.executors:
+a local pool, or the workers of a Dask cluster) into a hidden staging folder, and published
+by one rename. So a run folder exists only once its run has ended; a sweep stopped part-way
+(Ctrl-C, SIGTERM, SIGHUP, its death) stops every run it started and leaves only staging
+folders, which the next sweep removes; and two sweeps on one results folder never run the
+same run twice: the second waits for the runs the first has claimed and reports them.
 """
 
 import fnmatch
-import json
 import os
-import shutil
 import signal
-import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from lab2.atomic import write_json
 from lab2.config import run_id
-from lab2.data import PROJECT_ROOT, DataError, load_cifar10
+from lab2.data import DataError, load_cifar10, locate
+from lab2.runs import record
+from lab2.runs.executors import DaskExecutor, LocalExecutor, RunTask
 from lab2.runs.grid import PARAMS_DIR, GridError, PlannedRun, plan
-from lab2.report.results import FINISHED_STATUSES, RESULTS_ROOT  # a failed run is retried by the next sweep
-from lab2.train import failed_summary
 
-RUN_NOTEBOOK = PROJECT_ROOT / "book" / "run.ipynb"
-MANIFEST = "manifest.json"
 CUDA_JOBS = 4  # small runs leave a GPU mostly idle; see the README for the measurement
+CLUSTERS = ("local", "local-gpus", "slurm")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # Ctrl-C is SIGINT, already a KeyboardInterrupt
+RETRY_CLAIMS_S = 2.0  # how often a sweep looks again at runs that another sweep holds
+CONNECT_TIMEOUT_S = 20
 
 
 class SweepError(ValueError):
-    """Bad sweep input (params, profile, data): reported before any run starts."""
-
-
-@dataclass
-class RunTask:
-    """What a worker process needs to execute one run."""
-
-    run_id: str
-    parameters: dict
-    run_dir: str
-    threads: int
-
-
-def run_status(run_dir: Path) -> str | None:
-    """The status recorded in a finished run's summary.json, or None if there is none."""
-    try:
-        return json.loads((run_dir / "summary.json").read_text())["status"]
-    except (OSError, ValueError, KeyError):
-        return None
+    """Bad sweep input (params, profile, data, cluster): reported before any run starts."""
 
 
 def default_jobs(device: str) -> int:
@@ -63,54 +42,21 @@ def default_jobs(device: str) -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def staging_dir(run_dir: Path) -> Path:
-    return run_dir.parent / f".{run_dir.name}.partial"
+def pending_reason(run_dir: Path) -> str | None:
+    """Why a run must execute ('new', 'failed before', 'corrupt', 'code changed: FILES'); None if cached.
 
-
-def _start(task: RunTask) -> subprocess.Popen:
-    """Launch papermill for one run, into its staging folder, in a process group of its own.
-
-    A separate process (not a pool worker) so that stopping a sweep can kill it outright;
-    its kernel notices that its parent is gone and exits too.
+    A finished run that recorded no code fingerprint (made before runs recorded one) stays
+    cached: its code is unknown, and the book says so.
     """
-    staging = staging_dir(Path(task.run_dir))
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    parameters = {**task.parameters, "out_dir": str(staging)}
-    command = [sys.executable, "-m", "papermill", str(RUN_NOTEBOOK), str(staging / "run.ipynb"),
-               "-y", json.dumps(parameters), "--cwd", str(PROJECT_ROOT), "--no-progress-bar"]
-    # Papermill's and the kernel's own chatter goes to a log in the run folder, not over the
-    # sweep's progress bar; an error in a cell is kept in the executed notebook.
-    with open(staging / "kernel.log", "wb") as log:
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
-                                start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": str(task.threads)})
-
-
-def _notebook_error(notebook: Path) -> str | None:
-    """The first error a cell of the executed notebook raised, as 'Name: message'."""
-    try:
-        cells = json.loads(notebook.read_text())["cells"]
-    except (OSError, ValueError, KeyError):
-        return None
-    for cell in cells:
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                return f"{output.get('ename')}: {output.get('evalue')}"
-    return None
-
-
-def _publish(task: RunTask, return_code: int, seconds: float) -> dict:
-    """Record a failure if there was one, then make the run visible in one rename."""
-    final = Path(task.run_dir)
-    staging = staging_dir(final)
-    error = None
-    if return_code != 0 or run_status(staging) is None:
-        error = (_notebook_error(staging / "run.ipynb")
-                 or f"papermill exited with code {return_code}; see {final / 'kernel.log'}")
-        write_json(staging / "summary.json", failed_summary(error, seconds))
-    shutil.rmtree(final, ignore_errors=True)  # an earlier failed attempt, now replaced
-    os.replace(staging, final)
-    return {"run_id": task.run_id, "status": run_status(final), "seconds": seconds, "error": error}
+    status = record.run_status(run_dir)
+    if status == record.MISSING:
+        return "new"
+    if status == record.CORRUPT:
+        return "corrupt"
+    if status not in record.FINISHED_STATUSES:
+        return "failed before"
+    changed = record.run_code_changes(run_dir)
+    return f"code changed: {', '.join(changed)}" if changed else None
 
 
 def _select(runs: list[PlannedRun], ids: list[str], only: str | None, seeds: list[int] | None = None):
@@ -136,16 +82,76 @@ def check_seeds(seeds: list[int] | None, profile) -> None:
                          f"allowed: {', '.join(map(str, profile.seeds))}")
 
 
+def _check_engine(scheduler: str | None, cluster: str | None) -> None:
+    """Refuse engine flags that cannot work here, before the data is read."""
+    if scheduler and cluster:
+        raise SweepError("--scheduler and --cluster: give one (an existing cluster, or one to start)")
+    if cluster is not None and cluster not in CLUSTERS:
+        raise SweepError(f"--cluster: must be one of {', '.join(CLUSTERS)}, got {cluster!r}")
+    if cluster == "slurm":
+        try:
+            import dask_jobqueue  # noqa: F401
+        except ImportError:
+            raise SweepError("--cluster slurm: needs dask-jobqueue; install it with `pip install .[cluster]`") from None
+    if cluster == "local-gpus":
+        import torch
+
+        if torch.cuda.device_count() == 0:
+            raise SweepError("--cluster local-gpus: no GPU is visible on this machine; use --cluster local")
+
+
+def _start_engine(jobs: int | None, device: str, scheduler: str | None, cluster: str | None):
+    """The executor: a local pool (no flags), a Dask scheduler by address, or a cluster this sweep starts."""
+    if not scheduler and not cluster:
+        return LocalExecutor(jobs or default_jobs(device))
+    from distributed import Client
+
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+            client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError) as error:
+            raise SweepError(f"--scheduler {scheduler}: no Dask scheduler with workers answered ({error})") from None
+        return DaskExecutor(client, name=scheduler)
+    if cluster == "local":
+        from distributed import LocalCluster
+
+        started = LocalCluster(n_workers=jobs or default_jobs(device), threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+    elif cluster == "local-gpus":
+        import torch
+        from distributed import Nanny, Scheduler, SpecCluster
+
+        # One worker per GPU, pinned to it; each runs --jobs runs at once on its GPU.
+        workers = {f"gpu{index}": {"cls": Nanny, "options": {"nthreads": jobs or CUDA_JOBS,
+                                                            "env": {"CUDA_VISIBLE_DEVICES": str(index)}}}
+                   for index in range(torch.cuda.device_count())}
+        started = SpecCluster(workers=workers, scheduler={"cls": Scheduler, "options": {"dashboard_address": None}})
+    else:
+        from dask_jobqueue import SLURMCluster
+
+        started = SLURMCluster()  # queue, cores, memory, walltime: from Dask's config (jobqueue.slurm)
+        started.scale(jobs=jobs or 1)
+    client = Client(started)
+    client.wait_for_workers(1, timeout=None if cluster == "slurm" else 120)
+    return DaskExecutor(client, started, name=f"--cluster {cluster}")
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def _print_table(rows: list[tuple[str, str, str, str]]) -> None:
-    print(f"{'run id':<18} {'status':<10} {'seconds':>8}  experiments")
+    print(f"{'run id':<18} {'status':<14} {'seconds':>8}  experiments")
     for rid, status, seconds, experiments in rows:
-        print(f"{rid:<18} {status:<10} {seconds:>8}  {experiments}")
+        print(f"{rid:<18} {status:<14} {seconds:>8}  {experiments}")
 
 
 def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = None, dry_run: bool = False,
           data_dir=None, device: str = "auto", results_root: Path | None = None,
-          params_dir: Path = PARAMS_DIR, seeds: list[int] | None = None) -> int:
-    """Execute every missing run of the profile's grid; 0 if all runs finished, 1 otherwise."""
+          params_dir: Path = PARAMS_DIR, seeds: list[int] | None = None,
+          scheduler: str | None = None, cluster: str | None = None) -> int:
+    """Execute every pending run of the profile's grid; 0 if every selected run has finished, 1 otherwise."""
     try:
         chosen_profile, runs = plan(profile, Path(params_dir))
     except GridError as error:
@@ -153,27 +159,33 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
     if jobs is not None and jobs < 1:
         raise SweepError(f"--jobs: must be an integer >= 1, got {jobs}")
     check_seeds(seeds, chosen_profile)
+    _check_engine(scheduler, cluster)
     try:
         dataset = load_cifar10(data_dir)
+        # Every run (and every Dask worker) reads the very same data, found here once.
+        data_path = str(locate(data_dir)[1].resolve()) if data_dir is not None else None
     except DataError as error:
         raise SweepError(f"--data-dir: {error}") from None
     ids = [run_id(run.config, dataset.fingerprint) for run in runs]
     selected = _select(runs, ids, only, seeds)
-    out = Path(results_root or RESULTS_ROOT) / chosen_profile.name
-    done = {rid for _, rid in selected if run_status(out / rid) in FINISHED_STATUSES}
-    cached = [(run, rid) for run, rid in selected if rid in done]
-    pending = [(run, rid) for run, rid in selected if rid not in done]
+    out = record.profile_dir(chosen_profile.name, results_root)
+    reasons = {rid: pending_reason(out / rid) for _, rid in selected}
+    cached = [rid for _, rid in selected if reasons[rid] is None]
+    pending = [(run, rid) for run, rid in selected if reasons[rid] is not None]
+    experiments_of = {rid: ", ".join(run.experiments) for run, rid in selected}
+    corrupt = [record.summary_path(out / rid) for rid in reasons if reasons[rid] == "corrupt"]
+    stamps = {rid: record.summary_stamp(out / rid) for _, rid in pending}  # to notice another sweep's work
 
     if dry_run:
-        _print_table([(rid, "cached" if rid in done else "would run", "", ", ".join(run.experiments))
-                      for run, rid in selected])
+        _print_table([(rid, "cached" if reasons[rid] is None else "would run", "",
+                       experiments_of[rid] + (f"  [{reasons[rid]}]" if reasons[rid] else "")) for _, rid in selected])
+        _report_corrupt(corrupt)
         print(f"\nprofile {chosen_profile.name}: {len(selected)} runs, {len(cached)} cached, {len(pending)} to run")
         return 0
 
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".*.partial"):  # left by a sweep that was killed
-        shutil.rmtree(stale)
-    write_json(out / MANIFEST, {
+    record.clean_stale_staging(out)
+    record.write_manifest(out, {
         "profile": chosen_profile.name,
         "description": chosen_profile.description,
         "seeds": chosen_profile.seeds,
@@ -182,63 +194,102 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
         "runs": [{"run_id": rid, "experiments": run.experiments, "config": run.config.to_dict()}
                  for run, rid in zip(runs, ids)],
     })
-    jobs = jobs or default_jobs(device)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    data_path = str(Path(data_dir).resolve()) if data_dir is not None else None
+    _report_corrupt(corrupt)
+    local = not scheduler and not cluster
+    threads = max(1, (os.cpu_count() or 1) // (jobs or default_jobs(device))) if local else None
     tasks = [RunTask(rid, {**run.config.to_dict(), "device": device, "data_dir": data_path}, str(out / rid), threads)
              for run, rid in pending]
+    if not tasks:
+        outcomes, elsewhere, interrupted = [], [], 0
+    else:
+        executor = _start_engine(jobs, device, scheduler, cluster)
+        try:
+            if isinstance(executor, DaskExecutor):
+                problems = executor.check(data_path, out, dataset.fingerprint)
+                if problems:
+                    raise SweepError("the Dask workers cannot run this sweep:\n  " + "\n  ".join(problems))
+            print(f"sweep {chosen_profile.name}: {len(tasks)} runs to execute, {executor.describe()}", flush=True)
+            outcomes, elsewhere, interrupted = _drive(executor, tasks, chosen_profile.name, stamps)
+        finally:
+            executor.close()
 
-    outcomes = _execute(tasks, jobs, chosen_profile.name)
-    experiments_of = {rid: ", ".join(run.experiments) for run, rid in selected}
-    rows = [(rid, "cached", "", experiments_of[rid]) for _, rid in cached]
+    rows = [(rid, "cached", "", experiments_of[rid]) for rid in cached]
     rows += [(o["run_id"], o["status"], f"{o['seconds']:.1f}", experiments_of[o["run_id"]]) for o in outcomes]
+    rows += [(rid, f"{status} (other)", "", experiments_of[rid]) for rid, status in elsewhere]
     _print_table(rows)
-    failed = [o for o in outcomes if o["status"] not in FINISHED_STATUSES]
+    failed = [o for o in outcomes if o["status"] not in record.FINISHED_STATUSES]
+    failed_elsewhere = [rid for rid, status in elsewhere if status not in record.FINISHED_STATUSES]
     ran = len(outcomes) - len(failed)
-    print(f"\nprofile {chosen_profile.name}: {ran} ran, {len(cached)} cached, {len(failed)} failed "
-          f"-> {out}")
+    print(f"\nprofile {chosen_profile.name}: {ran} ran, {len(cached)} cached, {len(failed)} failed"
+          + (f", {len(elsewhere)} run by another sweep" if elsewhere else "") + f" -> {out}")
     for outcome in failed:
         print(f"  {outcome['run_id']} failed: {outcome['error']}")
-    interrupted = len(outcomes) < len(tasks)
+    for rid in failed_elsewhere:
+        print(f"  {rid} failed in another sweep: see {out / rid}")
     if interrupted:
-        print(f"  interrupted: {len(tasks) - len(outcomes)} runs not finished; run the sweep again to resume")
-    return 1 if failed or interrupted else 0
+        print(f"  interrupted: {interrupted} runs not finished; run the sweep again to resume")
+    return 1 if failed or failed_elsewhere or interrupted else 0
 
 
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt
+def _report_corrupt(paths: list[Path]) -> None:
+    for path in paths:
+        print(f"  corrupt: {path} does not parse; the run is executed again")
 
 
-def _execute(tasks: list[RunTask], jobs: int, profile: str) -> list[dict]:
-    """Run tasks, `jobs` processes at a time, with a progress bar; stop cleanly on Ctrl-C or SIGTERM."""
-    outcomes: list[dict] = []
-    if not tasks:
-        return outcomes
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+def _drive(executor, tasks: list[RunTask], profile: str, stamps: dict):
+    """Claim and execute tasks, executor.capacity at a time; stop every run on Ctrl-C, SIGTERM or SIGHUP.
+
+    Returns (outcomes of the runs executed here, [(run id, status)] of runs another sweep
+    executed meanwhile, number of runs left unfinished by an interruption).
+    """
+    outcomes, elsewhere = [], []
+    queue, held, running = list(tasks), [], {}
+    previous = {signum: signal.signal(signum, _raise_keyboard_interrupt) for signum in STOP_SIGNALS}
     bar = tqdm(total=len(tasks), desc=f"sweep {profile}", unit="run")
-    queue, running = list(tasks), {}
+    retry_at = 0.0
     try:
-        while queue or running:
-            while queue and len(running) < jobs:
+        while queue or running or held:
+            if held and not queue and time.monotonic() >= retry_at:
+                queue, held = held, []  # look again at runs another sweep was executing
+                retry_at = time.monotonic() + RETRY_CLAIMS_S
+            while queue and len(running) < executor.capacity:
                 task = queue.pop(0)
-                running[task.run_id] = (task, _start(task), time.perf_counter())
-            time.sleep(0.2)
-            for rid, (task, process, started) in list(running.items()):
-                if process.poll() is None:
+                run_dir = Path(task.run_dir)
+                claim = record.try_claim(run_dir)
+                if claim is None:
+                    if task not in held:
+                        bar.write(f"{task.run_id}: claimed by {record.claim_holder(run_dir)}; waiting for it")
+                    held.append(task)
                     continue
-                del running[rid]
-                outcomes.append(_publish(task, process.returncode, time.perf_counter() - started))
+                if record.summary_stamp(run_dir) != stamps[task.run_id]:
+                    # Another sweep executed it since we planned: report its outcome, do not repeat it.
+                    claim.release()
+                    elsewhere.append((task.run_id, record.run_status(run_dir)))
+                    bar.update(1)
+                    continue
+                running[executor.submit(task)] = (task, claim)
+            if not running:
+                time.sleep(0.5)
+                continue
+            for future in executor.wait(running, timeout=0.5):
+                task, claim = running.pop(future)
+                outcomes.append(executor.outcome(future, task))
+                claim.release()
                 bar.update(1)
-                bar.set_postfix(failed=sum(o["status"] not in FINISHED_STATUSES for o in outcomes))
+                bar.set_postfix(failed=sum(o["status"] not in record.FINISHED_STATUSES for o in outcomes))
     except KeyboardInterrupt:
+        for signum in (*STOP_SIGNALS, signal.SIGINT):  # a second signal must not cut the clean-up short
+            signal.signal(signum, signal.SIG_IGN)
         bar.write("sweep interrupted: stopping the runs in progress; finished runs are kept")
-        for _, process, _ in running.values():
-            # The whole process group: the run's process and anything it started.
-            os.killpg(process.pid, signal.SIGKILL)
-        for _, process, _ in running.values():
-            process.wait()
+        executor.stop(running)
+        for task, claim in running.values():
+            record.discard(Path(task.run_dir))
+            claim.release()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     finally:
         bar.close()
-        signal.signal(signal.SIGTERM, previous)
-    return outcomes
-
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    finished = {o["run_id"] for o in outcomes if o["status"] != "interrupted"}
+    outcomes = [o for o in outcomes if o["run_id"] in finished]
+    return outcomes, elsewhere, len(tasks) - len(outcomes) - len(elsewhere)

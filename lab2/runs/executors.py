@@ -1,0 +1,304 @@
+"""Where runs execute: a local pool of processes, or a Dask cluster. Both call `execute_run`.
+
+`execute_run(task)` executes one run: book/run.ipynb through papermill in a child process,
+into the run's staging folder, then published by lab2.runs.record. The child is this
+module run as a script: it asks Linux to send it SIGTERM when the thread that started it
+dies (so a sweep killed outright still stops its runs), and on SIGTERM or SIGHUP it kills
+its kernel before it exits. A run that is told to stop kills that whole process tree and
+leaves nothing behind.
+"""
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from lab2 import PROJECT_ROOT
+from lab2.runs import record
+
+POLL_S = 0.5  # how often a running run checks that it should go on
+STOP_GRACE_S = 10  # after SIGTERM, time for a papermill child to stop its kernel
+PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent thread dies
+
+
+class RunInterrupted(Exception):
+    """The sweep was stopped while this run was executing."""
+
+
+@dataclass
+class RunTask:
+    """What an executor needs to execute one run."""
+
+    run_id: str
+    parameters: dict  # the notebook's parameters: the resolved config, device, data_dir
+    run_dir: str
+    threads: int | None  # OMP threads for the run (None: the worker's cores / its slots)
+
+
+def _notebook_error(notebook: Path) -> str | None:
+    """The first error a cell of the executed notebook raised, as 'Name: message'."""
+    for cell in record.read_json(notebook).get("cells", []):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                return f"{output.get('ename')}: {output.get('evalue')}"
+    return None
+
+
+def _default_threads() -> int:
+    """Cores per run slot of this machine: a Dask worker's threads share its cores."""
+    slots = 1
+    try:
+        from distributed import get_worker
+
+        slots = get_worker().state.nthreads
+    except (ImportError, ValueError):
+        pass
+    return max(1, (os.cpu_count() or 1) // slots)
+
+
+def _start(task: RunTask, staging: Path) -> subprocess.Popen:
+    """Launch the papermill child for one run, in a process group of its own, its output to kernel.log."""
+    parameters = {**task.parameters, "out_dir": str(staging)}
+    command = [sys.executable, "-m", "lab2.runs.executors", str(record.RUN_NOTEBOOK),
+               str(staging / record.NOTEBOOK_FILE), json.dumps(parameters)]
+    threads = task.threads or _default_threads()
+    environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "LAB2_PARENT_PID": str(os.getpid())}
+    with open(staging / record.KERNEL_LOG, "wb") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
+                                start_new_session=True, env=environment)
+
+
+def stop_process_tree(process: subprocess.Popen) -> None:
+    """Stop a papermill child and everything under it (its kernel runs in a session of its own)."""
+    try:
+        descendants = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
+    process.terminate()
+    try:
+        process.wait(STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    for child in descendants:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(descendants, timeout=STOP_GRACE_S)
+
+
+def execute_run(task: RunTask, should_stop=lambda: False) -> dict:
+    """Execute one run into its staging folder and publish it; the caller holds its claim.
+
+    Returns {run_id, status, seconds, error, host}; status 'interrupted' if should_stop()
+    became true first (its staging folder is then removed).
+    """
+    run_dir = Path(task.run_dir)
+    staging = record.stage(run_dir)
+    # The notebook as it was when the run started; the modules are fingerprinted by the run itself.
+    notebook_code = record.code_fingerprint([record.RUN_NOTEBOOK])
+    started = time.perf_counter()
+    process = _start(task, staging)
+    outcome = {"run_id": task.run_id, "host": socket.gethostname(), "error": None}
+    try:
+        while process.poll() is None:
+            if should_stop():
+                raise RunInterrupted
+            time.sleep(POLL_S)
+    except BaseException:
+        stop_process_tree(process)
+        record.discard(run_dir)
+        return {**outcome, "status": "interrupted", "seconds": time.perf_counter() - started}
+    seconds = time.perf_counter() - started
+    error = None
+    if process.returncode != 0 or record.run_status(staging) not in (*record.FINISHED_STATUSES, record.FAILED):
+        error = (_notebook_error(staging / record.NOTEBOOK_FILE)
+                 or f"papermill exited with code {process.returncode}; see {run_dir / record.KERNEL_LOG}")
+    status = record.publish(run_dir, seconds, error, code=notebook_code)
+    return {**outcome, "status": status, "seconds": seconds, "error": error or record.read_json(
+        run_dir / record.SUMMARY_FILE).get("error")}
+
+
+# ---------------------------------------------------------------- executors
+
+
+class LocalExecutor:
+    """`jobs` runs at once on this machine, each in its own papermill process."""
+
+    def __init__(self, jobs: int):
+        self.capacity = jobs
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="lab2-run")
+
+    def describe(self) -> str:
+        return f"{self.capacity} at once on this machine"
+
+    def submit(self, task: RunTask):
+        return self._pool.submit(execute_run, task, self._stop.is_set)
+
+    def wait(self, futures, timeout: float):
+        return wait_futures(list(futures), timeout=timeout, return_when=FIRST_COMPLETED).done
+
+    def outcome(self, future, task: RunTask) -> dict:
+        return future.result()
+
+    def stop(self, running: dict) -> None:
+        """Stop every running run and wait until each has killed its processes."""
+        self._stop.set()
+        wait_futures(list(running))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def _execute_on_worker(task: RunTask) -> dict:
+    """execute_run on a Dask worker: it stops when the scheduler releases the task
+    (the client cancelled it, or the client is gone)."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    key = worker.get_current_task()
+    log = logging.getLogger("distributed.worker")
+
+    def released() -> bool:
+        state = worker.state.tasks.get(key)
+        return state is None or state.state not in ("executing", "long-running")
+
+    log.info("lab2: run %s started on %s (worker pid %d)", task.run_id, worker.address, os.getpid())
+    outcome = execute_run(task, released)
+    log.info("lab2: run %s %s in %.1f s on %s", task.run_id, outcome["status"], outcome["seconds"], worker.address)
+    return {**outcome, "worker": worker.address}
+
+
+def check_worker(data_dir: str | None, results_dir: str, probe: str) -> dict:
+    """What one worker sees: the results folder (the client's probe file in it), the data, the code."""
+    from lab2.data import DataError, load_cifar10
+
+    seen = {"host": socket.gethostname(), "problems": []}
+    if not (Path(results_dir) / probe).is_file():
+        seen["problems"].append(f"does not see the results folder {results_dir} (or sees another one of that name)")
+    try:
+        seen["data_fingerprint"] = load_cifar10(data_dir).fingerprint
+    except DataError as error:
+        seen["problems"].append(f"cannot read the data: {error}")
+    seen["code"] = record.code_fingerprint(sorted((PROJECT_ROOT / "lab2").rglob("*.py")) + [record.RUN_NOTEBOOK])
+    return seen
+
+
+class DaskExecutor:
+    """Runs on the workers of a Dask cluster: an existing scheduler, or one this sweep starts."""
+
+    def __init__(self, client, cluster=None, name: str = ""):
+        self.client, self.cluster, self.name = client, cluster, name
+        self.capacity = max(1, sum(client.nthreads().values()))
+
+    def describe(self) -> str:
+        workers = self.client.nthreads()
+        return f"{self.capacity} at once on {len(workers)} Dask workers of {self.name}"
+
+    def check(self, data_dir: str | None, results_dir: Path, data_fingerprint: str) -> list[str]:
+        """Problems that would make a worker's runs wrong or lost; checked before any run is submitted."""
+        probe = f".lab2-probe-{uuid.uuid4().hex[:12]}"
+        (results_dir / probe).write_text("written by the sweep's client; workers must see it\n")
+        try:
+            seen = self.client.run(check_worker, data_dir, str(results_dir), probe)
+        finally:
+            (results_dir / probe).unlink(missing_ok=True)
+        here = record.code_fingerprint(sorted((PROJECT_ROOT / "lab2").rglob("*.py")) + [record.RUN_NOTEBOOK])
+        problems = []
+        for address, view in sorted(seen.items()):
+            where = f"worker {address} ({view['host']})"
+            problems += [f"{where} {problem}" for problem in view["problems"]]
+            if view.get("data_fingerprint") not in (None, data_fingerprint):
+                problems.append(f"{where} reads different data (fingerprint {view['data_fingerprint'][:12]}, "
+                                f"here {data_fingerprint[:12]})")
+            differing = sorted(name for name in here.keys() | view["code"].keys()
+                               if here.get(name) != view["code"].get(name))
+            if differing:
+                problems.append(f"{where} has different code: {', '.join(differing)}")
+        return problems
+
+    def submit(self, task: RunTask):
+        return self.client.submit(_execute_on_worker, task, key=f"lab2-run-{task.run_id}-{uuid.uuid4().hex[:8]}",
+                                  pure=False)
+
+    def wait(self, futures, timeout: float):
+        from distributed import wait
+        from distributed.client import FIRST_COMPLETED as DASK_FIRST_COMPLETED
+
+        try:
+            return wait(list(futures), timeout=timeout, return_when=DASK_FIRST_COMPLETED).done
+        except TimeoutError:
+            return set()
+
+    def outcome(self, future, task: RunTask) -> dict:
+        """The run's outcome; a run whose workers kept dying (or that raised) is recorded failed."""
+        try:
+            return future.result()
+        except Exception as error:  # noqa: BLE001 - KilledWorker, a lost connection: any means the run failed
+            reason = f"{type(error).__name__}: {error}"
+            status = record.publish(Path(task.run_dir), 0.0, f"the Dask worker running it failed ({reason})")
+            return {"run_id": task.run_id, "status": status, "seconds": 0.0, "error": reason}
+
+    def stop(self, running: dict) -> None:
+        """Cancel the runs; wait while each worker notices, kills its processes and removes its staging folder."""
+        self.client.cancel(list(running), force=True)
+        deadline = time.monotonic() + STOP_GRACE_S + 10 * POLL_S
+        staging = [record.staging_dir(Path(task.run_dir)) for task, _ in running.values()]
+        while any(folder.exists() for folder in staging) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+
+    def close(self) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+# ---------------------------------------------------------------- the papermill child
+
+
+def _die_with_parent() -> None:
+    """Ask Linux for SIGTERM when the thread that started us dies; exit if it already has."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return  # not Linux: the sweep's own stop path still kills the tree
+    if os.environ.get("LAB2_PARENT_PID") and os.getppid() != int(os.environ["LAB2_PARENT_PID"]):
+        os._exit(1)
+
+
+def _kill_children_and_exit(signum, frame) -> None:
+    for child in psutil.Process().children(recursive=True):
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    os._exit(128 + signum)
+
+
+def _child_main(notebook: str, output: str, parameters: str) -> None:
+    _die_with_parent()
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, _kill_children_and_exit)
+    import papermill
+
+    papermill.execute_notebook(notebook, output, parameters=json.loads(parameters), cwd=str(PROJECT_ROOT),
+                               progress_bar=False)
+
+
+if __name__ == "__main__":
+    _child_main(*sys.argv[1:4])
