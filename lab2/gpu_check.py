@@ -92,12 +92,17 @@ def check_data(data_dir, profile_dir: Path) -> dict:
     return info
 
 
-def check_capture() -> dict:
-    """Run the step tests (on a GPU: captured against eager); their verdict decides the step mode."""
+def start_capture_check() -> subprocess.Popen:
+    """Start the step tests (on a GPU: captured against eager), to run while the data decodes."""
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_step.py"]
-    finished = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
-    lines = (finished.stdout + finished.stderr).strip().splitlines()
-    return {"passed": finished.returncode == 0, "pytest": lines[-1] if lines else "", "exit_code": finished.returncode,
+    return subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def capture_verdict(tests: subprocess.Popen) -> dict:
+    """The step tests' outcome; it decides whether the sweeps replay captured steps."""
+    output, _ = tests.communicate()
+    lines = output.strip().splitlines()
+    return {"passed": tests.returncode == 0, "pytest": lines[-1] if lines else "", "exit_code": tests.returncode,
             "failures": [line for line in lines if line.startswith("FAILED")][:10]}
 
 
@@ -245,8 +250,9 @@ def gpu_check(profile: str = "full", budget_s: float = 480, jobs: int | None = N
         return report[name]
 
     stage("device", describe_device)
+    capture_tests = start_capture_check()
     stage("data", lambda: check_data(data_dir, profile_dir))
-    capture = stage("capture", check_capture)
+    capture = stage("capture", lambda: capture_verdict(capture_tests))
     step_modes = STEP_MODES if device.type == "cuda" else ("eager",)
     sweep_mode = "cuda_graph" if device.type == "cuda" and capture.get("passed") else "eager"
     stage("bench", lambda: [dict(vars(r), ratio=r.ratio) for r in run_bench(
