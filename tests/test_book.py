@@ -76,14 +76,18 @@ def test_every_chapter_renders_its_figures_tables_and_numbers(built, chapter, ha
     assert "{glue:" not in html
 
 
-def test_run_notebook_page_and_copied_run_notebooks(built):
+def test_every_run_has_a_page_linked_from_the_provenance_table(built):
     assert (built["html"] / "run.html").is_file()
     manifest = json.loads((built["results"] / "smoke" / "manifest.json").read_text())
     for run in manifest["runs"]:
-        copied = built["html"] / RUNS_FOLDER / f"{run['run_id']}.ipynb"
-        assert json.loads(copied.read_text())["cells"], copied
+        page = (built["html"] / RUNS_FOLDER / f"{run['run_id']}.html").read_text()
+        assert "<img" in page and "Settings" in page and "Environment" in page, run["run_id"]  # curves, config, env
+        assert f'href="{run["run_id"]}.ipynb"' in page  # the notebook stays downloadable
+        notebook = built["html"] / RUNS_FOLDER / f"{run['run_id']}.ipynb"
+        assert json.loads(notebook.read_text())["cells"], notebook
     provenance = (built["html"] / "provenance.html").read_text()
     assert provenance.count(f'href="{RUNS_FOLDER}/') == len(manifest["runs"])
+    assert '.ipynb"' not in provenance  # runs link to their pages, not to raw notebooks
 
 
 def test_rebuild_with_nothing_changed_is_cached(built):

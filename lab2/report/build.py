@@ -7,8 +7,8 @@ each page's code only; the cache cannot see the results the pages read, so the b
 is wiped whenever a digest of those inputs differs from the one stored by the last
 successful build. Before jupyter-book runs, the pages missing from the cache are executed
 into it in parallel (jupyter-book executes one page at a time). After building, each run's
-executed notebook is copied next to the HTML as `runs/<run_id>.ipynb`, where the provenance
-page links to it.
+executed notebook becomes a page of its own, `runs/<run_id>.html` (with the notebook beside
+it as `runs/<run_id>.ipynb`), which every table naming the run links to.
 """
 
 import hashlib
@@ -24,6 +24,7 @@ import yaml
 
 from lab2 import PROJECT_ROOT
 from lab2.runs.grid import PARAMS_DIR, GridError, get_profile
+from lab2.report.run_pages import write_run_pages
 from lab2.report.results import PROFILE_ENV, REFERENCE_CSV, RESULTS_ENV, RESULTS_ROOT, load_manifest, profile_dir
 
 BOOK_DIR = PROJECT_ROOT / "book"
@@ -31,18 +32,12 @@ DIGEST_FILE = ".results-digest"  # in the build folder, written after a successf
 LOG_FILE = "build.log"  # jupyter-book's output, kept in the build folder for when a build fails
 RUNS_FOLDER = "runs"  # executed run notebooks, beside the HTML pages
 CACHE_FOLDER = ".jupyter_cache"  # jupyter-book's default place for it, inside the build folder
+RUN_PAGES_CACHE = ".run-pages"  # rendered run pages by content, in the build folder; kept when it is wiped
 PAGE_JOBS = 2  # pages executed at once; each is one mostly single-threaded kernel
 
 
 class BookError(ValueError):
     """A book that cannot be built (unknown profile, no results); the message says what to do."""
-
-
-def glue(name: str, value) -> None:
-    """Glue a value for a page's prose, as a plain Python value (numpy's would print as np.float64(...))."""
-    from myst_nb import glue as myst_glue
-
-    myst_glue(name, value.item() if hasattr(value, "item") else value, display=False)
 
 
 def inputs_digest(profile: str, results_root: Path) -> str:
@@ -61,7 +56,7 @@ def inputs_digest(profile: str, results_root: Path) -> str:
         summary = folder / run["run_id"] / "summary.json"
         add(run["run_id"], summary.read_bytes() if summary.is_file() else b"missing")
     # A change to lab2 (a figure, a table) or to the reference changes pages whose code did not.
-    for source in sorted((PROJECT_ROOT / "lab2").glob("*.py")) + sorted(PARAMS_DIR.glob("*.yaml")) + [REFERENCE_CSV]:
+    for source in sorted((PROJECT_ROOT / "lab2").rglob("*.py")) + sorted(PARAMS_DIR.glob("*.yaml")) + [REFERENCE_CSV]:
         add(str(source.relative_to(PROJECT_ROOT)), source.read_bytes())
     return digest.hexdigest()
 
@@ -153,20 +148,6 @@ def _run_logged(command: list[str], env: dict, log_path: Path) -> int:
     return process.returncode
 
 
-def copy_run_notebooks(profile: str, results_root: Path, destination: Path) -> int:
-    """Copy each run's executed notebook to destination/<run_id>.ipynb; how many were copied."""
-    shutil.rmtree(destination, ignore_errors=True)
-    destination.mkdir(parents=True)
-    folder = profile_dir(profile, results_root)
-    copied = 0
-    for run in load_manifest(profile, results_root)["runs"]:
-        notebook = folder / run["run_id"] / "run.ipynb"
-        if notebook.is_file():
-            shutil.copyfile(notebook, destination / f"{run['run_id']}.ipynb")
-            copied += 1
-    return copied
-
-
 def build_book(profile: str, results_root: Path | None = None, output_dir: Path | None = None) -> int:
     """Build the HTML book of one profile's results; jupyter-book's exit code (0: no warnings).
 
@@ -181,7 +162,10 @@ def build_book(profile: str, results_root: Path | None = None, output_dir: Path 
     stored = build_dir / DIGEST_FILE
     if build_dir.exists() and not (stored.is_file() and stored.read_text().strip() == digest):
         # Cached pages were executed against other results (or a build that did not finish).
-        shutil.rmtree(build_dir)
+        # Run pages are cached by their own content, so they stay.
+        for child in build_dir.iterdir():
+            if child.name != RUN_PAGES_CACHE:
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
     env = {
         **os.environ, PROFILE_ENV: profile, RESULTS_ENV: str(results_root),
         # The pages' kernels import lab2 from this checkout, installed or not.
@@ -194,7 +178,8 @@ def build_book(profile: str, results_root: Path | None = None, output_dir: Path 
     code = _run_logged(command, env, build_dir / LOG_FILE)
     html = build_dir / "html"
     if html.is_dir():
-        copy_run_notebooks(profile, results_root, html / RUNS_FOLDER)
+        shutil.rmtree(html / RUNS_FOLDER, ignore_errors=True)
+        write_run_pages(profile, results_root, html / RUNS_FOLDER, build_dir / RUN_PAGES_CACHE)
     if code == 0:
         stored.write_text(digest + "\n")
     return code

@@ -91,6 +91,9 @@ def reported_best(reference: pd.DataFrame, model: str, field: str):
 def best_setting(runs, reference, model: str, field: str) -> Claim:
     claimed = reported_best(reference, model, field)
     table = compare.grid_estimates(runs, model, f"grid_{field}")
+    if table.empty:
+        return Claim("5 grids", f"The {model.upper()}'s best {field} is {claimed:g}", "no run of the grid has finished",
+                     MISSING)
     found = table.iloc[0]
     at_claimed = table[table["value"].round(10) == round(claimed, 10)]["estimate"]
     claimed_estimate = at_claimed.iloc[0] if len(at_claimed) else Estimate(math.nan, math.nan, 0)
@@ -114,9 +117,12 @@ def high_dropout_inverts_accuracy(runs, model: str, rate: float = 0.7) -> Claim:
 
 def narrow_cnn_like_mlp(runs) -> Claim:
     table = compare.grid_estimates(runs, "cnn", "narrow_dropout_rate")
+    claim = "A half-width CNN, like the MLP, gains from dropout"
+    if not ((table["value"] == 0.0).any() and (table["value"] > 0.0).any()):
+        return Claim("5 grids", claim, "the runs with and without dropout have not all finished", MISSING)
     no_dropout = table[table["value"] == 0.0]["estimate"].iloc[0]
     with_dropout = table[table["value"] > 0.0].iloc[0]
-    return Claim("5 grids", "A half-width CNN, like the MLP, gains from dropout",
+    return Claim("5 grids", claim,
                  f"best p > 0: p = {with_dropout['value']:g}, test accuracy {with_dropout['estimate'].format()}; "
                  f"p = 0: {no_dropout.format()}", judge(with_dropout["estimate"], no_dropout))
 
@@ -160,6 +166,8 @@ def thirty_epochs_enough(epochs) -> Claim:
 
 def early_stopping_at_turning_point(epochs) -> Claim:
     claim = "Stopping at the validation-loss turning point loses no accuracy"
+    if epochs.empty:
+        return Claim("4.2 question", claim, "no run has finished", MISSING)
     turning = results.turning_points(epochs)
     turned = turning[turning["epochs_past_turn"] > 0]
     change = Estimate.of(turned["val_acc_turn"] - turned["val_acc_last"])
@@ -186,7 +194,9 @@ def headline_numbers(runs, reference, profile: str) -> list[Claim]:
         number = row["original"]
         estimate = Estimate(row["reproduced"], row["std"], row["seeds"])
         evidence = f"reproduced {estimate.format()}, difference {row['difference']:+.3f}"
-        if profile != FULL_PROFILE:
+        if row["seeds"] == 0:
+            evidence, verdict = "no run of this setting has finished", MISSING
+        elif profile != FULL_PROFILE:
             verdict = f"not comparable: the {profile} profile trains a reduced protocol"
         elif row["within_spread"] is None:
             verdict = "one seed: no spread to judge"

@@ -20,6 +20,7 @@ SPREAD_Z = 2.0  # how many standard deviations (or standard errors) count as "wi
 REFERENCE_KEYS = ["model", "experiment", "dropout_rate", "batch_size", "learning_rate", "batchnorm", "dropout_kind"]
 NO_KIND = "-"  # dropout_kind of an MLP: it has element-wise dropout only
 ABLATIONS = ("best", "no_dropout", "no_batchnorm")
+NOT_MEASURED = "not measured"  # a number or comparison whose runs are missing
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,9 @@ class Estimate:
 
 
 def plus_minus(mean: float, std: float, digits: int = 3) -> str:
-    """'0.561 ± 0.004', or '0.561' when there is no spread, or '–' when there is no number."""
+    """'0.561 ± 0.004', or '0.561' when there is no spread, or 'not measured' when there is no number."""
     if pd.isna(mean):
-        return "–"
+        return NOT_MEASURED
     if pd.isna(std):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
@@ -76,6 +77,8 @@ def separated(a: Estimate, b: Estimate) -> bool | None:
 
 def difference_phrase(a: Estimate, b: Estimate, digits: int = 3) -> str:
     """a against b in words: '0.012 higher than', '0.012 lower than' or 'the same as'."""
+    if math.isnan(a.mean) or math.isnan(b.mean):
+        return NOT_MEASURED
     difference = round(a.mean - b.mean, digits)
     if difference == 0:
         return "the same as"
@@ -84,6 +87,8 @@ def difference_phrase(a: Estimate, b: Estimate, digits: int = 3) -> str:
 
 def noise_phrase(a: Estimate, b: Estimate) -> str:
     """Whether seeds tell a and b apart, in words."""
+    if math.isnan(a.mean) or math.isnan(b.mean):
+        return "the runs to tell them apart are missing"
     apart = separated(a, b)
     if apart is None:
         return "with one seed per setting it cannot be told from seed-to-seed noise"
@@ -91,16 +96,17 @@ def noise_phrase(a: Estimate, b: Estimate) -> str:
 
 
 def grid_axes(runs: pd.DataFrame) -> list[str]:
-    """The fields an experiment varies, read from its finished runs."""
-    return results.varying_fields(results.finished(runs)) or results.varying_fields(runs)
+    """The fields an experiment varies, read from its planned runs (finished or not)."""
+    return results.varying_fields(runs)
 
 
 def grid_estimates(runs: pd.DataFrame, model: str, experiment: str, metric: str = "test_acc") -> pd.DataFrame:
     """One row per grid value of an experiment: the value and the metric's Estimate, best first."""
-    chosen = results.finished(results.runs_of(runs, model, experiment))
-    axes = grid_axes(chosen)
+    planned = results.runs_of(runs, model, experiment)
+    axes = results.varying_fields(planned)
     if len(axes) != 1:
         raise ValueError(f"{model}/{experiment} varies {axes or 'nothing'}; expected one grid axis")
+    chosen = results.finished(planned)
     rows = [{"value": value, "estimate": estimate(group, metric)} for value, group in chosen.groupby(axes[0])]
     table = pd.DataFrame(rows, columns=["value", "estimate"])
     table["mean"] = [e.mean for e in table["estimate"]]
@@ -142,6 +148,8 @@ def dropout_kind_pairs(runs: pd.DataFrame, epochs: pd.DataFrame, dropout_rate: f
     difference between their per-epoch metrics (0 means bit-identical)."""
     grid = results.finished(results.runs_of(runs, "cnn", "dropout_kind"))
     at_rate = grid[grid["dropout_rate"].round(10) == round(dropout_rate, 10)]
+    if at_rate.empty:
+        return pd.DataFrame(columns=["seed", "run (1d)", "run (2d)", "max difference"])
     pairs = at_rate.pivot_table(index="seed", columns="dropout_kind", values="run_id", aggfunc="first")
     pairs = pairs.reindex(columns=["1d", "2d"]).dropna().reset_index().rename_axis(columns=None)
     pairs["max difference"] = [results.history_difference(epochs, a, b) for a, b in zip(pairs["1d"], pairs["2d"])]
@@ -158,8 +166,10 @@ def kind_differences(runs: pd.DataFrame, metric: str = "test_acc") -> pd.DataFra
         apart = separated(two_d, one_d)
         rows.append({"dropout_rate": rate, "2d": two_d.format(), "1d": one_d.format(),
                      "2d - 1d": round(two_d.mean - one_d.mean, 4),
-                     "beyond seed noise": "one seed" if apart is None else "yes" if apart else "no"})
-    return pd.DataFrame(rows).set_index("dropout_rate")
+                     "beyond seed noise": ("not run" if math.isnan(two_d.mean - one_d.mean) else "one seed"
+                                           if apart is None else "yes" if apart else "no")})
+    columns = ["dropout_rate", "2d", "1d", "2d - 1d", "beyond seed noise"]
+    return pd.DataFrame(rows, columns=columns).set_index("dropout_rate")
 
 
 def best_runs(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
@@ -172,6 +182,8 @@ def best_runs(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
 def spread_note(runs: pd.DataFrame) -> str:
     """How the page's numbers are aggregated over seeds, in words."""
     seeds = results.finished(runs)["seed"].nunique()
+    if seeds == 0:
+        return "no run has finished yet, so every number is missing"
     if seeds > 1:
         return f"mean ± standard deviation over {seeds} seeds"
     return "one seed per setting, so no seed-to-seed spread can be given"
@@ -195,26 +207,35 @@ def ablation_facts(runs: pd.DataFrame, epochs: pd.DataFrame, model: str) -> dict
         facts[f"against_{name}"] = difference_phrase(estimates["best"], estimates[name])
         facts[f"noise_{name}"] = noise_phrase(estimates["best"], estimates[name])
     gap_change = facts["gap_best"] - facts["gap_no_dropout"]
-    facts["gap_change"] = "narrows" if gap_change < 0 else "widens" if gap_change > 0 else "leaves unchanged"
+    facts["gap_change"] = ("narrows" if gap_change < 0 else "widens" if gap_change > 0 else
+                           "leaves unchanged" if gap_change == 0 else "cannot yet be said to change")
     loss_change = facts["first_train_loss_best"] - facts["first_train_loss_no_batchnorm"]
-    facts["first_loss_change"] = "lower" if loss_change < 0 else "higher" if loss_change > 0 else "the same"
+    facts["first_loss_change"] = ("lower" if loss_change < 0 else "higher" if loss_change > 0 else
+                                  "the same" if loss_change == 0 else NOT_MEASURED)
     return facts
 
 
 def grid_facts(runs: pd.DataFrame, model: str, experiment: str) -> dict:
     """The numbers a chapter quotes about one grid, keyed without prefix: the best value and its
-    runner-up, and training accuracy and train - validation gap at the grid's two ends."""
+    runner-up, and training accuracy and train - validation gap at the grid's two ends.
+
+    Values of settings that have not finished are nan (their phrases say so).
+    """
     table = grid_estimates(runs, model, experiment)
-    best, runner_up = table.iloc[0], table.iloc[min(1, len(table) - 1)]
-    chosen = results.finished(results.runs_of(runs, model, experiment))
-    field = grid_axes(chosen)[0]
-    low, high = chosen[field].min(), chosen[field].max()
+    nothing = pd.Series({"value": math.nan, "estimate": Estimate(math.nan, math.nan, 0)})
+    best = table.iloc[0] if len(table) else nothing
+    runner_up = table.iloc[1] if len(table) > 1 else nothing
+    worst = table.iloc[-1] if len(table) > 1 else nothing
+    planned = results.runs_of(runs, model, experiment)
+    field = grid_axes(planned)[0]
+    chosen = results.finished(planned)
+    low, high = planned[field].min(), planned[field].max()
     ends = {"low": chosen[chosen[field] == low], "high": chosen[chosen[field] == high]}
     facts = {
         "best": best["value"], "best_text": best["estimate"].format(),
         "runner_up": runner_up["value"], "runner_up_text": runner_up["estimate"].format(),
         "noise": noise_phrase(best["estimate"], runner_up["estimate"]),
-        "worst": table.iloc[-1]["value"], "worst_text": table.iloc[-1]["estimate"].format(),
+        "worst": worst["value"], "worst_text": worst["estimate"].format(),
         "low": low, "high": high,
     }
     for end, group in ends.items():

@@ -41,6 +41,14 @@ WIDE = (8.5, 3.6)  # inches: two panels across the page
 THREE_WIDE = (10.5, 3.6)  # inches: three panels across the page
 
 
+def nothing_to_draw(what: str, size=WIDE) -> plt.Figure:
+    """A figure whose runs have not finished: says so where the figure would be."""
+    figure, axis = plt.subplots(figsize=(size[0], 1.2))
+    axis.text(0.5, 0.5, f"{what}: no finished runs yet", ha="center", va="center", color="grey")
+    axis.set_axis_off()
+    return figure
+
+
 def curves_long(history: pd.DataFrame, keep=()) -> pd.DataFrame:
     """Per-epoch metrics in long form: epoch, split (train/validation), metric (loss/accuracy), value.
 
@@ -82,6 +90,8 @@ def plot_curves_by(epochs: pd.DataFrame, hue: str | None, title: str = "", hue_l
 
     With hue=None the colour is the split (one setting, possibly several seeds).
     """
+    if epochs.empty:
+        return nothing_to_draw(title or "curves")
     frame = epochs.copy()
     if hue is not None:
         numeric = pd.api.types.is_numeric_dtype(frame[hue]) and frame[hue].dtype != bool
@@ -113,7 +123,7 @@ def plot_curves_by(epochs: pd.DataFrame, hue: str | None, title: str = "", hue_l
 def plot_grid_curves(runs: pd.DataFrame, epochs: pd.DataFrame, model: str, experiment: str, title: str = ""):
     """Curves of every setting of one grid experiment, coloured by the grid's value."""
     chosen = results.runs_of(runs, model, experiment)
-    field = results.varying_fields(results.finished(chosen))[0]
+    field = results.varying_fields(chosen)[0]
     return plot_curves_by(epochs[epochs["run_id"].isin(chosen["run_id"])], hue=field, title=title)
 
 
@@ -125,7 +135,8 @@ def _legend_below(figure, axes, title: str | None) -> None:
     """One legend for all panels, in a row under them, so it neither hides a curve nor narrows a panel."""
     handles, labels = axes[-1].get_legend_handles_labels()
     for axis in axes:
-        axis.get_legend().remove()
+        if axis.get_legend() is not None:
+            axis.get_legend().remove()
     # seaborn titles its hue and style groups with the column names; give them readable ones.
     names = {"setting": f"{title}:" if title else "", "split": "split:"}
     labels = [names.get(label, label) for label in labels]
@@ -154,6 +165,8 @@ def _tick_label(value: float, field: str) -> str:
 def plot_metric_vs(runs: pd.DataFrame, x: str, hue: str, metric: str = "test_acc", ax=None, title: str = ""):
     """A metric against a grid value, one line per `hue` value, ± 1 std over seeds as bars."""
     data = results.finished(runs).copy()
+    if data.empty:
+        return nothing_to_draw(title or METRIC_LABELS.get(metric, metric))
     data[hue] = _labelled(data[hue], hue)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.8), constrained_layout=True)
@@ -175,6 +188,8 @@ def grid_runs(runs: pd.DataFrame, field: str) -> pd.DataFrame:
 
 def plot_hyperparameter_summary(runs: pd.DataFrame, metric: str = "test_acc") -> plt.Figure:
     """The metric against each grid (dropout rate, batch size, learning rate), one line per model."""
+    if results.finished(pd.concat([grid_runs(runs, field) for field in GRID_AXES])).empty:
+        return nothing_to_draw("hyper-parameter grids", THREE_WIDE)
     figure, axes = plt.subplots(1, len(GRID_AXES), figsize=(THREE_WIDE[0], 4.0), sharey=True, constrained_layout=True)
     for axis, field in zip(axes, GRID_AXES):
         data = results.finished(grid_runs(runs, field))
@@ -182,11 +197,12 @@ def plot_hyperparameter_summary(runs: pd.DataFrame, metric: str = "test_acc") ->
                      markers=True, dashes=False, palette=MODEL_COLOURS, ax=axis)
         _grid_axis(axis, field, data[field])
         axis.set(xlabel=FIELD_LABELS[field], ylabel=METRIC_LABELS.get(metric, metric))
-    # The dropout panel has every line (it alone has the half-width CNN): its legend serves all.
-    handles, labels = axes[0].get_legend_handles_labels()
+    # The panel with the most lines (dropout: the half-width CNN too) lends its legend to all.
+    handles, labels = max((axis.get_legend_handles_labels() for axis in axes), key=lambda pair: len(pair[1]))
     for axis in axes:
-        axis.get_legend().remove()
-    figure.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False)
+        if axis.get_legend() is not None:
+            axis.get_legend().remove()
+    figure.legend(handles, labels, loc="outside lower center", ncol=max(len(labels), 1), frameon=False)
     return figure
 
 
@@ -208,6 +224,8 @@ def ablation_labels(runs: pd.DataFrame, seed: int | None = None) -> dict[str, st
 
 def plot_turning_points(epochs: pd.DataFrame, turning: pd.DataFrame, labels: dict[str, str], columns: int = 3):
     """Training and validation loss of each run in `labels`, the validation minimum marked."""
+    if not labels:
+        return nothing_to_draw("turning points", THREE_WIDE)
     rows = -(-len(labels) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(THREE_WIDE[0], 3.2 * rows), squeeze=False, constrained_layout=True)
     for axis, (run_id, label) in zip(axes.flat, labels.items()):
@@ -227,6 +245,8 @@ def plot_turning_points(epochs: pd.DataFrame, turning: pd.DataFrame, labels: dic
 
 def plot_model_comparison(runs: pd.DataFrame) -> plt.Figure:
     """Test accuracy, parameter count and seconds per epoch of each model's best setting."""
+    if runs.empty:
+        return nothing_to_draw("best settings", THREE_WIDE)
     data = runs.assign(model=_labelled(runs["model"], "model"))
     panels = (("test_acc", METRIC_LABELS["test_acc"]), ("num_parameters", "trainable parameters (count)"),
               ("seconds_per_epoch", "seconds per epoch (s)"))
@@ -241,6 +261,8 @@ def plot_model_comparison(runs: pd.DataFrame) -> plt.Figure:
 def plot_against_reference(comparison: pd.DataFrame, metric: str = "test_acc") -> plt.Figure:
     """Each reproduced number against the original's (the diagonal is perfect agreement)."""
     data = comparison[(comparison["metric"] == metric) & comparison["reproduced"].notna()]
+    if data.empty:
+        return nothing_to_draw("the report's numbers", (5.5, 5))
     data = data.assign(model=_labelled(data["model"], "model"))
     figure, axis = plt.subplots(figsize=(5.5, 5), constrained_layout=True)
     for model, group in data.groupby("model"):
@@ -259,6 +281,8 @@ def plot_against_reference(comparison: pd.DataFrame, metric: str = "test_acc") -
 
 def plot_turning_epochs(turning: pd.DataFrame) -> plt.Figure:
     """How many runs reached their lowest validation loss at each epoch, per model."""
+    if turning.empty:
+        return nothing_to_draw("turning points", (7, 3.4))
     data = turning.assign(model=_labelled(turning["model"], "model"))
     last = int(data["last_epoch"].max())
     figure, axis = plt.subplots(figsize=(7, 3.4), constrained_layout=True)

@@ -2,6 +2,7 @@
 report beside the reproduction, turning points, and the provenance of every run."""
 
 import html
+from pathlib import Path
 
 import pandas as pd
 
@@ -10,20 +11,31 @@ from lab2.report.compare import ABLATIONS, SPREAD_Z, grid_axes, plus_minus
 from lab2.report.results import METRICS
 
 
-def format_spread(spread: pd.DataFrame, by: list[str], metrics=METRICS, digits: int = 3) -> pd.DataFrame:
-    """A seed_spread table as 'mean ± std' strings per setting, with the number of seeds."""
+MISSING_CELL = "missing"  # a setting whose runs have not finished
+
+
+def format_spread(spread: pd.DataFrame, by: list[str], metrics=METRICS, digits: int = 3,
+                  planned: pd.DataFrame | None = None) -> pd.DataFrame:
+    """A seed_spread table as 'mean ± std' strings per setting, with the number of seeds.
+
+    planned: every setting that should be there (columns `by`); one without finished runs shows as missing.
+    """
+    if planned is not None:
+        spread = planned[by].drop_duplicates().merge(spread, on=by, how="left")
+    count = spread[f"{metrics[0]}_count"].fillna(0).astype(int)
     table = spread[by].copy()
     for metric in metrics:
-        table[metric] = [plus_minus(m, s, digits) for m, s in zip(spread[f"{metric}_mean"], spread[f"{metric}_std"])]
-    table["seeds"] = spread[f"{metrics[0]}_count"].astype(int)
+        table[metric] = [plus_minus(m, s, digits) if n else MISSING_CELL
+                         for m, s, n in zip(spread[f"{metric}_mean"], spread[f"{metric}_std"], count)]
+    table["seeds"] = count
     return table.set_index(by)
 
 
 def experiment_table(runs: pd.DataFrame, model: str, experiment: str, metrics=METRICS) -> pd.DataFrame:
-    """The metrics of one experiment per grid value, mean ± std over seeds."""
+    """The metrics of one experiment per grid value, mean ± std over seeds; unfinished values as missing."""
     chosen = results.runs_of(runs, model, experiment)
     axes = grid_axes(chosen) or ["model"]
-    return format_spread(results.seed_spread(chosen, axes, metrics), axes, metrics)
+    return format_spread(results.seed_spread(chosen, axes, metrics), axes, metrics, planned=chosen)
 
 
 def ablation_table(runs: pd.DataFrame, model: str, experiments=ABLATIONS, metrics=METRICS) -> pd.DataFrame:
@@ -32,18 +44,20 @@ def ablation_table(runs: pd.DataFrame, model: str, experiments=ABLATIONS, metric
     for experiment in experiments:
         chosen = results.runs_of(runs, model, experiment).assign(experiment=experiment)
         rows.append(results.seed_spread(chosen, ["experiment"], metrics))
-    return format_spread(pd.concat(rows, ignore_index=True), ["experiment"], metrics)
+    planned = pd.DataFrame({"experiment": list(experiments)})
+    return format_spread(pd.concat(rows, ignore_index=True), ["experiment"], metrics, planned=planned)
 
 
 def model_table(best: pd.DataFrame) -> pd.DataFrame:
     """The best MLP and CNN side by side: test accuracy and loss over seeds, size and speed."""
     summary = results.seed_spread(best, ["model"], ["test_acc", "test_loss", "num_parameters", "seconds_per_epoch"])
-    table = format_spread(summary, ["model"], ["test_acc", "test_loss"])
-    by_model = summary.set_index("model")
-    table["parameters"] = by_model["num_parameters_mean"].astype(int)
+    models = ["mlp", "cnn"]
+    table = format_spread(summary, ["model"], ["test_acc", "test_loss"], planned=pd.DataFrame({"model": models}))
+    by_model = summary.set_index("model").reindex(models)
+    table["parameters"] = by_model["num_parameters_mean"].astype("Int64")
     table["seconds per epoch"] = by_model["seconds_per_epoch_mean"].round(2)
-    table["device"] = best.groupby("model")["device_name"].first()
-    return table.reindex(["mlp", "cnn"])
+    table["device"] = best.groupby("model")["device_name"].first().reindex(models).fillna(MISSING_CELL)
+    return table
 
 
 def reference_table(comparison: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
@@ -110,17 +124,94 @@ def stopping_early_table(runs: pd.DataFrame, epochs: pd.DataFrame, max_epoch: in
     return best.groupby("model")[columns].agg(["mean", "max"]).round(4)
 
 
-def runs_table(runs: pd.DataFrame, notebooks: str = "runs") -> pd.DataFrame:
-    """Every planned run as HTML cells: id (a link to its executed notebook under `notebooks/`), setting, status."""
-    link = [f'<a href="{notebooks}/{run_id}.ipynb">{run_id}</a>' if notebook else run_id
-            for run_id, notebook in zip(runs["run_id"], runs["notebook"])]
+def run_link(run_id: str, has_page, pages: str = "runs") -> str:
+    """A run id as a link to its page under `pages/` (HTML), or plain when it has none."""
+    return f'<a href="{pages}/{run_id}.html">{run_id}</a>' if has_page else run_id
+
+
+def runs_table(runs: pd.DataFrame, pages: str = "runs") -> pd.DataFrame:
+    """Every planned run as HTML cells: id (a link to its page under `pages/`), setting, status."""
     return pd.DataFrame({
-        "run": link, "model": runs["model"], "experiments": runs["experiments"].map("<br>".join),
+        "run": [run_link(run_id, pd.notna(notebook), pages) for run_id, notebook in zip(runs["run_id"], runs["notebook"])],
+        "model": runs["model"], "experiments": runs["experiments"].map("<br>".join),
         "setting": runs.apply(setting_label, axis=1), "epochs": runs["num_epochs"], "seed": runs["seed"],
         "status": runs["status"], "seconds": runs["seconds"].round(1), "device": runs["device_name"].fillna(""),
         # An error message is text, not markup: escaped, since the table is rendered with escape=False.
         "error": runs["error"].fillna("").map(html.escape),
     })
+
+
+def shown_path(path) -> str:
+    """A path as a page may show it: relative to the project, else its last two parts (never the builder's folders)."""
+    from lab2 import PROJECT_ROOT
+
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(Path(*path.parts[-2:]))
+
+
+def device_table(runs: pd.DataFrame, environments: pd.DataFrame) -> pd.DataFrame:
+    """Per device: how many finished runs came from it, and the commits of the code that made them."""
+    finished = results.finished(runs)[["run_id", "device_name"]]
+    commits = environments[["run_id", "git_commit"]] if "git_commit" in environments.columns else None
+    if commits is not None:
+        finished = finished.merge(commits, on="run_id", how="left")
+    else:
+        finished = finished.assign(git_commit=None)
+    finished = finished.fillna({"device_name": "unknown", "git_commit": "unknown"})
+    grouped = finished.groupby("device_name")
+    return pd.DataFrame({
+        "runs": grouped.size(),
+        "commits": grouped["git_commit"].agg(lambda values: ", ".join(sorted(set(values)))),
+    }).rename_axis("device")
+
+
+def changed_code_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The finished runs made by code that differs from the checkout, and the files that differ."""
+    finished = results.finished(runs)
+    if "code_changed" not in finished.columns:
+        return pd.DataFrame(columns=["run", "files that differ"]).set_index("run")
+    changed = finished[finished["code_changed"].fillna("").ne("") & finished["code_changed"].ne("unknown")]
+    return pd.DataFrame({"run": changed["run_id"], "files that differ": changed["code_changed"].str.replace(",", ", ")}
+                        ).set_index("run")
+
+
+def corrupt_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs whose record could not be read, with the file at fault (relative to the results root)."""
+    corrupt = runs[runs["status"] == "corrupt"]
+    paths = corrupt["corrupt_path"] if "corrupt_path" in corrupt.columns else pd.Series("", index=corrupt.index)
+    return pd.DataFrame({"run": corrupt["run_id"], "model": corrupt["model"],
+                         "file": paths.fillna("").map(lambda p: shown_path(p) if p else "")}).set_index("run")
+
+
+def progress_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per model: runs planned, finished, and how many have each status."""
+    counts = pd.crosstab(runs["model"], runs["status"])
+    table = pd.DataFrame({"planned": runs.groupby("model").size(),
+                          "finished": results.finished(runs).groupby("model").size()}).fillna(0).astype(int)
+    order = [m for m in ("mlp", "cnn") if m in counts.index] + [m for m in counts.index if m not in ("mlp", "cnn")]
+    return table.join(counts).reindex(order).rename_axis("model")
+
+
+def data_name(source: str) -> str:
+    """A data source without the build machine's folders: 'image-folder:/x/cifar10.tar.gz' -> 'image-folder: cifar10.tar.gz'."""
+    kind, _, path = source.rpartition(":")
+    return f"{kind}: {Path(path).name}" if kind else Path(path).name
+
+
+def code_changes(runs: pd.DataFrame) -> dict:
+    """Finished runs made by code that differs from the checkout: how many, which files, how many unknown."""
+    finished = results.finished(runs)
+    if "code_changed" not in finished.columns:  # results read before runs carried a code fingerprint
+        return {"runs": 0, "files": "no code fingerprints recorded", "unknown": len(finished)}
+    changed = finished["code_changed"].fillna("unknown")
+    unknown = changed == "unknown"
+    differing = changed[(changed != "") & ~unknown]
+    files = sorted({name for value in differing for name in value.split(",") if name})
+    return {"runs": len(differing), "files": ", ".join(files) if files else "no file differs",
+            "unknown": int(unknown.sum())}
 
 
 ENVIRONMENT_FIELDS = ("python", "torch", "torchvision", "numpy", "device", "device_name", "precision", "tf32",

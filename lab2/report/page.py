@@ -1,0 +1,50 @@
+"""What every chapter starts with: the selected profile's results, read once, and `glue`.
+
+A chapter's first cell is `page = load()`; `page.runs` holds every planned run (status
+'missing' until it finishes), so a chapter renders a partial profile: what is missing is
+glued as "not measured" and shown as missing in tables.
+"""
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from lab2.report import results
+from lab2.report.compare import NOT_MEASURED
+
+
+@dataclass
+class Page:
+    profile: str
+    results_root: Path | None
+    manifest: dict
+    runs: pd.DataFrame  # one row per planned run (results.load_runs)
+    epochs: pd.DataFrame  # one row per finished run and epoch (results.load_epochs)
+    reference: pd.DataFrame  # every number the original report printed
+
+
+def load() -> Page:
+    """The profile and results the book was asked to show ($LAB2_PROFILE, $LAB2_RESULTS)."""
+    pd.set_option("display.max_rows", None)  # tables whole, never a head and a tail
+    pd.set_option("display.max_colwidth", None)  # settings and sentences whole
+    profile, root = results.selected()
+    return Page(profile, root, results.load_manifest(profile, root), results.load_runs(profile, root),
+                results.load_epochs(profile, root), results.load_reference())
+
+
+def is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def glue(name: str, value, fmt: str = "") -> None:
+    """Glue a value for the page's prose, formatted here with `fmt`; "not measured" when it is missing.
+
+    Formatting here rather than in the Markdown keeps a missing number from breaking the build.
+    """
+    from myst_nb import glue as myst_glue
+
+    value = value.item() if hasattr(value, "item") else value  # numpy's would print as np.float64(...)
+    text = NOT_MEASURED if is_missing(value) else format(value, fmt) if fmt else value
+    myst_glue(name, text, display=False)
