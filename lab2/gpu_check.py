@@ -36,6 +36,7 @@ from lab2.atomic import write_json
 from lab2.bench import run_bench
 from lab2.config import RunConfig
 from lab2.data import load_cifar10, split
+from lab2.runs import record
 from lab2.runs.grid import get_profile
 from lab2.step import STEP_MODE_ENV, STEP_MODES
 from lab2.train import fit
@@ -82,7 +83,7 @@ def check_data(data_dir, profile_dir: Path) -> dict:
     """The data's source and fingerprint, and whether the profile's manifest was made from the same."""
     dataset = load_cifar10(data_dir)
     info = {"source": dataset.source, "fingerprint": dataset.fingerprint, "images": len(dataset.train_labels)}
-    manifest = profile_dir / "manifest.json"
+    manifest = profile_dir / record.MANIFEST_FILE
     if manifest.is_file():
         expected = json.loads(manifest.read_text()).get("data_fingerprint")
         info["matches_manifest"] = expected == dataset.fingerprint
@@ -137,10 +138,11 @@ def time_epochs(data_dir, device: torch.device, tiny: bool, step_modes) -> list[
 
 
 def finished_runs(profile_dir: Path) -> set[str]:
-    """Run folders that are published (staging folders start with a dot)."""
+    """Run folders that are published: ended, with a summary (staging folders are hidden)."""
     if not profile_dir.is_dir():
         return set()
-    return {p.name for p in profile_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    return {p.name for p in profile_dir.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and record.run_status(p) != record.MISSING}
 
 
 def pack_runs(profile_dir: Path, run_names, archive: Path) -> None:
@@ -148,8 +150,8 @@ def pack_runs(profile_dir: Path, run_names, archive: Path) -> None:
     partial = archive.with_name(f".{archive.name}.partial")
     with tarfile.open(partial, "w:gz") as tar:
         prefix = Path("results") / profile_dir.name
-        if (profile_dir / "manifest.json").is_file():
-            tar.add(profile_dir / "manifest.json", arcname=str(prefix / "manifest.json"))
+        if (profile_dir / record.MANIFEST_FILE).is_file():
+            tar.add(profile_dir / record.MANIFEST_FILE, arcname=str(prefix / record.MANIFEST_FILE))
         for name in sorted(run_names):
             tar.add(profile_dir / name, arcname=str(prefix / name))
     partial.replace(archive)
@@ -283,9 +285,8 @@ def gpu_check(profile: str = "full", budget_s: float = 480, jobs: int | None = N
 
 
 def _device_of(run_dir: Path) -> str:
-    try:
-        environment = json.loads((run_dir / "env.json").read_text())
-    except (OSError, ValueError):
+    environment = record.read_json(run_dir / record.ENVIRONMENT_FILE)
+    if not environment:
         return "an unknown device"
     return f"{environment.get('device_name', '?')} ({environment.get('device', '?')})"
 
@@ -306,8 +307,9 @@ def unpack_runs(archive: Path, results_root: Path = PROJECT_ROOT / "results") ->
         for profile_dir in sorted((unpacked / "results").glob("*")):
             target_profile = results_root / profile_dir.name
             target_profile.mkdir(exist_ok=True)
-            if (profile_dir / "manifest.json").is_file() and not (target_profile / "manifest.json").exists():
-                (profile_dir / "manifest.json").replace(target_profile / "manifest.json")
+            manifest = profile_dir / record.MANIFEST_FILE
+            if manifest.is_file() and not (target_profile / record.MANIFEST_FILE).exists():
+                manifest.replace(target_profile / record.MANIFEST_FILE)
             for run in sorted(p for p in profile_dir.iterdir() if p.is_dir()):
                 target = target_profile / run.name
                 if target.exists():
