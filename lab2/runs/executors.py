@@ -195,7 +195,7 @@ def check_worker(data_dir: str | None, results_dir: str, probe: str) -> dict:
         seen["data_fingerprint"] = load_cifar10(data_dir).fingerprint
     except DataError as error:
         seen["problems"].append(f"cannot read the data: {error}")
-    seen["code"] = record.code_fingerprint(sorted((PROJECT_ROOT / "lab2").rglob("*.py")) + [record.RUN_NOTEBOOK])
+    seen["code"] = record.code_fingerprint(record.checkout_code_files())
     return seen
 
 
@@ -218,7 +218,7 @@ class DaskExecutor:
             seen = self.client.run(check_worker, data_dir, str(results_dir), probe)
         finally:
             (results_dir / probe).unlink(missing_ok=True)
-        here = record.code_fingerprint(sorted((PROJECT_ROOT / "lab2").rglob("*.py")) + [record.RUN_NOTEBOOK])
+        here = record.code_fingerprint(record.checkout_code_files())
         problems = []
         for address, view in sorted(seen.items()):
             where = f"worker {address} ({view['host']})"

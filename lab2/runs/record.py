@@ -311,6 +311,12 @@ def imported_code_files() -> list[Path]:
     return sorted(files)
 
 
+def checkout_code_files() -> list[Path]:
+    """The code a sweep and its workers must share: lab2 (the book's analysis aside) and the run notebook."""
+    report = PROJECT_ROOT / "lab2" / "report"
+    return sorted(p for p in (PROJECT_ROOT / "lab2").rglob("*.py") if report not in p.parents) + [RUN_NOTEBOOK]
+
+
 def _relative(path: Path) -> str:
     path = Path(path).resolve()
     try:
