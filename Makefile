@@ -12,7 +12,7 @@ DATA ?= $(firstword $(wildcard ../shared/data/cifar10-jpeg.tar.gz) data)
 export LAB2_DATA := $(DATA)
 ARGS ?=
 
-.PHONY: venv train test test-all bench sweep book gpu-check browser clean
+.PHONY: venv train test test-all bench sweep book lab gpu-check browser clean
 
 venv: $(VENV)/.installed
 
@@ -48,6 +48,13 @@ sweep: venv
 book: venv
 	$(if $(filter full,$(PROFILE)),,$(PY) -m lab2 sweep --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS)))
 	$(PY) -m lab2 book --profile $(PROFILE)
+
+# JupyterLab on the book: each chapter (book/*.md) opens as a notebook through jupytext and
+# reads PROFILE's results; book/run.ipynb runs with its small defaults.
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
+lab: venv
+	mkdir -p $(LAB_SETTINGS) && cp book/_lab/overrides.json $(LAB_SETTINGS)/overrides.json
+	LAB2_PROFILE=$(PROFILE) $(PY) -m jupyter lab --notebook-dir=book $(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS)
 
 # On a GPU machine (its own python3 with torch; no .venv): versions, capture check, bench,
 # epoch times, then the full sweep until the budget, packed into $OUT as runs finish.

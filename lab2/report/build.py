@@ -106,6 +106,24 @@ def _execute_page(path: Path, timeout: int, env: dict):
     return path, (None if result.err else result.nb), result.time
 
 
+def execute_chapter(path: Path, env: dict):
+    """Execute one chapter as a notebook outside jupyter-book (jupytext + nbclient), as JupyterLab would.
+
+    Returns (chapter name, the error or None, the executed notebook); the kernel sees `env`.
+    """
+    import jupytext
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    notebook = jupytext.read(path)
+    try:
+        NotebookClient(notebook, timeout=_book_config().get("execute", {}).get("timeout", 600),
+                       resources={"metadata": {"path": str(path.parent)}}).execute(env={**os.environ, **env})
+    except CellExecutionError as error:
+        return path.stem, str(error), notebook
+    return path.stem, None, notebook
+
+
 def prewarm_cache(build_dir: Path, env: dict, jobs: int = PAGE_JOBS) -> list[Path]:
     """Execute the pages jupyter-cache does not hold yet, `jobs` at a time, and cache them.
 

@@ -127,6 +127,16 @@ def plot_grid_curves(runs: pd.DataFrame, epochs: pd.DataFrame, model: str, exper
     return plot_curves_by(epochs[epochs["run_id"].isin(chosen["run_id"])], hue=field, title=title)
 
 
+def plot_experiment_curves(runs: pd.DataFrame, epochs: pd.DataFrame, axes: list[str], title: str = ""):
+    """Curves of every setting of any experiment: coloured by its one axis, or by all its axes in words."""
+    chosen = epochs[epochs["run_id"].isin(runs["run_id"])]
+    if len(axes) <= 1:
+        return plot_curves_by(chosen, hue=axes[0] if axes else None, title=title)
+    labels = runs.set_index("run_id")[axes].apply(lambda row: ", ".join(f"{a} {row[a]}" for a in axes), axis=1)
+    return plot_curves_by(chosen.assign(setting_label=chosen["run_id"].map(labels)), hue="setting_label", title=title,
+                          hue_label="setting")
+
+
 def _integer_epochs(axis) -> None:
     axis.xaxis.get_major_locator().set_params(integer=True)
 

@@ -38,6 +38,16 @@ def experiment_table(runs: pd.DataFrame, model: str, experiment: str, metrics=ME
     return format_spread(results.seed_spread(chosen, axes, metrics), axes, metrics, planned=chosen)
 
 
+def best_setting(runs: pd.DataFrame, axes: list[str]) -> str:
+    """The setting of these runs with the best mean test accuracy, in words; 'not measured' before any finished."""
+    spread = results.seed_spread(runs, axes or ["model"], ["test_acc"])
+    if spread.empty:
+        return "not measured"
+    best = spread.loc[spread["test_acc_mean"].idxmax()]
+    setting = ", ".join(f"{axis} = {best[axis]}" for axis in axes) or "its one setting"
+    return f"{setting} ({plus_minus(best['test_acc_mean'], best['test_acc_std'])})"
+
+
 def ablation_table(runs: pd.DataFrame, model: str, experiments=ABLATIONS, metrics=METRICS) -> pd.DataFrame:
     """The metrics of one-setting experiments (best, no_dropout, no_batchnorm) side by side."""
     rows = []
@@ -131,14 +141,16 @@ def run_link(run_id: str, has_page, pages: str = "runs") -> str:
 
 def runs_table(runs: pd.DataFrame, pages: str = "runs") -> pd.DataFrame:
     """Every planned run as HTML cells: id (a link to its page under `pages/`), setting, status."""
-    return pd.DataFrame({
+    table = pd.DataFrame({
         "run": [run_link(run_id, pd.notna(notebook), pages) for run_id, notebook in zip(runs["run_id"], runs["notebook"])],
-        "model": runs["model"], "experiments": runs["experiments"].map("<br>".join),
+        "experiments": runs["experiments"].map("<br>".join),
         "setting": runs.apply(setting_label, axis=1), "epochs": runs["num_epochs"], "seed": runs["seed"],
-        "status": runs["status"], "seconds": runs["seconds"].round(1), "device": runs["device_name"].fillna(""),
+        "status": runs["status"], "seconds": runs["seconds"].round(1).astype(object).where(runs["seconds"].notna(), ""),
+        "device": runs["device_name"].fillna(""),
         # An error message is text, not markup: escaped, since the table is rendered with escape=False.
         "error": runs["error"].fillna("").map(html.escape),
     })
+    return table if table["error"].ne("").any() else table.drop(columns="error")
 
 
 def shown_path(path) -> str:
@@ -164,7 +176,7 @@ def device_table(runs: pd.DataFrame, environments: pd.DataFrame) -> pd.DataFrame
     grouped = finished.groupby("device_name")
     return pd.DataFrame({
         "runs": grouped.size(),
-        "commits": grouped["git_commit"].agg(lambda values: ", ".join(sorted(set(values)))),
+        "commits": grouped["git_commit"].agg(lambda values: ", ".join(sorted({short_hash(v) for v in values}))),
     }).rename_axis("device")
 
 
@@ -218,11 +230,23 @@ ENVIRONMENT_FIELDS = ("python", "torch", "torchvision", "numpy", "device", "devi
                       "cpu_threads", "git_commit", "data_fingerprint")
 
 
+def short_hash(value, digits: int = 12) -> str:
+    """A commit or fingerprint cut to `digits` hex digits, keeping a '-dirty' mark: enough to find it."""
+    text = str(value)
+    if len(text) <= digits + len("-dirty"):
+        return text
+    return text[:digits] + ("-dirty" if text.endswith("-dirty") else "…")
+
+
 def environment_table(environments: pd.DataFrame) -> pd.DataFrame:
-    """The distinct environments the runs ran in, with how many runs each."""
+    """The distinct environments the runs ran in, with how many runs each (commits and fingerprints shortened)."""
     fields = [f for f in ENVIRONMENT_FIELDS if f in environments.columns]
     if environments.empty:
         return pd.DataFrame(columns=[*fields, "runs"])
-    counted = environments.astype({f: str for f in fields}).groupby(fields).size().rename("runs").reset_index()
+    environments = environments.astype({f: str for f in fields})
+    for field in ("git_commit", "data_fingerprint"):
+        if field in fields:
+            environments[field] = environments[field].map(short_hash)
+    counted = environments.groupby(fields).size().rename("runs").reset_index()
     counted.index = [f"environment {number}" for number in range(1, len(counted) + 1)]
     return counted.T.rename_axis("field")
