@@ -51,6 +51,7 @@ def _check_data_dir(parser, data_dir) -> None:
 
 
 def train_command(parser, args) -> int:
+    from lab2.data import DataError
     from lab2.runs.record import FINISHED_STATUSES, check_writable, failed_result, save_run
     from lab2.train import run
 
@@ -66,6 +67,8 @@ def train_command(parser, args) -> int:
     started = time.perf_counter()
     try:
         result = run(config, args.data_dir, args.device, progress=not args.quiet)
+    except DataError as error:  # the data is incomplete or too small for the run: nothing is written
+        parser.error(str(error))
     except ValueError as error:
         # Checks that need the data (a batch larger than the training set) come here, before training.
         field, _, message = str(error).partition(": ")

@@ -10,7 +10,10 @@ import hashlib
 import io
 import os
 import pickle
+import sys
 import tarfile
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +144,17 @@ def _download(path: Path) -> None:
 # ---------------------------------------------------------------- decoding
 
 
+@contextmanager
+def _readable_archive(archive: Path):
+    """Open a .tar.gz; a truncated or damaged one is reported by name, not as a traceback."""
+    try:
+        with tarfile.open(archive) as tar:
+            yield tar
+    except (EOFError, zlib.error, tarfile.TarError) as error:
+        raise DataError(f"{archive} is incomplete or damaged ({error}): it was probably cut short while "
+                        f"being copied or downloaded; copy or download it again") from None
+
+
 def _decode_pickle_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         batch = pickle.loads(raw, encoding="bytes")
@@ -157,7 +171,7 @@ def _read_pickles(location: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     wanted = PICKLE_TRAIN + (PICKLE_TEST,)
     raws = {}
     if location.is_file():
-        with tarfile.open(location) as tar:
+        with _readable_archive(location) as tar:
             for member in tar:
                 if Path(member.name).name in wanted and member.isfile():
                     raws[Path(member.name).name] = tar.extractfile(member).read()
@@ -177,7 +191,7 @@ def _read_pickles(location: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def _image_entries(location: Path):
     """Yield (split, class name, file name, bytes) for every image under train/ and test/."""
     if location.is_file():
-        with tarfile.open(location) as tar:
+        with _readable_archive(location) as tar:
             for member in tar:
                 if member.isfile() and member.name.lower().endswith(IMAGE_SUFFIXES):
                     parts = Path(member.name).parts
@@ -233,6 +247,27 @@ def _source_key(kind: str, location: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def _read_cache(cache_file: Path) -> tuple[dict, str] | None:
+    """The decoded arrays and fingerprint from the cache; None (and the file removed) if it is damaged.
+
+    A zip member's CRC is checked as it is read, so a truncated or altered cache fails here
+    instead of being read as data.
+    """
+    try:
+        with np.load(cache_file) as cached:
+            arrays = {split: (cached[f"{split}_images"], cached[f"{split}_labels"]) for split in ("train", "test")}
+            fingerprint = str(cached["fingerprint"])
+        for split, (images, labels) in arrays.items():
+            if images.dtype != np.uint8 or images.shape[1:] != (3, 32, 32) or len(images) != len(labels):
+                raise ValueError(f"{split} arrays have the wrong shape or type")
+    except Exception as error:  # noqa: BLE001 - a damaged file fails in many ways (zip, CRC, keys, shapes)
+        print(f"lab2: WARNING: the decode cache {cache_file} is damaged ({type(error).__name__}: {error}); "
+              f"removing it and decoding the data again", file=sys.stderr)
+        cache_file.unlink(missing_ok=True)
+        return None
+    return arrays, fingerprint
+
+
 def load_cifar10(path: Path | str | None = None) -> Cifar10:
     """Load CIFAR-10 from path (default: LAB2_DATA or data/), decoding only on first use."""
     path = Path(path) if path is not None else default_data_dir()
@@ -245,10 +280,9 @@ def load_cifar10(path: Path | str | None = None) -> Cifar10:
         kind, location = locate(path)
     cache_file = cache_dir() / f"cifar10-{kind}-{_source_key(kind, location)}.npz"
     source = f"{kind}:{location.resolve()}"
-    if cache_file.is_file():
-        with np.load(cache_file) as cached:
-            arrays = {split: (cached[f"{split}_images"], cached[f"{split}_labels"]) for split in ("train", "test")}
-            fingerprint = str(cached["fingerprint"])
+    cached = _read_cache(cache_file) if cache_file.is_file() else None
+    if cached is not None:
+        arrays, fingerprint = cached
     else:
         arrays = _read_pickles(location) if kind == "pickle" else _read_image_folder(location)
         fingerprint = _fingerprint(arrays)

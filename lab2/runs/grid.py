@@ -6,6 +6,7 @@ A config that several experiments share is planned once and lists them all.
 """
 
 import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,17 @@ PARAMS_DIR = Path(__file__).resolve().parents[2] / "params"
 PROFILES_FILE = "profiles.yaml"
 EXPERIMENT_FILE_KEYS = ("model", "baseline", "experiments")
 PROFILE_KEYS = ("description", "seeds", "set")
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as its 1.2 spec reads numbers: 1e-3 is a float (YAML 1.1, PyYAML's default, needs 1.0e-3)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 class GridError(ValueError):
@@ -41,7 +53,7 @@ class Profile:
 
 def _read_yaml(path: Path) -> dict:
     try:
-        content = yaml.safe_load(path.read_text())
+        content = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as error:
         raise GridError(f"{path}: not valid YAML ({error})") from None
     if not isinstance(content, dict):

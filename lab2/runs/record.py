@@ -22,6 +22,7 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -157,8 +158,12 @@ def check_writable(out_dir: Path) -> str | None:
         existing = existing.parent
     if not existing.is_dir():
         return f"{existing} is a file, so {out_dir} cannot be created"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{existing} is not writable, so {out_dir} cannot be written"
+    try:  # a real write: permission bits do not tell for root, read-only mounts or full disks
+        descriptor, probe = tempfile.mkstemp(dir=existing, prefix=".lab2-write-check-")
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as error:
+        return f"{existing} is not writable ({error.strerror}), so {out_dir} cannot be written"
     return None
 
 
@@ -317,7 +322,8 @@ def checkout_code_files() -> list[Path]:
     return sorted(p for p in (PROJECT_ROOT / "lab2").rglob("*.py") if report not in p.parents) + [RUN_NOTEBOOK]
 
 
-def _relative(path: Path) -> str:
+def project_path(path: Path) -> str:
+    """A path relative to the project root when it lies inside it, else absolute."""
     path = Path(path).resolve()
     try:
         return path.relative_to(PROJECT_ROOT).as_posix()
@@ -345,7 +351,7 @@ def file_sha256(path: Path) -> str | None:
 
 def code_fingerprint(files) -> dict[str, str]:
     """{project-relative path: sha256} of each file."""
-    return {_relative(path): file_sha256(path) for path in files}
+    return {project_path(path): file_sha256(path) for path in files}
 
 
 def changed_code(recorded: dict | None) -> list[str] | None:
