@@ -10,7 +10,6 @@
 - `selected()`: the profile and results root the book's pages read.
 """
 
-import json
 import os
 from pathlib import Path
 
@@ -18,13 +17,13 @@ import pandas as pd
 
 from lab2 import PROJECT_ROOT
 from lab2.config import FIELD_NAMES, RunConfig
+from lab2.runs import record
+from lab2.runs.record import FINISHED_STATUSES, RESULTS_ROOT, load_manifest, profile_dir  # noqa: F401 - read here
 
-RESULTS_ROOT = PROJECT_ROOT / "results"
 REFERENCE_CSV = PROJECT_ROOT / "book" / "data" / "original_report_results.csv"
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "best_val_acc", "test_loss", "test_acc")
 # The config fields that tell runs of one seed apart (seed excluded).
 SETTING_FIELDS = tuple(name for name in FIELD_NAMES if name != "seed")
-FINISHED_STATUSES = ("ok", "diverged")  # runs with metrics to read
 # The book's pages read these; `python -m lab2 book` sets them for the build.
 PROFILE_ENV = "LAB2_PROFILE"
 RESULTS_ENV = "LAB2_RESULTS"
@@ -37,40 +36,38 @@ def selected() -> tuple[str, Path | None]:
     return os.environ.get(PROFILE_ENV) or DEFAULT_BOOK_PROFILE, Path(root) if root else None
 
 
-def profile_dir(profile: str, results_root: Path | None = None) -> Path:
-    return Path(results_root or RESULTS_ROOT) / profile
-
-
-def load_manifest(profile: str, results_root: Path | None = None) -> dict:
-    path = profile_dir(profile, results_root) / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"No results for profile {profile!r}: {path} is missing; "
-                                f"run `python -m lab2 sweep --profile {profile}` first")
-    return json.loads(path.read_text())
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+def _code_changed(run_dir: Path) -> str:
+    """The fingerprinted files that differ from the checkout, comma-separated; 'unknown' if none were recorded."""
+    changed = record.run_code_changes(run_dir)
+    return "unknown" if changed is None else ", ".join(changed)
 
 
 def load_runs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
-    """One row per run of the profile's grid, finished or not."""
+    """One row per run of the profile's grid, finished or not.
+
+    status: ok, diverged, failed, missing, or corrupt (its summary.json does not parse;
+    `corrupt_path` says where). code_changed: the files of the code that produced the run
+    that now differ from the checkout ("" none, "unknown" if the run recorded none).
+    """
     manifest = load_manifest(profile, results_root)
     folder = profile_dir(profile, results_root)
     rows = []
     for planned in manifest["runs"]:
         run_dir = folder / planned["run_id"]
-        summary = _read_json(run_dir / "summary.json")
-        environment = _read_json(run_dir / "env.json")
+        status = record.run_status(run_dir)
+        summary = record.read_json(record.summary_path(run_dir)) if status != record.CORRUPT else {}
+        environment = record.read_json(run_dir / record.ENVIRONMENT_FILE)
         rows.append({
             "run_id": planned["run_id"],
             "experiments": planned["experiments"],
             **planned["config"],
             **{key: summary.get(key) for key in METRICS + ("best_epoch", "seconds", "num_parameters", "error")},
-            "status": summary.get("status", "missing"),
+            "status": status,
+            "corrupt_path": record.project_path(record.summary_path(run_dir)) if status == record.CORRUPT else None,
+            "code_changed": _code_changed(run_dir),
             "device_name": environment.get("device_name"),
             "precision": environment.get("precision", planned["config"].get("precision")),
-            "notebook": str(run_dir / "run.ipynb") if (run_dir / "run.ipynb").is_file() else None,
+            "notebook": str(run_dir / record.NOTEBOOK_FILE) if (run_dir / record.NOTEBOOK_FILE).is_file() else None,
         })
     runs = pd.DataFrame(rows)
     for column in METRICS + ("seconds",):
@@ -91,7 +88,7 @@ def run_config(run: pd.Series) -> RunConfig:
 def load_environments(profile: str, results_root: Path | None = None) -> pd.DataFrame:
     """env.json of every finished run, one row each."""
     folder = profile_dir(profile, results_root)
-    rows = [{"run_id": p.parent.name, **json.loads(p.read_text())} for p in sorted(folder.glob("*/env.json"))]
+    rows = [{"run_id": p.parent.name, **record.read_json(p)} for p in sorted(folder.glob(f"*/{record.ENVIRONMENT_FILE}"))]
     return pd.DataFrame(rows)
 
 
@@ -101,7 +98,7 @@ def load_epochs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
     folder = profile_dir(profile, results_root)
     frames = []
     for run in runs.itertuples():
-        metrics = folder / run.run_id / "metrics.csv"
+        metrics = folder / run.run_id / record.METRICS_FILE
         if run.status in FINISHED_STATUSES and metrics.is_file():
             frames.append(pd.read_csv(metrics).assign(run_id=run.run_id))
     if not frames:
