@@ -1,0 +1,141 @@
+"""The run record and damaged inputs: code-aware cache, corrupt summaries, claims, truncated archives and caches."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from lab2.__main__ import main
+from lab2.config import run_id
+from lab2.data import load_cifar10
+from lab2.report import results
+from lab2.runs import record
+from lab2.runs.grid import plan
+from lab2.runs.sweep import sweep
+from test_sweep import TINY_EXPERIMENTS, write_params
+
+
+def fake_finished_runs(params, data, root) -> list:
+    """Publish the tiny profile's runs as if a sweep had made them, with today's code fingerprint."""
+    profile, runs = plan("tiny", params)
+    fingerprint = load_cifar10(data).fingerprint
+    folders = []
+    for run in runs:
+        folder = record.profile_dir(profile.name, root) / run_id(run.config, fingerprint)
+        code = record.code_fingerprint([record.PROJECT_ROOT / "lab2" / "layers.py", record.RUN_NOTEBOOK])
+        (folder).mkdir(parents=True)
+        (folder / record.ENVIRONMENT_FILE).write_text(json.dumps({"code_fingerprint": code}))
+        (folder / record.SUMMARY_FILE).write_text(json.dumps({"status": "ok", "test_acc": 0.5}))
+        folders.append(folder)
+    record.write_manifest(record.profile_dir(profile.name, root), {
+        "profile": "tiny", "runs": [{"run_id": f.name, "experiments": r.experiments, "config": r.config.to_dict()}
+                                    for f, r in zip(folders, runs)]})
+    return folders
+
+
+def test_changed_code_reruns_and_says_why_unknown_code_stays_cached(tmp_path, image_archive, capsys):
+    params = write_params(tmp_path / "params")
+    root = tmp_path / "results"
+    changed, unknown = fake_finished_runs(params, image_archive, root)
+    environment = json.loads((changed / record.ENVIRONMENT_FILE).read_text())
+    environment["code_fingerprint"]["lab2/layers.py"] = "0" * 64  # as if layers.py was edited since
+    (changed / record.ENVIRONMENT_FILE).write_text(json.dumps(environment))
+    (unknown / record.ENVIRONMENT_FILE).write_text("{}")  # a run made before runs recorded their code
+
+    assert sweep("tiny", dry_run=True, data_dir=image_archive, results_root=root, params_dir=params) == 0
+    out = capsys.readouterr().out
+    assert f"{changed.name}   would run" in out and "[code changed: lab2/layers.py]" in out
+    assert f"{unknown.name}   cached" in out and "1 cached, 1 to run" in out
+    runs = results.load_runs("tiny", root).set_index("run_id")
+    assert runs.loc[changed.name, "code_changed"] == "lab2/layers.py"
+    assert runs.loc[unknown.name, "code_changed"] == "unknown"
+
+
+def test_a_garbled_summary_is_listed_as_corrupt_and_rerun(tmp_path, image_archive, capsys):
+    params = write_params(tmp_path / "params")
+    root = tmp_path / "results"
+    garbled, fine = fake_finished_runs(params, image_archive, root)
+    (garbled / record.SUMMARY_FILE).write_text('{"status": "ok", "test_acc": 0.4')  # cut short
+
+    assert sweep("tiny", dry_run=True, data_dir=image_archive, results_root=root, params_dir=params) == 0
+    out = capsys.readouterr().out
+    assert f"corrupt: {garbled / record.SUMMARY_FILE} does not parse" in out
+    assert f"{garbled.name}   would run" in out and "[corrupt]" in out and "Traceback" not in out
+    runs = results.load_runs("tiny", root).set_index("run_id")
+    assert runs.loc[garbled.name, "status"] == "corrupt"
+    assert runs.loc[garbled.name, "corrupt_path"].endswith(f"{garbled.name}/{record.SUMMARY_FILE}")
+    assert runs.loc[fine.name, "status"] == "ok" and runs.loc[fine.name, "code_changed"] == ""
+    assert pd_isnull(runs.loc[fine.name, "corrupt_path"])
+
+
+def pd_isnull(value) -> bool:
+    return value is None or value != value
+
+
+def test_a_claim_is_exclusive_and_released_when_its_holder_ends(tmp_path):
+    run_dir = tmp_path / "tiny" / "mlp-0"
+    first = record.try_claim(run_dir)
+    assert first is not None and record.try_claim(run_dir) is None
+    assert "pid" in record.claim_holder(run_dir)
+    first.release()
+    second = record.try_claim(run_dir)
+    assert second is not None
+    second.release()
+    assert not record.claim_path(run_dir).exists()
+
+
+def test_publish_records_a_run_that_wrote_no_summary_as_failed(tmp_path):
+    run_dir = tmp_path / "tiny" / "mlp-1"
+    staging = record.stage(run_dir)
+    (staging / record.KERNEL_LOG).write_text("killed\n")
+    assert record.publish(run_dir, 1.0) == "failed"
+    assert not staging.exists() and "ended without a summary" in record.read_summary(run_dir)["error"]
+
+
+def test_a_truncated_archive_is_named_as_incomplete(tmp_path, image_archive, capsys):
+    truncated = tmp_path / "cut.tar.gz"
+    truncated.write_bytes(image_archive.read_bytes()[: image_archive.stat().st_size // 2])
+    for command in (["train", "--out", str(tmp_path / "run")], ["sweep", "--profile", "smoke",
+                                                                 "--results", str(tmp_path / "results")]):
+        with pytest.raises(SystemExit) as exit_:
+            main([*command, "--data-dir", str(truncated)])
+        error = capsys.readouterr().err
+        assert exit_.value.code == 2 and f"{truncated} is incomplete or damaged" in error and "Traceback" not in error
+    assert not (tmp_path / "run").exists() and not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_decode_cache_is_rebuilt_with_a_warning(pickle_dir, tmp_path, monkeypatch, capsys, damage):
+    monkeypatch.setenv("LAB2_CACHE", str(tmp_path / "cache"))
+    first = load_cifar10(pickle_dir)
+    cache = next((tmp_path / "cache").glob("*.npz"))
+    content = bytearray(cache.read_bytes())
+    if damage == "truncate":
+        content = content[: len(content) // 2]
+    else:
+        content[len(content) // 2] ^= 0xFF  # one flipped byte inside the image data: its CRC no longer matches
+    cache.write_bytes(bytes(content))
+    capsys.readouterr()
+    again = load_cifar10(pickle_dir)
+    assert f"the decode cache {cache} is damaged" in capsys.readouterr().err
+    assert again.fingerprint == first.fingerprint and np.array_equal(again.train_images, first.train_images)
+    assert cache.is_file() and load_cifar10(pickle_dir).fingerprint == first.fingerprint  # rebuilt
+
+
+def test_params_read_exponent_floats_as_numbers(tmp_path):
+    experiments = json.loads(json.dumps(TINY_EXPERIMENTS))
+    params = write_params(tmp_path / "params", experiments)
+    text = (params / "mlp.yaml").read_text().replace("batch_size: 50", "batch_size: 50\n  learning_rate: 1e-3")
+    (params / "mlp.yaml").write_text(text)
+    assert yaml.safe_load(text)["baseline"]["learning_rate"] == "1e-3"  # what YAML 1.1 would give
+    _, runs = plan("tiny", params)
+    assert {run.config.learning_rate for run in runs} == {0.001}
+
+
+def test_train_out_must_be_writable_before_training(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--out", str(blocker / "run")])
+    assert exit_.value.code == 2 and f"--out: {blocker} is a file" in capsys.readouterr().err
