@@ -103,8 +103,11 @@ def capture_verdict(tests: subprocess.Popen) -> dict:
     """The step tests' outcome; it decides whether the sweeps replay captured steps."""
     output, _ = tests.communicate()
     lines = output.strip().splitlines()
-    return {"passed": tests.returncode == 0, "pytest": lines[-1] if lines else "", "exit_code": tests.returncode,
-            "failures": [line for line in lines if line.startswith("FAILED")][:10]}
+    verdict = {"passed": tests.returncode == 0, "pytest": lines[-1] if lines else "", "exit_code": tests.returncode,
+               "failures": [line for line in lines if line.startswith("FAILED")][:10]}
+    if not verdict["passed"]:  # the assertions' own words, so that one call is enough to tell why
+        verdict["details"] = [line for line in lines if line.startswith(("E ", ">"))][:40]
+    return verdict
 
 
 def _floor_ratio(config: RunConfig, images: int, seconds: float, device: torch.device) -> dict:
@@ -233,8 +236,8 @@ def run_lanes(lanes: list[Lane], command_for, deadline: float, packer: Packer, e
         for lane, (process, record) in list(running.items()):
             if process.poll() is not None:
                 del running[lane]
-                outcomes.append({**record, "exit_code": process.returncode,
-                                 "wall_s": round(time.time() - record.pop("started_s"), 1)})
+                wall_s = round(time.time() - record.pop("started_s"), 1)
+                outcomes.append({**record, "exit_code": process.returncode, "wall_s": wall_s})
                 _say(f"gpu-check: sweep {record['only']} seeds {record['seeds'] or 'all'} exit code "
                      f"{process.returncode} after {outcomes[-1]['wall_s']} s; {packer()} runs packed")
                 start_next(lane)
@@ -248,8 +251,8 @@ def run_lanes(lanes: list[Lane], command_for, deadline: float, packer: Packer, e
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-            outcomes.append({**record, "exit_code": "stopped at the budget",
-                             "wall_s": round(time.time() - record.pop("started_s"), 1)})
+            wall_s = round(time.time() - record.pop("started_s"), 1)
+            outcomes.append({**record, "exit_code": "stopped at the budget", "wall_s": wall_s})
     packer()
     return outcomes
 
