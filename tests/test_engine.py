@@ -1,0 +1,106 @@
+"""The sweep as an engine: two sweeps on one folder, SIGHUP, and a Dask worker that dies mid-run."""
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from lab2.data import PROJECT_ROOT
+from lab2.runs import record
+from test_sweep import write_params
+
+RUN_FILES = {record.CONFIG_FILE, record.METRICS_FILE, record.ENVIRONMENT_FILE, record.SUMMARY_FILE,
+             record.NOTEBOOK_FILE, record.KERNEL_LOG}
+
+
+def sweep_command(params: Path, root: Path, data: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "lab2", "sweep", "--profile", "tiny", "--params", str(params),
+            "--results", str(root), "--data-dir", str(data), *extra]
+
+
+def published(profile_dir: Path) -> dict[str, str]:
+    """Status of every visible run folder; each must be complete."""
+    runs = {}
+    for folder in profile_dir.iterdir():
+        if folder.is_dir() and not folder.name.startswith("."):
+            assert RUN_FILES <= {p.name for p in folder.iterdir()}, folder
+            runs[folder.name] = json.loads((folder / record.SUMMARY_FILE).read_text())["status"]
+    return runs
+
+
+def leftovers(profile_dir: Path) -> list[str]:
+    return sorted(p.name for p in profile_dir.glob(".*") if p.name.endswith((".partial", ".replaced")))
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_two_sweeps_on_one_folder_execute_every_run_once(tmp_path, image_archive):
+    params = write_params(tmp_path / "params")
+    root = tmp_path / "results"
+    command = sweep_command(params, root, image_archive, "--jobs", "1")
+    sweeps = [subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+              for _ in range(2)]
+    outputs = [process.communicate(timeout=300)[0] for process in sweeps]
+    assert [process.returncode for process in sweeps] == [0, 0], outputs
+    assert not any("Traceback" in output for output in outputs)
+    ran = [int(re.search(r"(\d+) ran, ", output).group(1)) for output in outputs]
+    assert sum(ran) == 2, outputs  # each run executed by exactly one of the two
+    assert sorted(published(root / "tiny").values()) == ["ok", "ok"]
+    assert leftovers(root / "tiny") == []
+
+
+def test_sighup_stops_every_process_the_sweep_started(tmp_path, image_archive):
+    params = write_params(tmp_path / "params")
+    root = tmp_path / "results"
+    sweeper = subprocess.Popen(sweep_command(params, root, image_archive, "--jobs", "2"), cwd=PROJECT_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tree = psutil.Process(sweeper.pid)
+    kernels = wait_for(lambda: [p for p in tree.children(recursive=True) if "ipykernel" in " ".join(p.cmdline())],
+                       120, "a run's kernel to start")
+    started = tree.children(recursive=True)
+    assert kernels and any("lab2.runs.executors" in " ".join(p.cmdline()) for p in started)
+    sweeper.send_signal(signal.SIGHUP)
+    output = sweeper.communicate(timeout=60)[0]
+    assert sweeper.returncode == 1 and "interrupted" in output and "Traceback" not in output
+    _, alive = psutil.wait_procs(started, timeout=10)
+    assert alive == [], [" ".join(p.cmdline())[:80] for p in alive]  # no papermill, no kernel left behind
+    assert leftovers(root / "tiny") == []
+
+
+def test_a_dask_worker_killed_mid_run_is_retried_and_nothing_is_lost(tmp_path, image_archive):
+    params = write_params(tmp_path / "params")
+    root = tmp_path / "results"
+    sweeper = subprocess.Popen(sweep_command(params, root, image_archive, "--cluster", "local", "--jobs", "2"),
+                               cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def a_running_run():
+        for process in psutil.Process(sweeper.pid).children(recursive=True):
+            try:
+                if "lab2.runs.executors" in " ".join(process.cmdline()):
+                    return process
+            except psutil.NoSuchProcess:
+                pass
+        return None
+
+    run = wait_for(a_running_run, 180, "a run to start on a Dask worker")
+    worker = run.parent()
+    worker.kill()  # the worker process dies mid-run; its nanny starts a new one
+    output = sweeper.communicate(timeout=300)[0]
+    assert sweeper.returncode == 0, output
+    assert "2 ran, 0 cached, 0 failed" in output and "Traceback" not in output
+    assert sorted(published(root / "tiny").values()) == ["ok", "ok"]
+    assert leftovers(root / "tiny") == []
+    assert not run.is_running() or run.status() == psutil.STATUS_ZOMBIE  # the killed worker's run died with it
