@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from lab2 import PROJECT_ROOT
+from lab2.runs import record
 from lab2.runs.grid import PARAMS_DIR, GridError, get_profile
 from lab2.report.run_pages import write_run_pages
 from lab2.report.results import PROFILE_ENV, REFERENCE_CSV, RESULTS_ENV, RESULTS_ROOT, load_manifest, profile_dir
@@ -51,9 +52,9 @@ def inputs_digest(profile: str, results_root: Path) -> str:
 
     add("profile", profile.encode())
     add("results", str(folder.resolve()).encode())
-    add("manifest", (folder / "manifest.json").read_bytes())
+    add("manifest", (folder / record.MANIFEST_FILE).read_bytes())
     for run in manifest["runs"]:
-        summary = folder / run["run_id"] / "summary.json"
+        summary = record.summary_path(folder / run["run_id"])
         add(run["run_id"], summary.read_bytes() if summary.is_file() else b"missing")
     # A change to lab2 (a figure, a table) or to the reference changes pages whose code did not.
     for source in sorted((PROJECT_ROOT / "lab2").rglob("*.py")) + sorted(PARAMS_DIR.glob("*.yaml")) + [REFERENCE_CSV]:
@@ -66,7 +67,7 @@ def _check_inputs(profile: str, results_root: Path) -> None:
         get_profile(profile)
     except GridError as error:
         raise BookError(f"--profile: {error}") from None
-    manifest = profile_dir(profile, results_root) / "manifest.json"
+    manifest = profile_dir(profile, results_root) / record.MANIFEST_FILE
     if not manifest.is_file():
         raise BookError(f"no results for profile {profile!r}: {manifest} is missing; "
                         f"run `python -m lab2 sweep --profile {profile}` first")
