@@ -40,7 +40,7 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _trainer(config: RunConfig, layers: str, device: torch.device, images, labels, mode: str):
+def make_trainer(config: RunConfig, layers: str, device: torch.device, images, labels, mode: str):
     """A closure that runs `count` training steps of one implementation, as training runs them."""
     torch.manual_seed(0)
     channels_last = device.type == "cuda" and config.model == "cnn"
@@ -58,13 +58,18 @@ def _trainer(config: RunConfig, layers: str, device: torch.device, images, label
     return steps
 
 
+def random_batch(batch_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """CIFAR-shaped uint8 images and labels, the same on every call."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (batch_size, 3, 32, 32), dtype=torch.uint8, generator=generator).to(device)
+    return images, torch.randint(0, 10, (batch_size,), generator=generator).to(device)
+
+
 def measure(config: RunConfig, device: torch.device, repeats: int, steps_per_block: int,
             mode: str = "eager") -> BenchResult:
     """Median images/s over `repeats` alternating blocks of each implementation."""
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (config.batch_size, 3, 32, 32), dtype=torch.uint8, generator=generator).to(device)
-    labels = torch.randint(0, 10, (config.batch_size,), generator=generator).to(device)
-    trainers = {layers: _trainer(config, layers, device, images, labels, mode) for layers in ("lab2", "torch")}
+    images, labels = random_batch(config.batch_size, device)
+    trainers = {layers: make_trainer(config, layers, device, images, labels, mode) for layers in ("lab2", "torch")}
     for steps in trainers.values():  # warm-up: allocator, cuDNN autotuning, capture, first-call costs
         steps(max(WARMUP_STEPS + 1, steps_per_block // 2))
     rates = {layers: [] for layers in trainers}

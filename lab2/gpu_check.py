@@ -10,7 +10,9 @@ Stages: the device and versions; the data and its fingerprint (against the commi
 manifest, since run ids hash it); the CUDA-graph check (tests/test_step.py: if the
 captured step does not reproduce the eager one, the sweeps fall back to eager steps);
 the lab2-vs-torch.nn benchmark in both step modes; one epoch of each model under the
-full protocol (TF32 and bf16, eager and captured) against the arithmetic floor; then the
+full protocol (TF32 and bf16, eager and captured) against the arithmetic floor; the
+kernels a CNN step spends its time in (the first call found the captured epoch at 12x
+the arithmetic floor: the profile says where the rest goes); then the
 sweeps in lanes that share the GPU (CNN seed 0 then the other CNN seeds in one, the
 MLP in the other), stopped cleanly at the time budget. `--dry-run` rehearses all of it
 on a CPU: toy sizes, and real sweeps of the smoke profile into the output folder.
@@ -33,7 +35,7 @@ import torch
 
 from lab2 import PROJECT_ROOT
 from lab2.atomic import write_json
-from lab2.bench import run_bench
+from lab2.bench import make_trainer, random_batch, run_bench
 from lab2.config import RunConfig
 from lab2.data import load_cifar10, split
 from lab2.runs import record
@@ -169,6 +171,28 @@ def bench_modes(device: torch.device, tiny: bool, step_modes) -> list[dict]:
     return rows
 
 
+def profile_cnn_step(device: torch.device, tiny: bool, steps: int = 20, top: int = 15) -> list[dict]:
+    """Where an eager CNN training step (batch 100, TF32) spends its time: the costliest kernels per step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    config = RunConfig(model="cnn", dropout_rate=0.0, batch_size=100, channels=8 if tiny else 256)
+    train = make_trainer(config, "lab2", device, *random_batch(config.batch_size, device), "eager")
+    train(5)  # autotuning and first-call costs stay out of the profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as profiler:
+        train(steps)
+    on_device = device.type == "cuda"
+
+    def self_time(event) -> float:  # microseconds; the attribute's name changed across torch versions
+        if on_device:
+            return getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0)
+        return event.self_cpu_time_total
+
+    events = sorted(profiler.key_averages(), key=self_time, reverse=True)[:top]
+    return [{"name": event.key[:90], "calls_per_step": event.count / steps,
+             "ms_per_step": self_time(event) / 1000 / steps} for event in events]
+
+
 def finished_runs(profile_dir: Path) -> set[str]:
     """Run folders that are published: ended, with a summary (staging folders are hidden)."""
     if not profile_dir.is_dir():
@@ -292,6 +316,7 @@ def gpu_check(profile: str = "full", budget_s: float = 480, jobs: int | None = N
     sweep_mode = "cuda_graph" if device.type == "cuda" and capture.get("passed") else "eager"
     stage("bench", lambda: bench_modes(device, dry_run, step_modes))
     stage("epochs", lambda: time_epochs(data_dir, device, dry_run, step_modes))
+    stage("profile", lambda: profile_cnn_step(device, dry_run))
 
     environment = {**os.environ, STEP_MODE_ENV: sweep_mode}
     lane_jobs = jobs or (CUDA_JOBS_PER_LANE if device.type == "cuda" else 1)
