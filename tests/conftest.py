@@ -66,6 +66,17 @@ def private_cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def splits(arrays):
+    """The made arrays split as training splits them, as tensors: for the trainer's tests."""
+    import torch
+
+    from lab2.data import Cifar10, split
+
+    tensors = [torch.from_numpy(arrays[name][i]) for name in ("train", "test") for i in (0, 1)]
+    return split(Cifar10(*tensors, source="synthetic", fingerprint="synthetic"))
+
+
+@pytest.fixture(scope="session")
 def arrays():
     return make_arrays()
 

@@ -8,19 +8,12 @@ import pytest
 import torch
 
 from lab2.config import RunConfig
-from lab2.data import Cifar10, split
 from lab2.models import build_model
 from lab2.step import STEP_MODE_ENV, WARMUP_STEPS, TrainStep, choose_step_mode, make_optimizer, model_input
 from lab2.train import evaluate, fit
 
 CPU = torch.device("cpu")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
-
-
-@pytest.fixture(scope="module")
-def splits(arrays):
-    tensors = [torch.from_numpy(arrays[name][i]) for name in ("train", "test") for i in (0, 1)]
-    return split(Cifar10(*tensors, source="synthetic", fingerprint="synthetic"))
 
 
 def small(**fields) -> RunConfig:

@@ -10,17 +10,10 @@ import torch
 from lab2 import step, train
 from lab2.runs import record
 from lab2.config import RunConfig
-from lab2.data import Cifar10, split
 from lab2.runs.record import SUMMARY_KEYS, save_run
 from lab2.train import fit
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def splits(arrays):
-    tensors = [torch.from_numpy(arrays[name][i]) for name in ("train", "test") for i in (0, 1)]
-    return split(Cifar10(*tensors, source="synthetic", fingerprint="synthetic"))
 
 
 def small(**fields) -> RunConfig:
