@@ -183,34 +183,38 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
         print(f"\nprofile {chosen_profile.name}: {len(selected)} runs, {len(cached)} cached, {len(pending)} to run")
         return 0
 
-    out.mkdir(parents=True, exist_ok=True)
-    record.clean_stale_staging(out)
-    record.write_manifest(out, {
-        "profile": chosen_profile.name,
-        "description": chosen_profile.description,
-        "seeds": chosen_profile.seeds,
-        "data_source": dataset.source,
-        "data_fingerprint": dataset.fingerprint,
-        "runs": [{"run_id": rid, "experiments": run.experiments, "config": run.config.to_dict()}
-                 for run, rid in zip(runs, ids)],
-    })
-    _report_corrupt(corrupt)
     local = not scheduler and not cluster
     threads = max(1, (os.cpu_count() or 1) // (jobs or default_jobs(device))) if local else None
     tasks = [RunTask(rid, {**run.config.to_dict(), "device": device, "data_dir": data_path}, str(out / rid), threads)
              for run, rid in pending]
-    if not tasks:
+    # A cluster that cannot be reached, or whose workers cannot run this sweep, is refused before anything is written.
+    executor = _start_engine(jobs, device, scheduler, cluster) if tasks else None
+    try:
+        created = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+        if isinstance(executor, DaskExecutor):
+            problems = executor.check(data_path, out, dataset.fingerprint)
+            if problems:
+                if created:
+                    out.rmdir()
+                raise SweepError("the Dask workers cannot run this sweep:\n  " + "\n  ".join(problems))
+        record.clean_stale_staging(out)
+        record.write_manifest(out, {
+            "profile": chosen_profile.name,
+            "description": chosen_profile.description,
+            "seeds": chosen_profile.seeds,
+            "data_source": dataset.source,
+            "data_fingerprint": dataset.fingerprint,
+            "runs": [{"run_id": rid, "experiments": run.experiments, "config": run.config.to_dict()}
+                     for run, rid in zip(runs, ids)],
+        })
+        _report_corrupt(corrupt)
         outcomes, elsewhere, interrupted = [], [], 0
-    else:
-        executor = _start_engine(jobs, device, scheduler, cluster)
-        try:
-            if isinstance(executor, DaskExecutor):
-                problems = executor.check(data_path, out, dataset.fingerprint)
-                if problems:
-                    raise SweepError("the Dask workers cannot run this sweep:\n  " + "\n  ".join(problems))
+        if executor is not None:
             print(f"sweep {chosen_profile.name}: {len(tasks)} runs to execute, {executor.describe()}", flush=True)
             outcomes, elsewhere, interrupted = _drive(executor, tasks, chosen_profile.name, stamps)
-        finally:
+    finally:
+        if executor is not None:
             executor.close()
 
     rows = [(rid, "cached", "", experiments_of[rid]) for rid in cached]
