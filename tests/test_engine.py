@@ -1,6 +1,7 @@
 """The sweep as an engine: two sweeps on one folder, SIGHUP, and a Dask worker that dies mid-run."""
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import psutil
 
 from lab2.data import PROJECT_ROOT
 from lab2.runs import record
+from lab2.runs.sweep import gpu_cluster
 from test_sweep import write_params
 
 RUN_FILES = {record.CONFIG_FILE, record.METRICS_FILE, record.ENVIRONMENT_FILE, record.SUMMARY_FILE,
@@ -104,3 +106,13 @@ def test_a_dask_worker_killed_mid_run_is_retried_and_nothing_is_lost(tmp_path, i
     assert sorted(published(root / "tiny").values()) == ["ok", "ok"]
     assert leftovers(root / "tiny") == []
     assert not run.is_running() or run.status() == psutil.STATUS_ZOMBIE  # the killed worker's run died with it
+
+
+def test_local_gpus_pins_one_worker_to_each_gpu():
+    """The --cluster local-gpus layout, built on a CPU: each worker sees only its own GPU index."""
+    from distributed import Client
+
+    with gpu_cluster([0, 1], runs_per_gpu=2) as cluster, Client(cluster) as client:
+        client.wait_for_workers(2, timeout=60)
+        seen = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
+        assert sorted(seen.values()) == ["0", "1"] and set(client.nthreads().values()) == {2}

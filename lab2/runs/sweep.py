@@ -120,13 +120,8 @@ def _start_engine(jobs: int | None, device: str, scheduler: str | None, cluster:
                                dashboard_address=None)
     elif cluster == "local-gpus":
         import torch
-        from distributed import Nanny, Scheduler, SpecCluster
 
-        # One worker per GPU, pinned to it; each runs --jobs runs at once on its GPU.
-        workers = {f"gpu{index}": {"cls": Nanny, "options": {"nthreads": jobs or CUDA_JOBS,
-                                                            "env": {"CUDA_VISIBLE_DEVICES": str(index)}}}
-                   for index in range(torch.cuda.device_count())}
-        started = SpecCluster(workers=workers, scheduler={"cls": Scheduler, "options": {"dashboard_address": None}})
+        started = gpu_cluster(list(range(torch.cuda.device_count())), jobs or CUDA_JOBS)
     else:
         from dask_jobqueue import SLURMCluster
 
@@ -135,6 +130,17 @@ def _start_engine(jobs: int | None, device: str, scheduler: str | None, cluster:
     client = Client(started)
     client.wait_for_workers(1, timeout=None if cluster == "slurm" else 120)
     return DaskExecutor(client, started, name=f"--cluster {cluster}")
+
+
+def gpu_cluster(gpus: list[int], runs_per_gpu: int):
+    """A Dask cluster on this machine with one worker per GPU, pinned to it by CUDA_VISIBLE_DEVICES."""
+    from distributed import Nanny, Scheduler, SpecCluster
+
+    workers = {f"gpu{index}": {"cls": Nanny, "options": {"nthreads": runs_per_gpu,
+                                                        "env": {"CUDA_VISIBLE_DEVICES": str(index)},
+                                                        "dashboard_address": None}}
+               for index in gpus}
+    return SpecCluster(workers=workers, scheduler={"cls": Scheduler, "options": {"dashboard_address": None}})
 
 
 def _raise_keyboard_interrupt(signum, frame):
