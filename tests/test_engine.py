@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from lab2.data import PROJECT_ROOT
 from lab2.runs import record
@@ -82,11 +83,17 @@ def test_sighup_stops_every_process_the_sweep_started(tmp_path, image_archive):
     assert leftovers(root / "tiny") == []
 
 
-def test_a_dask_worker_killed_mid_run_is_retried_and_nothing_is_lost(tmp_path, image_archive):
+@pytest.mark.parametrize("retries", [None, pytest.param(0, marks=pytest.mark.slow)])
+def test_a_dask_worker_killed_mid_run_is_retried_and_nothing_is_lost(tmp_path, image_archive, retries):
+    """Dask retries a run whose worker died; with no retries left the run is recorded failed, the other goes on."""
     params = write_params(tmp_path / "params")
     root = tmp_path / "results"
+    environment = dict(os.environ)
+    if retries is not None:
+        environment["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] = str(retries)
     sweeper = subprocess.Popen(sweep_command(params, root, image_archive, "--cluster", "local", "--jobs", "2"),
-                               cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=environment)
 
     def a_running_run():
         for process in psutil.Process(sweeper.pid).children(recursive=True):
@@ -101,9 +108,14 @@ def test_a_dask_worker_killed_mid_run_is_retried_and_nothing_is_lost(tmp_path, i
     worker = run.parent()
     worker.kill()  # the worker process dies mid-run; its nanny starts a new one
     output = sweeper.communicate(timeout=300)[0]
-    assert sweeper.returncode == 0, output
-    assert "2 ran, 0 cached, 0 failed" in output and "Traceback" not in output
-    assert sorted(published(root / "tiny").values()) == ["ok", "ok"]
+    assert "Traceback" not in output
+    if retries is None:
+        assert sweeper.returncode == 0 and "2 ran, 0 cached, 0 failed" in output, output
+        assert sorted(published(root / "tiny").values()) == ["ok", "ok"]
+    else:
+        assert sweeper.returncode == 1 and "1 ran, 0 cached, 1 failed" in output and "KilledWorker" in output, output
+        assert sorted(json.loads((folder / record.SUMMARY_FILE).read_text())["status"]
+                      for folder in (root / "tiny").iterdir() if folder.is_dir()) == ["failed", "ok"]
     assert leftovers(root / "tiny") == []
     assert not run.is_running() or run.status() == psutil.STATUS_ZOMBIE  # the killed worker's run died with it
 

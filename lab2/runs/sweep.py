@@ -254,6 +254,7 @@ def _drive(executor, tasks: list[RunTask], profile: str, stamps: dict):
     """
     outcomes, elsewhere = [], []
     queue, held, running = list(tasks), [], {}
+    announced = set()  # runs held by another sweep that we have said we wait for
     previous = {signum: signal.signal(signum, _raise_keyboard_interrupt) for signum in STOP_SIGNALS}
     bar = tqdm(total=len(tasks), desc=f"sweep {profile}", unit="run")
     retry_at = 0.0
@@ -267,7 +268,8 @@ def _drive(executor, tasks: list[RunTask], profile: str, stamps: dict):
                 run_dir = Path(task.run_dir)
                 claim = record.try_claim(run_dir)
                 if claim is None:
-                    if task not in held:
+                    if task.run_id not in announced:
+                        announced.add(task.run_id)
                         bar.write(f"{task.run_id}: claimed by {record.claim_holder(run_dir)}; waiting for it")
                     held.append(task)
                     continue
