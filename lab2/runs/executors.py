@@ -133,6 +133,13 @@ def execute_run(task: RunTask, should_stop=lambda: False) -> dict:
         run_dir / record.SUMMARY_FILE).get("error")}
 
 
+def failed_outcome(task: RunTask, error: BaseException, where: str) -> dict:
+    """Record a run as failed because what executed it broke (not the run itself), and say why."""
+    reason = f"{type(error).__name__}: {error}"
+    status = record.publish(Path(task.run_dir), 0.0, f"{where} failed ({reason})")
+    return {"run_id": task.run_id, "status": status, "seconds": 0.0, "error": reason}
+
+
 # ---------------------------------------------------------------- executors
 
 
@@ -154,7 +161,10 @@ class LocalExecutor:
         return wait_futures(list(futures), timeout=timeout, return_when=FIRST_COMPLETED).done
 
     def outcome(self, future, task: RunTask) -> dict:
-        return future.result()
+        try:
+            return future.result()
+        except Exception as error:  # noqa: BLE001 - papermill could not start, the disk is full: the run failed
+            return failed_outcome(task, error, "executing it")
 
     def stop(self, running: dict) -> None:
         """Stop every running run and wait until each has killed its processes."""
@@ -250,9 +260,7 @@ class DaskExecutor:
         try:
             return future.result()
         except Exception as error:  # noqa: BLE001 - KilledWorker, a lost connection: any means the run failed
-            reason = f"{type(error).__name__}: {error}"
-            status = record.publish(Path(task.run_dir), 0.0, f"the Dask worker running it failed ({reason})")
-            return {"run_id": task.run_id, "status": status, "seconds": 0.0, "error": reason}
+            return failed_outcome(task, error, "the Dask worker running it")
 
     def stop(self, running: dict) -> None:
         """Cancel the runs; wait while each worker notices, kills its processes and removes its staging folder."""
