@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lab2.config import run_id
-from lab2.data import DataError, load_cifar10, locate
+from lab2.data import DataError, default_data_dir, load_cifar10, locate
 from lab2.runs import record
 from lab2.runs.executors import DaskExecutor, LocalExecutor, RunTask
 from lab2.runs.grid import PARAMS_DIR, GridError, PlannedRun, plan
@@ -168,8 +168,8 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
     _check_engine(scheduler, cluster)
     try:
         dataset = load_cifar10(data_dir)
-        # Every run (and every Dask worker) reads the very same data, found here once.
-        data_path = str(locate(data_dir)[1].resolve()) if data_dir is not None else None
+        # Every run (and every Dask worker, whatever its LAB2_DATA) reads the very same data, found here once.
+        data_path = str(locate(data_dir if data_dir is not None else default_data_dir())[1].resolve())
     except DataError as error:
         raise SweepError(f"--data-dir: {error}") from None
     ids = [run_id(run.config, dataset.fingerprint) for run in runs]
