@@ -12,10 +12,12 @@ it as `runs/<run_id>.ipynb`), which every table naming the run links to.
 """
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -33,8 +35,14 @@ DIGEST_FILE = ".results-digest"  # in the build folder, written after a successf
 LOG_FILE = "build.log"  # jupyter-book's output, kept in the build folder for when a build fails
 RUNS_FOLDER = "runs"  # executed run notebooks, beside the HTML pages
 CACHE_FOLDER = ".jupyter_cache"  # jupyter-book's default place for it, inside the build folder
+CHAPTERS_FILE = "chapters.json"  # in the build folder: the pages last pre-executed outside jupyter-book, and errors
 RUN_PAGES_CACHE = ".run-pages"  # rendered run pages by content, in the build folder; kept when it is wiped
 PAGE_JOBS = 2  # pages executed at once; each is one mostly single-threaded kernel
+
+
+# The lab2 modules the pages import, directly or not (relative to lab2/).
+PAGE_SOURCES = ("report/*.py", "runs/grid.py", "runs/record.py", "__init__.py", "config.py", "models.py", "layers.py",
+                "data.py")
 
 
 class BookError(ValueError):
@@ -56,8 +64,10 @@ def inputs_digest(profile: str, results_root: Path) -> str:
     for run in manifest["runs"]:
         summary = record.summary_path(folder / run["run_id"])
         add(run["run_id"], summary.read_bytes() if summary.is_file() else b"missing")
-    # A change to lab2 (a figure, a table) or to the reference changes pages whose code did not.
-    for source in sorted((PROJECT_ROOT / "lab2").rglob("*.py")) + sorted(PARAMS_DIR.glob("*.yaml")) + [REFERENCE_CSV]:
+    # A change to the code the pages import (a figure, a table) or to the reference changes pages whose
+    # code did not; the rest of lab2 (training, sweeps, benchmarks) does not.
+    sources = sorted(path for pattern in PAGE_SOURCES for path in (PROJECT_ROOT / "lab2").glob(pattern))
+    for source in sources + sorted(PARAMS_DIR.glob("*.yaml")) + [REFERENCE_CSV]:
         add(str(source.relative_to(PROJECT_ROOT)), source.read_bytes())
     return digest.hexdigest()
 
@@ -96,40 +106,36 @@ def _read_page(path: Path):
     return read_myst_markdown_notebook(path.read_text(), MdParserConfig(), path=path)
 
 
-def _execute_page(path: Path, timeout: int, env: dict):
-    """Execute one page in a worker process: (path, executed notebook or None, seconds)."""
-    from jupyter_cache.executors.utils import single_nb_execution
-
-    os.environ.update(env)  # the page's kernel inherits the profile, results and PYTHONPATH
-    # An immediate kernel shutdown saves seconds per page; the notebook is complete by then.
-    result = single_nb_execution(_read_page(path), cwd=str(BOOK_DIR), timeout=timeout, allow_errors=False,
-                                 shutdown_kernel="immediate")
-    return path, (None if result.err else result.nb), result.time
-
-
 def execute_chapter(path: Path, env: dict):
     """Execute one chapter as a notebook outside jupyter-book (jupytext + nbclient), as JupyterLab would.
 
-    Returns (chapter name, the error or None, the executed notebook); the kernel sees `env`.
+    Returns (the error or None, the executed notebook, seconds); the kernel sees `env` too.
     """
     import jupytext
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
+    started = time.perf_counter()
     notebook = jupytext.read(path)
+    # An immediate kernel shutdown saves seconds per page; the notebook is complete by then.
+    # No timings in the cells' metadata: jupyter-cache's key covers it, and must match jupyter-book's.
+    client = NotebookClient(notebook, timeout=_book_config().get("execute", {}).get("timeout", 600),
+                            shutdown_kernel="immediate", record_timing=False,
+                            resources={"metadata": {"path": str(path.parent)}})
     try:
-        NotebookClient(notebook, timeout=_book_config().get("execute", {}).get("timeout", 600),
-                       resources={"metadata": {"path": str(path.parent)}}).execute(env={**os.environ, **env})
+        client.execute(env={**os.environ, **env})
     except CellExecutionError as error:
-        return path.stem, str(error), notebook
-    return path.stem, None, notebook
+        return str(error), notebook, time.perf_counter() - started
+    return None, notebook, time.perf_counter() - started
 
 
-def prewarm_cache(build_dir: Path, env: dict, jobs: int = PAGE_JOBS) -> list[Path]:
-    """Execute the pages jupyter-cache does not hold yet, `jobs` at a time, and cache them.
+def prewarm_cache(build_dir: Path, env: dict, jobs: int = PAGE_JOBS) -> dict[str, str | None]:
+    """Execute the pages jupyter-cache does not hold yet as notebooks (execute_chapter), `jobs` at a time.
 
+    Jupytext reads a page into the same code cells, so the same cache key, as jupyter-book
+    does: each page that runs is cached, and jupyter-book renders it without executing it.
     A page that fails is left out: jupyter-book then executes it itself and reports the error.
-    Returns the pages that were executed and cached.
+    Returns {page name: its error or None} for the pages executed, also kept in CHAPTERS_FILE.
     """
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
@@ -141,19 +147,16 @@ def prewarm_cache(build_dir: Path, env: dict, jobs: int = PAGE_JOBS) -> list[Pat
             cache.match_cache_notebook(_read_page(page))
         except KeyError:
             pending.append(page)
-    if not pending:
-        return []
-    timeout = _book_config().get("execute", {}).get("timeout", 30)
-    cached = []
+    outcomes = {}
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        for page, notebook, seconds in pool.map(_execute_page, pending, [timeout] * len(pending),
-                                                [env] * len(pending)):
-            if notebook is not None:
+        for page, (error, notebook, seconds) in zip(pending, pool.map(execute_chapter, pending, [env] * len(pending))):
+            if error is None:
                 cache.cache_notebook_bundle(CacheBundleIn(notebook, str(page), data={"execution_seconds": seconds}),
                                             check_validity=False, overwrite=True)
-                cached.append(page)
-            print(f"pre-executed {page.name} in {seconds:.1f} s" + ("" if notebook is not None else " (failed)"))
-    return cached
+            outcomes[page.stem] = error
+            print(f"pre-executed {page.name} in {seconds:.1f} s" + ("" if error is None else " (failed)"))
+    (build_dir / CHAPTERS_FILE).write_text(json.dumps(outcomes, indent=1) + "\n")
+    return outcomes
 
 
 def _run_logged(command: list[str], env: dict, log_path: Path) -> int:

@@ -10,6 +10,7 @@ the content they are made of, so a rebuild renders only new or changed runs.
 import hashlib
 import html
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +18,7 @@ import pandas as pd
 from lab2 import PROJECT_ROOT
 from lab2.report import results
 
-PAGE_VERSION = "1"  # part of every page's cache key: change it when the page's layout changes
+PAGE_VERSION = "2"  # part of every page's cache key: change it when the page's layout changes
 FILES = ("run.ipynb", "config.json", "summary.json", "env.json")
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 1.5rem auto; padding: 0 1rem;
@@ -43,9 +44,14 @@ def replacements(results_root: Path, data_source: str = "") -> dict[str, str]:
 
 
 def sanitize(text: str, pairs: dict[str, str]) -> str:
+    """Text with the absolute paths of `pairs` replaced, and those of a run's own folder and data
+    (wherever the run was made) named by their place in the project or their file name."""
     for old in sorted(pairs, key=len, reverse=True):
         text = text.replace(old, pairs[old])
-    return text
+    # A run made elsewhere names its folder there: /anywhere/<profile>/.<run-id>.partial -> results/<profile>/<run-id>
+    text = re.sub(r'[^"\'\s]*/([\w.-]+)/\.?((?:mlp|cnn)-[0-9a-f]+)(?:\.partial)?', r"results/\1/\2", text)
+    # ... and its data by the archive's or folder's name: data_dir = "/anywhere/cifar10.tar.gz"
+    return re.sub(r'(data_dir = \\?["\'])/[^"\'\\]*/([^/"\'\\]+)', r"\1\2", text)
 
 
 def _is_noise(output: dict) -> bool:
@@ -82,6 +88,9 @@ def render(run_dir: Path, run_id: str, pairs: dict[str, str]) -> tuple[str, str]
     config = _read(run_dir / "config.json")
     summary = _read(run_dir / "summary.json")
     environment = _read(run_dir / "env.json")
+    if "data_source" in environment:  # "image-folder:/anywhere/cifar10.tar.gz" -> "image-folder: cifar10.tar.gz"
+        kind, _, path = str(environment["data_source"]).rpartition(":")
+        environment["data_source"] = f"{kind}: {Path(path).name}" if kind else Path(path).name
     status = summary.get("status", "missing")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">

@@ -139,6 +139,15 @@ def run_link(run_id: str, has_page, pages: str = "runs") -> str:
     return f'<a href="{pages}/{run_id}.html">{run_id}</a>' if has_page else run_id
 
 
+def link_runs(table: pd.DataFrame, runs: pd.DataFrame, columns: list[str], pages: str = "runs") -> pd.DataFrame:
+    """The table with its run-id `columns` as links to the runs' pages (for to_html(escape=False))."""
+    has_page = dict(zip(runs["run_id"], runs["notebook"].notna()))
+    linked = table.copy()
+    for column in columns:
+        linked[column] = [run_link(run_id, has_page.get(run_id, False), pages) for run_id in linked[column]]
+    return linked
+
+
 def runs_table(runs: pd.DataFrame, pages: str = "runs") -> pd.DataFrame:
     """Every planned run as HTML cells: id (a link to its page under `pages/`), setting, status."""
     table = pd.DataFrame({
