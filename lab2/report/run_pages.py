@@ -7,6 +7,7 @@ replaced by project-relative ones, and progress-bar output is left out. Pages ar
 the content they are made of, so a rebuild renders only new or changed runs.
 """
 
+import functools
 import hashlib
 import html
 import json
@@ -18,7 +19,7 @@ import pandas as pd
 from lab2 import PROJECT_ROOT
 from lab2.report import results
 
-PAGE_VERSION = "2"  # part of every page's cache key: change it when the page's layout changes
+PAGE_VERSION = "3"  # part of every page's cache key: change it when the page's layout changes
 FILES = ("run.ipynb", "config.json", "summary.json", "env.json")
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 1.5rem auto; padding: 0 1rem;
@@ -63,11 +64,24 @@ def _is_noise(output: dict) -> bool:
     return output.get("name") == "stderr" or "\r" in text or "it/s]" in text
 
 
-def clean_notebook(notebook: dict) -> dict:
-    """The notebook without progress-bar and warning output."""
+def _text(value) -> str:
+    return "".join(value) if isinstance(value, list) else value
+
+
+def clean_notebook(notebook: dict, pairs: dict[str, str]) -> dict:
+    """The notebook without progress-bar and warning output, its text sanitized (images are left alone)."""
+    notebook["metadata"] = json.loads(sanitize(json.dumps(notebook.get("metadata", {})), pairs))  # papermill's paths
     for cell in notebook.get("cells", []):
-        if "outputs" in cell:
-            cell["outputs"] = [output for output in cell["outputs"] if not _is_noise(output)]
+        cell["source"] = sanitize(_text(cell.get("source", "")), pairs)
+        if "outputs" not in cell:
+            continue
+        cell["outputs"] = [output for output in cell["outputs"] if not _is_noise(output)]
+        for output in cell["outputs"]:
+            if "text" in output:
+                output["text"] = sanitize(_text(output["text"]), pairs)
+            for mime, value in output.get("data", {}).items():
+                if mime.startswith("text/"):
+                    output["data"][mime] = sanitize(_text(value), pairs)
     return notebook
 
 
@@ -79,12 +93,10 @@ def _key_value_table(values: dict, caption: str) -> str:
 
 def render(run_dir: Path, run_id: str, pairs: dict[str, str]) -> tuple[str, str]:
     """(HTML page, sanitized notebook JSON) of one run folder."""
-    from nbconvert import HTMLExporter
     import nbformat
 
-    notebook_text = sanitize(json.dumps(clean_notebook(json.loads((run_dir / "run.ipynb").read_text())), indent=1), pairs)
-    body, _ = HTMLExporter(template_name="basic", exclude_input_prompt=True, exclude_output_prompt=True
-                           ).from_notebook_node(nbformat.reads(notebook_text, as_version=4))
+    notebook_text = json.dumps(clean_notebook(json.loads((run_dir / "run.ipynb").read_text()), pairs), indent=1)
+    body, _ = _exporter().from_notebook_node(nbformat.reads(notebook_text, as_version=4))
     config = _read(run_dir / "config.json")
     summary = _read(run_dir / "summary.json")
     environment = _read(run_dir / "env.json")
@@ -109,6 +121,14 @@ notebook as it was executed.</p>
 </body></html>
 """
     return page, notebook_text
+
+
+@functools.cache
+def _exporter():
+    """One HTML exporter for all pages: making one loads its templates, which takes seconds."""
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter(template_name="basic", exclude_input_prompt=True, exclude_output_prompt=True)
 
 
 def _read(path: Path) -> dict:
