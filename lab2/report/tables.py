@@ -35,7 +35,8 @@ def experiment_table(runs: pd.DataFrame, model: str, experiment: str, metrics=ME
     """The metrics of one experiment per grid value, mean ± std over seeds; unfinished values as missing."""
     chosen = results.runs_of(runs, model, experiment)
     axes = grid_axes(chosen) or ["model"]
-    return format_spread(results.seed_spread(chosen, axes, metrics), axes, metrics, planned=chosen)
+    planned = chosen.sort_values(axes)  # grid values in increasing order, whatever order the plan ran them in
+    return format_spread(results.seed_spread(chosen, axes, metrics), axes, metrics, planned=planned)
 
 
 def best_setting(runs: pd.DataFrame, axes: list[str]) -> str:
@@ -79,7 +80,7 @@ def reference_table(comparison: pd.DataFrame, metric: str | None = None) -> pd.D
         "model": rows["model"], "experiment": rows["experiment"], "setting": setting, "metric": rows["metric"],
         "original": rows["original"].round(4),
         "reproduced": [plus_minus(m, s, 4) for m, s in zip(rows["reproduced"], rows["std"])],
-        "seeds": rows["seeds"], "difference": rows["difference"].round(4),
+        "seeds": rows["seeds"], "difference": rows["difference"].round(4).astype(object).where(rows["seeds"] > 0, ""),
         f"within ±{SPREAD_Z:g} std": within.where(rows["seeds"] > 0, "not run"),
     })
     return table.drop(columns="metric") if metric is not None else table
