@@ -18,9 +18,10 @@ import pandas as pd
 
 from lab2 import PROJECT_ROOT
 from lab2.report import results
+from lab2.runs import record
 
 PAGE_VERSION = "3"  # part of every page's cache key: change it when the page's layout changes
-FILES = ("run.ipynb", "config.json", "summary.json", "env.json")
+FILES = (record.NOTEBOOK_FILE, record.CONFIG_FILE, record.SUMMARY_FILE, record.ENVIRONMENT_FILE)
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 1.5rem auto; padding: 0 1rem;
        line-height: 1.45; color: #222; }
@@ -95,11 +96,11 @@ def render(run_dir: Path, run_id: str, pairs: dict[str, str]) -> tuple[str, str]
     """(HTML page, sanitized notebook JSON) of one run folder."""
     import nbformat
 
-    notebook_text = json.dumps(clean_notebook(json.loads((run_dir / "run.ipynb").read_text()), pairs), indent=1)
+    notebook_text = json.dumps(clean_notebook(json.loads((run_dir / record.NOTEBOOK_FILE).read_text()), pairs), indent=1)
     body, _ = _exporter().from_notebook_node(nbformat.reads(notebook_text, as_version=4))
     config = _read(run_dir / "config.json")
-    summary = _read(run_dir / "summary.json")
-    environment = _read(run_dir / "env.json")
+    summary = _read(run_dir / record.SUMMARY_FILE)
+    environment = _read(run_dir / record.ENVIRONMENT_FILE)
     if "data_source" in environment:  # "image-folder:/anywhere/cifar10.tar.gz" -> "image-folder: cifar10.tar.gz"
         kind, _, path = str(environment["data_source"]).rpartition(":")
         environment["data_source"] = f"{kind}: {Path(path).name}" if kind else Path(path).name
@@ -156,7 +157,7 @@ def write_run_pages(profile: str, results_root: Path, destination: Path, cache_d
     written = 0
     for run in manifest["runs"]:
         run_dir = folder / run["run_id"]
-        if not (run_dir / "run.ipynb").is_file():
+        if not (run_dir / record.NOTEBOOK_FILE).is_file():
             continue
         key = _cache_key(run_dir, pairs)
         cached_page, cached_notebook = cache_dir / f"{key}.html", cache_dir / f"{key}.ipynb"
