@@ -98,7 +98,7 @@ def render(run_dir: Path, run_id: str, pairs: dict[str, str]) -> tuple[str, str]
 
     notebook_text = json.dumps(clean_notebook(json.loads((run_dir / record.NOTEBOOK_FILE).read_text()), pairs), indent=1)
     body, _ = _exporter().from_notebook_node(nbformat.reads(notebook_text, as_version=4))
-    config = _read(run_dir / "config.json")
+    config = _read(run_dir / record.CONFIG_FILE)
     summary = _read(run_dir / record.SUMMARY_FILE)
     environment = _read(run_dir / record.ENVIRONMENT_FILE)
     if "data_source" in environment:  # "image-folder:/anywhere/cifar10.tar.gz" -> "image-folder: cifar10.tar.gz"
