@@ -66,7 +66,9 @@ def load_runs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
             "corrupt_path": record.project_path(record.summary_path(run_dir)) if status == record.CORRUPT else None,
             "code_changed": _code_changed(run_dir),
             "device_name": environment.get("device_name"),
-            "precision": environment.get("precision", planned["config"].get("precision")),
+            # What the device computed in (a CPU always fp32): the setting `precision` stays the
+            # config's, so that runs of one setting from a GPU and a CPU stay one setting.
+            "used_precision": environment.get("precision"),
             "notebook": str(run_dir / record.NOTEBOOK_FILE) if (run_dir / record.NOTEBOOK_FILE).is_file() else None,
         })
     runs = pd.DataFrame(rows)
