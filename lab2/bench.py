@@ -14,7 +14,7 @@ import torch
 
 from lab2.config import RunConfig
 from lab2.models import build_model
-from lab2.step import STEP_MODES, WARMUP_STEPS, TrainStep, make_optimizer
+from lab2.step import STEP_MODES, WARMUP_STEPS, TrainStep, make_optimizer, uses_channels_last
 
 # The report's batch sizes for each model's best setting.
 REPORT_BATCH_SIZE = {"mlp": 500, "cnn": 100}
@@ -43,7 +43,7 @@ def _synchronize(device: torch.device) -> None:
 def make_trainer(config: RunConfig, layers: str, device: torch.device, images, labels, mode: str):
     """A closure that runs `count` training steps of one implementation, as training runs them."""
     torch.manual_seed(0)
-    channels_last = device.type == "cuda" and config.model == "cnn"
+    channels_last = uses_channels_last(config.model, device)
     model = build_model(config, layers).to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     model.train()
     train_step = TrainStep(model, make_optimizer(model, config.learning_rate, device, mode), images, labels,

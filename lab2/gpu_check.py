@@ -223,11 +223,11 @@ class Packer:
 
     def __call__(self) -> int:
         new = finished_runs(self.profile_dir) - self.before
-        if new != self.packed:
-            for model in sorted({name.split("-")[0] for name in new}):
-                runs = {name for name in new if name.startswith(f"{model}-")}
+        for model in sorted({name.split("-")[0] for name in new}):
+            runs = {name for name in new if name.startswith(f"{model}-")}
+            if runs != {name for name in self.packed if name.startswith(f"{model}-")}:  # only archives that grew
                 pack_runs(self.profile_dir, runs, self.out / f"results-{self.profile_dir.name}-{model}.tgz")
-            self.packed = new
+        self.packed = new
         return len(self.packed)
 
 

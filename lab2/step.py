@@ -43,6 +43,11 @@ def choose_step_mode(device: torch.device, requested: str | None = None) -> str:
     return requested
 
 
+def uses_channels_last(model: str, device: torch.device) -> bool:
+    """The CNN on a GPU runs NHWC, so cuDNN can pick its tensor-core kernels; CPUs keep NCHW."""
+    return device.type == "cuda" and model == "cnn"
+
+
 def autocast_context(device: torch.device, bf16: bool):
     """bf16 autocast, or nothing. Its weight cache is off: a captured graph must not rely on it."""
     if not bf16:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from lab2 import data as cifar
 from lab2.config import RunConfig
 from lab2.models import build_model, count_parameters
-from lab2.step import Evaluator, TrainStep, autocast_context, choose_step_mode, make_optimizer
+from lab2.step import Evaluator, TrainStep, autocast_context, choose_step_mode, make_optimizer, uses_channels_last
 
 
 @dataclass
@@ -63,8 +63,7 @@ def _numerics(config: RunConfig, device: torch.device, step_mode: str) -> dict:
         "precision": config.precision if on_cuda else "fp32",
         "tf32": tf32,
         "autocast_bf16": on_cuda and config.precision == "bf16",
-        # channels_last lets cuDNN pick its NHWC tensor-core kernels; CPUs keep NCHW.
-        "channels_last": on_cuda and config.model == "cnn",
+        "channels_last": uses_channels_last(config.model, device),
         "step_mode": step_mode,
     }
 
