@@ -94,7 +94,8 @@ def sweep_command(parser, args) -> int:
     try:
         return sweep(profile=args.profile, jobs=args.jobs, only=args.only, dry_run=args.dry_run,
                      data_dir=args.data_dir, device=args.device, results_root=args.results,
-                     params_dir=args.params, seeds=args.seeds, scheduler=args.scheduler, cluster=args.cluster)
+                     params_dir=args.params, seeds=args.seeds, scheduler=args.scheduler, cluster=args.cluster,
+                     keep_finished=args.keep_finished)
     except SweepError as error:
         parser.error(str(error))
 
@@ -174,6 +175,8 @@ def main(argv=None) -> int:
     sweep.add_argument("--seeds", type=_seed_list, default=None,
                        help="run only these of the profile's seeds, e.g. 0,1 (default: all; runs stay seed-major)")
     sweep.add_argument("--dry-run", action="store_true", help="list what would run and what is cached; run nothing")
+    sweep.add_argument("--keep-finished", action="store_true",
+                       help="keep finished runs whose code has changed since they ran (default: run them again)")
     sweep.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="run on an existing Dask cluster, e.g. tcp://10.0.0.5:8786 (its workers share the results folder)")
     sweep.add_argument("--cluster", default=None, choices=CLUSTER_KINDS,

@@ -193,14 +193,6 @@ def profile_cnn_step(device: torch.device, tiny: bool, steps: int = 20, top: int
              "ms_per_step": self_time(event) / 1000 / steps} for event in events]
 
 
-def finished_runs(profile_dir: Path) -> set[str]:
-    """Run folders that are published: ended, with a summary (staging folders are hidden)."""
-    if not profile_dir.is_dir():
-        return set()
-    return {p.name for p in profile_dir.iterdir()
-            if p.is_dir() and not p.name.startswith(".") and record.run_status(p) != record.MISSING}
-
-
 def pack_runs(profile_dir: Path, run_names, archive: Path) -> None:
     """Pack run folders (and the profile's manifest) as results/<profile>/..., beside then renamed."""
     partial = archive.with_name(f".{archive.name}.partial")
@@ -218,11 +210,12 @@ class Packer:
 
     def __init__(self, profile_dir: Path, out: Path):
         self.profile_dir, self.out = profile_dir, out
-        self.before = finished_runs(profile_dir)  # committed runs stay out of the archives
+        self.before = record.published_runs(profile_dir)  # committed runs stay out of the archives
         self.packed: set[str] = set()
 
     def __call__(self) -> int:
-        new = finished_runs(self.profile_dir) - self.before
+        # New runs, and runs done again (a new summary): what this call made.
+        new = {name for name, stamp in record.published_runs(self.profile_dir).items() if self.before.get(name) != stamp}
         for model in sorted({name.split("-")[0] for name in new}):
             runs = {name for name in new if name.startswith(f"{model}-")}
             if runs != {name for name in self.packed if name.startswith(f"{model}-")}:  # only archives that grew
@@ -232,7 +225,8 @@ class Packer:
 
 
 def _sweep_command(profile: str, only: str, seeds, jobs: int | None, data_dir, results_root) -> list[str]:
-    command = [sys.executable, "-m", "lab2", "sweep", "--profile", profile, "--only", only]
+    # Committed runs are kept even where the code has changed since: device time goes to missing runs.
+    command = [sys.executable, "-m", "lab2", "sweep", "--profile", profile, "--only", only, "--keep-finished"]
     command += ["--seeds", ",".join(map(str, seeds))] if seeds else []
     command += ["--jobs", str(jobs)] if jobs else []
     command += ["--data-dir", str(data_dir)] if data_dir else []

@@ -42,6 +42,18 @@ def test_packer_packs_only_new_finished_runs_per_model(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["results-full-cnn.tgz", "results-full-mlp.tgz"]
 
 
+def test_packer_packs_a_committed_run_done_again(tmp_path):
+    profile_dir, out = tmp_path / "results" / "full", tmp_path / "out"
+    out.mkdir()
+    committed = make_run(profile_dir, "mlp-committed", "cpu")
+    packer = Packer(profile_dir, out)
+    (committed / "summary.json").unlink()  # a sweep publishes a redone run as a new folder
+    (committed / "summary.json").write_text(json.dumps({"status": "ok"}))
+    assert packer() == 1
+    with tarfile.open(out / "results-full-mlp.tgz") as tar:
+        assert "results/full/mlp-committed/summary.json" in tar.getnames()
+
+
 def test_unpack_adds_new_runs_and_keeps_those_on_disk(tmp_path):
     source = tmp_path / "device" / "results" / "full"
     make_run(source, "cnn-aaa", "NVIDIA H200")

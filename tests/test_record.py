@@ -51,6 +51,11 @@ def test_changed_code_reruns_and_says_why_unknown_code_stays_cached(tmp_path, im
     assert runs.loc[changed.name, "code_changed"] == "lab2/layers.py"
     assert runs.loc[unknown.name, "code_changed"] == "unknown"
 
+    # --keep-finished: the changed run stays (the book still names what changed).
+    assert sweep("tiny", dry_run=True, data_dir=image_archive, results_root=root, params_dir=params,
+                 keep_finished=True) == 0
+    assert "2 cached, 0 to run" in capsys.readouterr().out
+
 
 def test_a_garbled_summary_is_listed_as_corrupt_and_rerun(tmp_path, image_archive, capsys):
     params = write_params(tmp_path / "params")

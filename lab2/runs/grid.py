@@ -18,6 +18,7 @@ PARAMS_DIR = Path(__file__).resolve().parents[2] / "params"
 PROFILES_FILE = "profiles.yaml"
 EXPERIMENT_FILE_KEYS = ("model", "baseline", "experiments")
 PROFILE_KEYS = ("description", "seeds", "set")
+SETTABLE_FIELDS = [f for f in FIELD_NAMES if f not in ("model", "seed")]  # what params may set
 
 
 class _Loader(yaml.SafeLoader):
@@ -78,7 +79,7 @@ def load_profiles(params_dir: Path = PARAMS_DIR) -> dict[str, Profile]:
         if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)):
             raise GridError(f"{path}: {name}.seeds: must be a non-empty list of integers >= 0, got {seeds!r}")
         overrides = body.get("set", {}) or {}
-        _check_keys(path, f"{name}.set.", overrides, [f for f in FIELD_NAMES if f not in ("model", "seed")])
+        _check_keys(path, f"{name}.set.", overrides, SETTABLE_FIELDS)
         profiles[name] = Profile(name, str(body.get("description", "")).strip(), seeds, overrides)
     return profiles
 
@@ -117,34 +118,66 @@ def _expand(path: Path, experiment: str, values: dict) -> list[dict]:
     return [{**values, **dict(zip(axes, combination))} for combination in combinations]
 
 
-def plan(profile_name: str, params_dir: Path = PARAMS_DIR) -> tuple[Profile, list[PlannedRun]]:
-    """Validate every params file and return the profile's de-duplicated runs, seed-major."""
-    profile = get_profile(profile_name, params_dir)
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment as params/ declares it: the fields it sets on its model's baseline.
+
+    A list is a grid axis. Declared, not resolved: a profile's overrides are not applied, so
+    the book can tell "no dropout" (dropout_rate: 0.0) from the baseline even where the
+    baseline has no dropout either.
+    """
+
+    model: str
+    name: str
+    fields: dict
+    source: Path  # the params file, for messages
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}/{self.name}"
+
+
+def read_experiments(params_dir: Path = PARAMS_DIR) -> tuple[list[Experiment], dict[str, dict]]:
+    """Every experiment of every params file, validated, and each model's baseline."""
     files = sorted(p for p in params_dir.glob("*.yaml") if p.name != PROFILES_FILE)
     if not files:
         raise GridError(f"{params_dir}: no experiment files (*.yaml besides {PROFILES_FILE})")
-    runs: dict[RunConfig, PlannedRun] = {}
+    experiments, baselines = [], {}
     for path in files:
         content = _read_yaml(path)
         _check_keys(path, "", content, EXPERIMENT_FILE_KEYS)
         model = content.get("model")
         baseline = content.get("baseline", {}) or {}
-        experiments = content.get("experiments") or {}
-        _check_keys(path, "baseline.", baseline, [f for f in FIELD_NAMES if f not in ("model", "seed")])
-        if not isinstance(experiments, dict) or not experiments:
+        declared = content.get("experiments") or {}
+        _check_keys(path, "baseline.", baseline, SETTABLE_FIELDS)
+        if not isinstance(declared, dict) or not declared:
             raise GridError(f"{path}: experiments: must be a non-empty mapping of name to fields")
-        for name, fields in experiments.items():
+        if model in baselines:
+            raise GridError(f"{path}: model: {model!r} is already defined by another params file")
+        baselines[model] = baseline
+        for name, fields in declared.items():
             fields = fields or {}
-            _check_keys(path, f"experiments.{name}.", fields, [f for f in FIELD_NAMES if f not in ("model", "seed")])
-            for values in _expand(path, name, {**baseline, **fields}):
-                resolved = _apply_profile({"model": model, **values}, profile, path, f"experiments.{name}")
-                for seed in profile.seeds:
-                    try:
-                        config = RunConfig.from_dict({**resolved, "seed": seed})
-                    except ConfigError as error:
-                        where = "model" if error.field == "model" else f"experiments.{name}.{error.field}"
-                        raise GridError(f"{path}: {where}: {error.message}") from None
-                    runs.setdefault(config, PlannedRun(config)).experiments.append(f"{model}/{name}")
+            _check_keys(path, f"experiments.{name}.", fields, SETTABLE_FIELDS)
+            experiments.append(Experiment(model, name, fields, path))
+    return experiments, baselines
+
+
+def plan(profile_name: str, params_dir: Path = PARAMS_DIR) -> tuple[Profile, list[PlannedRun]]:
+    """Validate every params file and return the profile's de-duplicated runs, seed-major."""
+    profile = get_profile(profile_name, params_dir)
+    experiments, baselines = read_experiments(params_dir)
+    runs: dict[RunConfig, PlannedRun] = {}
+    for experiment in experiments:
+        path, name, model = experiment.source, experiment.name, experiment.model
+        for values in _expand(path, name, {**baselines[model], **experiment.fields}):
+            resolved = _apply_profile({"model": model, **values}, profile, path, f"experiments.{name}")
+            for seed in profile.seeds:
+                try:
+                    config = RunConfig.from_dict({**resolved, "seed": seed})
+                except ConfigError as error:
+                    where = "model" if error.field == "model" else f"experiments.{name}.{error.field}"
+                    raise GridError(f"{path}: {where}: {error.message}") from None
+                runs.setdefault(config, PlannedRun(config)).experiments.append(experiment.id)
     # Seed-major order: a sweep stopped part-way has one seed of everything before the next.
     ordered = sorted(runs.values(), key=lambda run: profile.seeds.index(run.config.seed))
     return profile, ordered

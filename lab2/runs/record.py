@@ -70,6 +70,10 @@ def staging_dir(run_dir: Path) -> Path:
     return run_dir.parent / f".{run_dir.name}.partial"
 
 
+def is_staging(path: Path) -> bool:
+    return Path(path).name.startswith(".")
+
+
 def read_json(path: Path) -> dict:
     """A JSON file of a run as a dict; {} when it is missing or does not parse."""
     try:
@@ -117,6 +121,15 @@ def summary_stamp(run_dir: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return stat.st_ino, stat.st_mtime_ns
+
+
+def published_runs(folder: Path) -> dict[str, tuple[int, int]]:
+    """The runs of a profile folder that have ended (staging folders aside), each with its summary_stamp."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return {}
+    stamps = {run.name: summary_stamp(run) for run in folder.iterdir() if run.is_dir() and not is_staging(run)}
+    return {name: stamp for name, stamp in stamps.items() if stamp is not None}
 
 
 # ---------------------------------------------------------------- writing a run

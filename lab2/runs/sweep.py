@@ -20,7 +20,7 @@ from lab2.config import run_id
 from lab2.data import DataError, default_data_dir, load_cifar10, locate
 from lab2.runs import record
 from lab2.runs.executors import DaskExecutor, LocalExecutor, RunTask
-from lab2.runs.grid import PARAMS_DIR, GridError, PlannedRun, plan
+from lab2.runs.grid import PARAMS_DIR, GridError, PlannedRun, plan, read_experiments
 
 CUDA_JOBS = 4  # small runs leave a GPU mostly idle; see the README for the measurement
 CLUSTERS = ("local", "local-gpus", "slurm")
@@ -42,11 +42,13 @@ def default_jobs(device: str) -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def pending_reason(run_dir: Path) -> str | None:
+def pending_reason(run_dir: Path, keep_finished: bool = False) -> str | None:
     """Why a run must execute ('new', 'failed before', 'corrupt', 'code changed: FILES'); None if cached.
 
     A finished run that recorded no code fingerprint (made before runs recorded one) stays
-    cached: its code is unknown, and the book says so.
+    cached: its code is unknown, and the book says so. With keep_finished, so does a finished
+    run whose code has changed since (an edited message need not cost a GPU hour); the book
+    still names the changed files.
     """
     status = record.run_status(run_dir)
     if status == record.MISSING:
@@ -55,7 +57,7 @@ def pending_reason(run_dir: Path) -> str | None:
         return "corrupt"
     if status not in record.FINISHED_STATUSES:
         return "failed before"
-    changed = record.run_code_changes(run_dir)
+    changed = None if keep_finished else record.run_code_changes(run_dir)
     return f"code changed: {', '.join(changed)}" if changed else None
 
 
@@ -156,10 +158,11 @@ def _print_table(rows: list[tuple[str, str, str, str]]) -> None:
 def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = None, dry_run: bool = False,
           data_dir=None, device: str = "auto", results_root: Path | None = None,
           params_dir: Path = PARAMS_DIR, seeds: list[int] | None = None,
-          scheduler: str | None = None, cluster: str | None = None) -> int:
+          scheduler: str | None = None, cluster: str | None = None, keep_finished: bool = False) -> int:
     """Execute every pending run of the profile's grid; 0 if every selected run has finished, 1 otherwise."""
     try:
         chosen_profile, runs = plan(profile, Path(params_dir))
+        experiments, _ = read_experiments(Path(params_dir))
     except GridError as error:
         raise SweepError(str(error)) from None
     if jobs is not None and jobs < 1:
@@ -175,7 +178,7 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
     ids = [run_id(run.config, dataset.fingerprint) for run in runs]
     selected = _select(runs, ids, only, seeds)
     out = record.profile_dir(chosen_profile.name, results_root)
-    reasons = {rid: pending_reason(out / rid) for _, rid in selected}
+    reasons = {rid: pending_reason(out / rid, keep_finished) for _, rid in selected}
     cached = [rid for _, rid in selected if reasons[rid] is None]
     pending = [(run, rid) for run, rid in selected if reasons[rid] is not None]
     experiments_of = {rid: ", ".join(run.experiments) for run, rid in selected}
@@ -211,6 +214,8 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
             "seeds": chosen_profile.seeds,
             "data_source": dataset.source,
             "data_fingerprint": dataset.fingerprint,
+            # As params/ declares them, so the book finds an experiment by what it changes.
+            "experiments": {experiment.id: experiment.fields for experiment in experiments},
             "runs": [{"run_id": rid, "experiments": run.experiments, "config": run.config.to_dict()}
                      for run, rid in zip(runs, ids)],
         })
