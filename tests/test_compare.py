@@ -7,13 +7,15 @@ import pytest
 
 from lab2.report import claims, compare, results
 from lab2.report.compare import Estimate
+from lab2.report.experiments import BASELINE
 from lab2.report.results import METRICS
 
 
-def fake_runs(test_accs: list[float], model: str = "mlp", experiment: str = "best") -> pd.DataFrame:
+def fake_runs(test_accs: list[float], model: str = "mlp") -> pd.DataFrame:
     """One finished run per seed of the report's best MLP, with the given test accuracies."""
     return pd.DataFrame([{
-        "run_id": f"{model}-{seed}", "experiments": [f"{model}/{experiment}"], "model": model, "dropout_rate": 0.5,
+        "run_id": f"{model}-{seed}", "experiments": [f"{model}/baseline"], "kinds": [BASELINE.label], "model": model,
+        "dropout_rate": 0.5,
         "batch_size": 500, "learning_rate": 1e-3, "batchnorm": True, "dropout_kind": "2d", "seed": seed,
         "status": "ok", **{metric: 0.5 for metric in METRICS}, "test_acc": accuracy,
     } for seed, accuracy in enumerate(test_accs)])
@@ -76,7 +78,7 @@ def test_a_setting_run_on_a_gpu_and_a_cpu_stays_one_setting(tmp_path):
         (run_dir / record.ENVIRONMENT_FILE).write_text(f'{{"precision": "{device_precision}"}}')
         (run_dir / record.SUMMARY_FILE).write_text('{"status": "ok", "test_acc": 0.5}')
         planned.append({"run_id": f"mlp-{seed}", "experiments": ["mlp/best"], "config": config.to_dict()})
-    record.write_manifest(folder, {"profile": "full", "runs": planned})
+    record.write_manifest(folder, {"profile": "full", "experiments": {"mlp/best": {}}, "runs": planned})
     runs = results.load_runs("full", tmp_path)
     assert results.varying_fields(runs) == []  # seed is not a setting field
     assert list(runs["used_precision"]) == ["tf32", "fp32"]

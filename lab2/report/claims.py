@@ -12,9 +12,11 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
+from lab2.config import RunConfig
 from lab2.report import compare, results
 from lab2.report.compare import Estimate
-from lab2.config import RunConfig
+from lab2.report.experiments import (BASELINE, DROPOUT_RATE_GRID, GRIDS, NARROW_DROPOUT_RATE_GRID, WITHOUT_BATCHNORM,
+                                     WITHOUT_DROPOUT)
 
 HOLDS, FAILS, NOISE, TIE = "holds", "does not hold", "within seed noise", "no difference"
 ONE_SEED = " (one seed: direction only)"
@@ -25,7 +27,6 @@ ENOUGH_EPOCHS = 30  # the report: "about 30 epochs are enough"
 # size of difference the report's single runs cannot resolve.
 ENOUGH_TOLERANCE = 0.01
 MODELS = ("mlp", "cnn")
-GRID_FIELDS = ("dropout_rate", "batch_size", "learning_rate")
 
 
 @dataclass
@@ -65,32 +66,32 @@ def _test(runs, model, experiment) -> Estimate:
 
 
 def dropout_helps_mlp(runs) -> Claim:
-    with_dropout, without = _test(runs, "mlp", "best"), _test(runs, "mlp", "no_dropout")
+    with_dropout, without = _test(runs, "mlp", BASELINE), _test(runs, "mlp", WITHOUT_DROPOUT)
     return Claim("1 MLP", "Dropout (p = 0.5) raises the MLP's test accuracy",
                  f"test accuracy {with_dropout.format()} with, {without.format()} without", judge(with_dropout, without))
 
 
 def dropout_narrows_gap_mlp(runs) -> Claim:
-    with_dropout = _gap(results.runs_of(runs, "mlp", "best"))
-    without = _gap(results.runs_of(runs, "mlp", "no_dropout"))
+    with_dropout = _gap(results.runs_of(runs, "mlp", BASELINE))
+    without = _gap(results.runs_of(runs, "mlp", WITHOUT_DROPOUT))
     return Claim("3 analysis", "Dropout reduces the MLP's overfitting (train - validation accuracy gap)",
                  f"gap {without.format()} without dropout, {with_dropout.format()} with", judge(without, with_dropout))
 
 
 def batchnorm_helps(runs, model: str) -> Claim:
-    with_bn, without = _test(runs, model, "best"), _test(runs, model, "no_batchnorm")
+    with_bn, without = _test(runs, model, BASELINE), _test(runs, model, WITHOUT_BATCHNORM)
     return Claim(f"{1 if model == 'mlp' else 2} {model.upper()}", f"BatchNorm raises the {model.upper()}'s test accuracy",
                  f"test accuracy {with_bn.format()} with, {without.format()} without", judge(with_bn, without))
 
 
 def reported_best(reference: pd.DataFrame, model: str, field: str):
     """The value of `field` in the report's best setting of `model`."""
-    return reference[(reference["model"] == model) & (reference["experiment"] == "best")][field].iloc[0]
+    return reference[(reference["model"] == model) & (reference["kind"] == BASELINE.label)][field].iloc[0]
 
 
 def best_setting(runs, reference, model: str, field: str) -> Claim:
     claimed = reported_best(reference, model, field)
-    table = compare.grid_estimates(runs, model, f"grid_{field}")
+    table = compare.grid_estimates(runs, model, GRIDS[field])
     if table.empty:
         return Claim("5 grids", f"The {model.upper()}'s best {field} is {claimed:g}", "no run of the grid has finished",
                      MISSING)
@@ -107,7 +108,7 @@ def best_setting(runs, reference, model: str, field: str) -> Claim:
 
 
 def high_dropout_inverts_accuracy(runs, model: str, rate: float = 0.7) -> Claim:
-    grid = results.runs_of(runs, model, "grid_dropout_rate")
+    grid = results.runs_of(runs, model, DROPOUT_RATE_GRID)
     finished = results.finished(grid[grid["dropout_rate"].round(10) == rate])
     margin = Estimate.of(finished["val_acc"] - finished["train_acc"])
     zero = _zero_like(margin)
@@ -116,7 +117,7 @@ def high_dropout_inverts_accuracy(runs, model: str, rate: float = 0.7) -> Claim:
 
 
 def narrow_cnn_like_mlp(runs) -> Claim:
-    table = compare.grid_estimates(runs, "cnn", "narrow_dropout_rate")
+    table = compare.grid_estimates(runs, "cnn", NARROW_DROPOUT_RATE_GRID)
     claim = "A half-width CNN, like the MLP, gains from dropout"
     if not ((table["value"] == 0.0).any() and (table["value"] > 0.0).any()):
         return Claim("5 grids", claim, "the runs with and without dropout have not all finished", MISSING)
@@ -141,7 +142,7 @@ def dropout_kind_at_zero(runs, epochs) -> Claim:
 
 
 def cnn_beats_mlp(runs) -> Claim:
-    cnn, mlp = _test(runs, "cnn", "best"), _test(runs, "mlp", "best")
+    cnn, mlp = _test(runs, "cnn", BASELINE), _test(runs, "mlp", BASELINE)
     return Claim("4.3 question", "The CNN classifies CIFAR-10 better than the MLP",
                  f"test accuracy CNN {cnn.format()}, MLP {mlp.format()}", judge(cnn, mlp))
 
@@ -189,7 +190,7 @@ def headline_numbers(runs, reference, profile: str) -> list[Claim]:
     comparison = compare.compare_with_reference(runs, reference)
     claims = []
     for model in MODELS:
-        row = comparison[(comparison["model"] == model) & (comparison["experiment"] == "best")
+        row = comparison[(comparison["model"] == model) & (comparison["kind"] == BASELINE.label)
                          & (comparison["metric"] == "test_acc")].iloc[0]
         number = row["original"]
         estimate = Estimate(row["reproduced"], row["std"], row["seeds"])
@@ -215,7 +216,8 @@ def single_runs_resolve_grids(runs, reference) -> Claim:
         return Claim("5 grids", claim, "one seed: seed-to-seed spread unknown", "cannot be judged with one seed")
     # Two single runs differ by seed noise alone with standard deviation sqrt(2) * std.
     noise = compare.SPREAD_Z * math.sqrt(2) * typical_std
-    grids = reference[reference["experiment"].str.startswith("grid_") & (reference["metric"] == "test_acc")]
+    grid_labels = [grid.label for grid in GRIDS.values()]
+    grids = reference[reference["kind"].isin(grid_labels) & (reference["metric"] == "test_acc")]
     close, total = 0, 0
     for _, grid in grids.groupby(["model", "experiment"]):
         gaps = grid["value"].max() - grid["value"]
@@ -256,7 +258,7 @@ def all_claims(runs, epochs, reference, profile: str) -> pd.DataFrame:
         dropout_helps_mlp(runs), batchnorm_helps(runs, "mlp"), cnn_channels(), batchnorm_helps(runs, "cnn"),
         dropout_kind_at_zero(runs, epochs), dropout_narrows_gap_mlp(runs), dropout_scaling(),
         early_stopping_at_turning_point(epochs), thirty_epochs_enough(epochs), cnn_beats_mlp(runs),
-        *(best_setting(runs, reference, model, field) for model in MODELS for field in GRID_FIELDS),
+        *(best_setting(runs, reference, model, field) for model in MODELS for field in GRIDS),
         high_dropout_inverts_accuracy(runs, "mlp"), high_dropout_inverts_accuracy(runs, "cnn"),
         narrow_cnn_like_mlp(runs), single_runs_resolve_grids(runs, reference),
         *headline_numbers(runs, reference, profile),

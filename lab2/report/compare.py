@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import pandas as pd
 
 from lab2.report import results
+from lab2.report.experiments import BASELINE, DROPOUT_KIND_GRID, WITHOUT_BATCHNORM, WITHOUT_DROPOUT, Kind
 from lab2.report.results import METRICS
 
 SPREAD_Z = 2.0  # how many standard deviations (or standard errors) count as "within noise"
-# The columns that identify a number of the original report (results.load_reference()).
-REFERENCE_KEYS = ["model", "experiment", "dropout_rate", "batch_size", "learning_rate", "batchnorm", "dropout_kind"]
+# The columns that match a number of the original report (results.load_reference()) to runs.
+REFERENCE_KEYS = ["model", "kind", "dropout_rate", "batch_size", "learning_rate", "batchnorm", "dropout_kind"]
 NO_KIND = "-"  # dropout_kind of an MLP: it has element-wise dropout only
-ABLATIONS = ("best", "no_dropout", "no_batchnorm")
 NOT_MEASURED = "not measured"  # a number or comparison whose runs are missing
 
 
@@ -64,8 +64,8 @@ def estimate(runs: pd.DataFrame, metric: str = "test_acc") -> Estimate:
     return Estimate.of(results.finished(runs)[metric])
 
 
-def experiment_estimate(runs: pd.DataFrame, model: str, experiment: str, metric: str = "test_acc") -> Estimate:
-    """The metric of a one-setting experiment (best, no_dropout, ...) over its seeds."""
+def experiment_estimate(runs: pd.DataFrame, model: str, experiment: Kind | str, metric: str = "test_acc") -> Estimate:
+    """The metric of a one-setting experiment (the baseline, without dropout, ...) over its seeds."""
     return estimate(results.runs_of(runs, model, experiment), metric)
 
 
@@ -100,12 +100,13 @@ def grid_axes(runs: pd.DataFrame) -> list[str]:
     return results.varying_fields(runs)
 
 
-def grid_estimates(runs: pd.DataFrame, model: str, experiment: str, metric: str = "test_acc") -> pd.DataFrame:
+def grid_estimates(runs: pd.DataFrame, model: str, experiment: Kind | str, metric: str = "test_acc") -> pd.DataFrame:
     """One row per grid value of an experiment: the value and the metric's Estimate, best first."""
     planned = results.runs_of(runs, model, experiment)
     axes = results.varying_fields(planned)
     if len(axes) != 1:
-        raise ValueError(f"{model}/{experiment} varies {axes or 'nothing'}; expected one grid axis")
+        raise ValueError(f"{model}: {getattr(experiment, 'label', experiment)} varies {axes or 'nothing'}; "
+                         "expected one grid axis")
     chosen = results.finished(planned)
     rows = [{"value": value, "estimate": estimate(group, metric)} for value, group in chosen.groupby(axes[0])]
     table = pd.DataFrame(rows, columns=["value", "estimate"])
@@ -146,7 +147,7 @@ def compare_with_reference(runs: pd.DataFrame, reference: pd.DataFrame) -> pd.Da
 def dropout_kind_pairs(runs: pd.DataFrame, epochs: pd.DataFrame, dropout_rate: float = 0.0) -> pd.DataFrame:
     """Per seed: the CNN's element-wise (1d) and channel-wise (2d) runs at one rate and the largest
     difference between their per-epoch metrics (0 means bit-identical)."""
-    grid = results.finished(results.runs_of(runs, "cnn", "dropout_kind"))
+    grid = results.finished(results.runs_of(runs, "cnn", DROPOUT_KIND_GRID))
     at_rate = grid[grid["dropout_rate"].round(10) == round(dropout_rate, 10)]
     if at_rate.empty:
         return pd.DataFrame(columns=["seed", "run (1d)", "run (2d)", "max difference"])
@@ -158,7 +159,7 @@ def dropout_kind_pairs(runs: pd.DataFrame, epochs: pd.DataFrame, dropout_rate: f
 
 def kind_differences(runs: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     """Per dropout rate: channel-wise (2d) minus element-wise (1d) dropout, and whether seeds tell them apart."""
-    grid = results.finished(results.runs_of(runs, "cnn", "dropout_kind"))
+    grid = results.finished(results.runs_of(runs, "cnn", DROPOUT_KIND_GRID))
     rows = []
     for rate, group in grid.groupby("dropout_rate"):
         two_d = estimate(group[group["dropout_kind"] == "2d"], metric)
@@ -172,9 +173,36 @@ def kind_differences(runs: pd.DataFrame, metric: str = "test_acc") -> pd.DataFra
     return pd.DataFrame(rows, columns=columns).set_index("dropout_rate")
 
 
+def dropout_kind_facts(runs: pd.DataFrame, pairs: pd.DataFrame) -> dict:
+    """What the CNN chapter says of channel-wise against element-wise dropout: at p = 0 (`pairs`, from
+    dropout_kind_pairs) whether the two kinds computed the same, and above 0 which kind wins where."""
+    kinds = kind_differences(runs)
+    positive = kinds[(kinds.index > 0) & kinds["2d - 1d"].notna()]
+    largest = pairs["max difference"].max() if len(pairs) else math.nan
+    separated_gaps = int((positive["beyond seed noise"] == "yes").sum())
+    if pairs.empty:
+        identical = NOT_MEASURED
+    elif largest == 0:
+        identical = "bit-identical: every per-epoch number is the same"
+    else:
+        identical = "not bit-identical: the same computation gave different numbers, so the differences are run-to-run noise"
+    if positive.empty:
+        noise = "none of the rates has finished for both kinds yet"
+    elif (positive["beyond seed noise"] == "one seed").all():
+        noise = "with one seed none of the gaps can be told from seed-to-seed noise"
+    else:
+        noise = f"{separated_gaps} of the {len(positive)} gaps are beyond seed-to-seed noise"
+    return {
+        "pairs": len(pairs), "largest_difference": largest, "identical": identical,
+        "best_rate": positive["2d - 1d"].abs().idxmax() if len(positive) else math.nan,
+        "best_gap": positive["2d - 1d"].abs().max(), "wins_2d": int((positive["2d - 1d"] > 0).sum()),
+        "rates": len(positive), "noise": noise,
+    }
+
+
 def best_runs(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
     """Each model's best-setting runs (every seed), with their mean seconds per epoch."""
-    parts = [results.finished(results.runs_of(runs, model, "best")) for model in ("mlp", "cnn")]
+    parts = [results.finished(results.runs_of(runs, model, BASELINE)) for model in ("mlp", "cnn")]
     chosen = pd.concat(parts, ignore_index=True)
     return chosen.assign(seconds_per_epoch=chosen["run_id"].map(results.epoch_seconds(epochs)))
 
@@ -189,12 +217,16 @@ def spread_note(runs: pd.DataFrame) -> str:
     return "one seed per setting, so no seed-to-seed spread can be given"
 
 
+# How ablation_facts names the facts of each one-setting experiment (test_best, gap_no_dropout, ...).
+ABLATION_FACTS = {"best": BASELINE, "no_dropout": WITHOUT_DROPOUT, "no_batchnorm": WITHOUT_BATCHNORM}
+
+
 def ablation_facts(runs: pd.DataFrame, epochs: pd.DataFrame, model: str) -> dict:
     """The numbers a model's chapter quotes about its best setting, without Dropout and without BatchNorm."""
     facts = {"spread_note": spread_note(runs)}
     estimates = {}
-    for name in ABLATIONS:
-        chosen = results.finished(results.runs_of(runs, model, name))
+    for name, kind in ABLATION_FACTS.items():
+        chosen = results.finished(results.runs_of(runs, model, kind))
         estimates[name] = estimate(chosen)
         first_epoch = epochs[epochs["run_id"].isin(chosen["run_id"]) & (epochs["epoch"] == 1)]
         facts.update({
@@ -215,7 +247,7 @@ def ablation_facts(runs: pd.DataFrame, epochs: pd.DataFrame, model: str) -> dict
     return facts
 
 
-def grid_facts(runs: pd.DataFrame, model: str, experiment: str) -> dict:
+def grid_facts(runs: pd.DataFrame, model: str, experiment: Kind | str) -> dict:
     """The numbers a chapter quotes about one grid, keyed without prefix: the best value and its
     runner-up, and training accuracy and train - validation gap at the grid's two ends.
 

@@ -6,13 +6,11 @@ glued as "not measured" and shown as missing in tables.
 """
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from lab2 import PROJECT_ROOT
 from lab2.report import results
 from lab2.report.compare import NOT_MEASURED
 
@@ -57,10 +55,8 @@ def planned_experiments(runs: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(name for names in runs["experiments"] for name in names))
 
 
-def uncovered_experiments(runs: pd.DataFrame, appendix: str = "appendix.md") -> list[str]:
-    """The planned experiments that no chapter reads: their name, quoted, appears in no chapter
-    (book/*.md but the appendix) and in no module of lab2/report/ the chapters call."""
-    sources = [p for p in (PROJECT_ROOT / "book").glob("*.md") if p.name != appendix]
-    sources += list((PROJECT_ROOT / "lab2" / "report").glob("*.py"))
-    named = set(re.findall(r'"([A-Za-z0-9_]+)"', "\n".join(p.read_text() for p in sources)))
-    return [experiment for experiment in planned_experiments(runs) if experiment.split("/", 1)[1] not in named]
+def uncovered_experiments(runs: pd.DataFrame) -> list[str]:
+    """The planned experiments of no kind a chapter shows (lab2/report/experiments.py), as 'model/name'."""
+    members = results.by_experiment(runs)
+    uncovered = set(members.loc[members["kind"].isna(), "experiment_id"])
+    return [experiment for experiment in planned_experiments(runs) if experiment in uncovered]

@@ -10,7 +10,7 @@ import pandas as pd
 import seaborn as sns
 
 from lab2.report import results
-from lab2.report.compare import ABLATIONS
+from lab2.report.experiments import ABLATIONS, GRIDS, NARROW_DROPOUT_RATE_GRID, Kind
 
 sns.set_theme(context="notebook", style="whitegrid", font_scale=1.1)
 
@@ -35,7 +35,6 @@ LOG_AXES = {"batch_size": 2, "learning_rate": 10}  # grids spaced by factors, dr
 MODEL_NAMES = {"mlp": "MLP", "cnn": "CNN"}
 # One colour per model on every figure.
 MODEL_COLOURS = {"MLP": "tab:blue", "CNN": "tab:orange", "CNN, half channels": "tab:green"}
-GRID_AXES = ("dropout_rate", "batch_size", "learning_rate")
 MARKERS_UP_TO = 15  # epochs; beyond this, markers hide the lines
 WIDE = (8.5, 3.6)  # inches: two panels across the page
 THREE_WIDE = (10.5, 3.6)  # inches: three panels across the page
@@ -120,7 +119,7 @@ def plot_curves_by(epochs: pd.DataFrame, hue: str | None, title: str = "", hue_l
     return figure
 
 
-def plot_grid_curves(runs: pd.DataFrame, epochs: pd.DataFrame, model: str, experiment: str, title: str = ""):
+def plot_grid_curves(runs: pd.DataFrame, epochs: pd.DataFrame, model: str, experiment: Kind | str, title: str = ""):
     """Curves of every setting of one grid experiment, coloured by the grid's value."""
     chosen = results.runs_of(runs, model, experiment)
     field = results.varying_fields(chosen)[0]
@@ -190,18 +189,18 @@ def plot_metric_vs(runs: pd.DataFrame, x: str, hue: str, metric: str = "test_acc
 
 def grid_runs(runs: pd.DataFrame, field: str) -> pd.DataFrame:
     """Both models' one-factor grid over `field` (and the half-width CNN's dropout grid), labelled."""
-    parts = [results.runs_of(runs, model, f"grid_{field}").assign(label=name) for model, name in MODEL_NAMES.items()]
+    parts = [results.runs_of(runs, model, GRIDS[field]).assign(label=name) for model, name in MODEL_NAMES.items()]
     if field == "dropout_rate":
-        parts.append(results.runs_of(runs, "cnn", "narrow_dropout_rate").assign(label="CNN, half channels"))
+        parts.append(results.runs_of(runs, "cnn", NARROW_DROPOUT_RATE_GRID).assign(label="CNN, half channels"))
     return pd.concat(parts, ignore_index=True)
 
 
 def plot_hyperparameter_summary(runs: pd.DataFrame, metric: str = "test_acc") -> plt.Figure:
     """The metric against each grid (dropout rate, batch size, learning rate), one line per model."""
-    if results.finished(pd.concat([grid_runs(runs, field) for field in GRID_AXES])).empty:
+    if results.finished(pd.concat([grid_runs(runs, field) for field in GRIDS])).empty:
         return nothing_to_draw("hyper-parameter grids", THREE_WIDE)
-    figure, axes = plt.subplots(1, len(GRID_AXES), figsize=(THREE_WIDE[0], 4.0), sharey=True, constrained_layout=True)
-    for axis, field in zip(axes, GRID_AXES):
+    figure, axes = plt.subplots(1, len(GRIDS), figsize=(THREE_WIDE[0], 4.0), sharey=True, constrained_layout=True)
+    for axis, field in zip(axes, GRIDS):
         data = results.finished(grid_runs(runs, field))
         sns.lineplot(data=data, x=field, y=metric, hue="label", style="label", errorbar="sd", err_style="bars",
                      markers=True, dashes=False, palette=MODEL_COLOURS, ax=axis)
@@ -217,18 +216,18 @@ def plot_hyperparameter_summary(runs: pd.DataFrame, metric: str = "test_acc") ->
 
 
 def ablation_labels(runs: pd.DataFrame, seed: int | None = None) -> dict[str, str]:
-    """run id -> 'MLP, no_dropout' for both models' best / no_dropout / no_batchnorm runs of one seed."""
+    """run id -> 'MLP, without dropout' for both models' one-setting experiments (ABLATIONS), of one seed."""
     finished = results.finished(runs)
     seed = finished["seed"].min() if seed is None else seed
     labels = {}
     for model in ("mlp", "cnn"):
-        for experiment in ABLATIONS:
-            chosen = results.runs_of(finished[finished["seed"] == seed], model, experiment)
+        for kind in ABLATIONS:
+            chosen = results.runs_of(finished[finished["seed"] == seed], model, kind)
             if len(chosen):
                 run_id = chosen["run_id"].iloc[0]
                 # The CNN's best has no dropout: one run, two names.
-                labels[run_id] = (f"{labels[run_id]} = {experiment}" if run_id in labels
-                                  else f"{MODEL_NAMES[model]}, {experiment}")
+                labels[run_id] = (f"{labels[run_id]} = {kind.label}" if run_id in labels
+                                  else f"{MODEL_NAMES[model]}, {kind.label}")
     return labels
 
 

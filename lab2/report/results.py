@@ -17,6 +17,7 @@ import pandas as pd
 
 from lab2 import PROJECT_ROOT
 from lab2.config import FIELD_NAMES, RunConfig
+from lab2.report.experiments import REPORTED, Kind, shown_kinds
 from lab2.runs import record
 from lab2.runs.record import FINISHED_STATUSES, RESULTS_ROOT, load_manifest, profile_dir  # noqa: F401 - read here
 
@@ -51,6 +52,7 @@ def load_runs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
     """
     manifest = load_manifest(profile, results_root)
     folder = profile_dir(profile, results_root)
+    labels = shown_kinds(manifest["experiments"])
     rows = []
     for planned in manifest["runs"]:
         run_dir = folder / planned["run_id"]
@@ -60,6 +62,8 @@ def load_runs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
         rows.append({
             "run_id": planned["run_id"],
             "experiments": planned["experiments"],
+            # Aligned with experiments: the kind a chapter shows each one as, None for the appendix.
+            "kinds": [labels.get(experiment) for experiment in planned["experiments"]],
             **planned["config"],
             **{key: summary.get(key) for key in METRICS + ("best_epoch", "seconds", "num_parameters", "error")},
             "status": status,
@@ -111,16 +115,20 @@ def load_epochs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
 
 
 def by_experiment(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (run, experiment), with `experiment` without its model prefix."""
-    exploded = runs.explode("experiments").rename(columns={"experiments": "experiment_id"})
+    """One row per (run, experiment): `experiment` its params/ name, `kind` the label of its kind (or None)."""
+    exploded = runs.explode(["experiments", "kinds"]).rename(columns={"experiments": "experiment_id", "kinds": "kind"})
     exploded["experiment"] = exploded["experiment_id"].str.split("/").str[1]
     return exploded.reset_index(drop=True)
 
 
-def runs_of(runs: pd.DataFrame, model: str, experiment: str) -> pd.DataFrame:
-    """The runs one experiment of one model needs, e.g. runs_of(runs, 'mlp', 'grid_batch_size')."""
-    wanted = f"{model}/{experiment}"
-    return runs[runs["experiments"].apply(lambda names: wanted in names)].reset_index(drop=True)
+def runs_of(runs: pd.DataFrame, model: str, experiment: Kind | str) -> pd.DataFrame:
+    """The runs of one experiment of one model: a kind a chapter shows, e.g.
+    runs_of(runs, 'mlp', BATCH_SIZE_GRID), or a params/ name (the appendix's experiments)."""
+    if isinstance(experiment, Kind):
+        member = runs["kinds"].apply(lambda labels: experiment.label in labels) & (runs["model"] == model)
+    else:
+        member = runs["experiments"].apply(lambda names: f"{model}/{experiment}" in names)
+    return runs[member].reset_index(drop=True)
 
 
 def finished(runs: pd.DataFrame) -> pd.DataFrame:
@@ -133,15 +141,16 @@ def varying_fields(runs: pd.DataFrame) -> list[str]:
     return [name for name in SETTING_FIELDS if runs[name].nunique(dropna=False) > 1]
 
 
-def experiment_epochs(epochs: pd.DataFrame, runs: pd.DataFrame, model: str, experiments) -> pd.DataFrame:
-    """The epochs of one model's experiments with an `experiment` column, in the order given.
+def experiment_epochs(epochs: pd.DataFrame, runs: pd.DataFrame, model: str, kinds) -> pd.DataFrame:
+    """The epochs of one model's experiments of these kinds, labelled in an `experiment` column, in the order given.
 
-    A run that several experiments share (the CNN's best is also its no_dropout) appears once per experiment.
+    A run that several experiments share (the CNN's best is also its "without dropout") appears once per experiment.
     """
+    order = [kind.label for kind in kinds]
     members = by_experiment(runs)
-    members = members[(members["model"] == model) & members["experiment"].isin(experiments)]
-    labelled = epochs.merge(members[["run_id", "experiment"]], on="run_id")
-    position = labelled["experiment"].map({name: i for i, name in enumerate(experiments)})
+    members = members[(members["model"] == model) & members["kind"].isin(order)]
+    labelled = epochs.merge(members[["run_id", "kind"]].rename(columns={"kind": "experiment"}), on="run_id")
+    position = labelled["experiment"].map({label: i for i, label in enumerate(order)})
     return labelled.assign(position=position).sort_values(["position", "run_id", "epoch"]).drop(columns="position")
 
 
@@ -193,6 +202,10 @@ def history_difference(epochs: pd.DataFrame, run_a: str, run_b: str) -> float:
 
 
 def load_reference() -> pd.DataFrame:
-    """The original report's numbers: model, experiment, its setting, metric, value, note."""
-    reference = pd.read_csv(REFERENCE_CSV)
-    return reference.rename(columns={"bn": "batchnorm"})
+    """The original report's numbers: model, experiment (the report's), kind, its setting, metric, value, note."""
+    reference = pd.read_csv(REFERENCE_CSV).rename(columns={"bn": "batchnorm"})
+    unknown = sorted(set(reference["experiment"]) - set(REPORTED))
+    if unknown:
+        raise ValueError(f"{REFERENCE_CSV.name}: experiments {unknown} have no kind; "
+                         f"lab2/report/experiments.py knows {', '.join(REPORTED)}")
+    return reference.assign(kind=reference["experiment"].map(lambda name: REPORTED[name].label))

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from lab2.report import results
-from lab2.report.compare import ABLATIONS, SPREAD_Z, grid_axes, plus_minus
+from lab2.report.compare import SPREAD_Z, grid_axes, plus_minus
+from lab2.report.experiments import ABLATIONS, Kind
 from lab2.report.results import METRICS
 
 
@@ -31,7 +32,7 @@ def format_spread(spread: pd.DataFrame, by: list[str], metrics=METRICS, digits: 
     return table.set_index(by)
 
 
-def experiment_table(runs: pd.DataFrame, model: str, experiment: str, metrics=METRICS) -> pd.DataFrame:
+def experiment_table(runs: pd.DataFrame, model: str, experiment: Kind | str, metrics=METRICS) -> pd.DataFrame:
     """The metrics of one experiment per grid value, mean ± std over seeds; unfinished values as missing."""
     chosen = results.runs_of(runs, model, experiment)
     axes = grid_axes(chosen) or ["model"]
@@ -49,13 +50,25 @@ def best_setting(runs: pd.DataFrame, axes: list[str]) -> str:
     return f"{setting} ({plus_minus(best['test_acc_mean'], best['test_acc_std'])})"
 
 
-def ablation_table(runs: pd.DataFrame, model: str, experiments=ABLATIONS, metrics=METRICS) -> pd.DataFrame:
-    """The metrics of one-setting experiments (best, no_dropout, no_batchnorm) side by side."""
+def experiments_overview(runs: pd.DataFrame, experiments: list[str]) -> pd.DataFrame:
+    """One row per 'model/name' experiment: runs planned and finished, the fields it varies, its best setting."""
     rows = []
     for experiment in experiments:
-        chosen = results.runs_of(runs, model, experiment).assign(experiment=experiment)
+        model, name = experiment.split("/", 1)
+        chosen = results.runs_of(runs, model, name)
+        axes = grid_axes(chosen)
+        rows.append({"experiment": experiment, "planned runs": len(chosen), "finished": len(results.finished(chosen)),
+                     "varies": ", ".join(axes) or "nothing", "best test accuracy": best_setting(chosen, axes)})
+    return pd.DataFrame(rows).set_index("experiment")
+
+
+def ablation_table(runs: pd.DataFrame, model: str, kinds=ABLATIONS, metrics=METRICS) -> pd.DataFrame:
+    """The metrics of one-setting experiments (best, without dropout, without BatchNorm) side by side."""
+    rows = []
+    for kind in kinds:
+        chosen = results.runs_of(runs, model, kind).assign(experiment=kind.label)
         rows.append(results.seed_spread(chosen, ["experiment"], metrics))
-    planned = pd.DataFrame({"experiment": list(experiments)})
+    planned = pd.DataFrame({"experiment": [kind.label for kind in kinds]})
     return format_spread(pd.concat(rows, ignore_index=True), ["experiment"], metrics, planned=planned)
 
 

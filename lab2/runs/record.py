@@ -304,7 +304,12 @@ def load_manifest(profile: str, results_root: Path | None = None) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"No results for profile {profile!r}: {path} is missing; "
                                 f"run `python -m lab2 sweep --profile {profile}` first")
-    return json.loads(path.read_text())
+    manifest = json.loads(path.read_text())
+    if "experiments" not in manifest:
+        raise ValueError(f"{project_path(path)} was written by an older sweep, without the experiments as params/ "
+                         f"declares them; sweep again (`python -m lab2 sweep --profile {profile} --keep-finished` "
+                         "executes only the runs that have not finished)")
+    return manifest
 
 
 # ---------------------------------------------------------------- code fingerprints

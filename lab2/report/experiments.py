@@ -1,0 +1,91 @@
+"""The kinds of experiment the chapters show, recognised by what an experiment changes.
+
+params/ names the experiments, and the sweep's manifest keeps each one as params/ declared
+it (the fields it sets on its model's baseline). The book never spells those names: a
+chapter asks for the runs of a kind, "the grid over batch_size" or "the baseline without
+BatchNorm", and `results.load_runs` tells each run which kinds it belongs to. So an
+experiment renamed in params/ keeps its page, and one of no kind a chapter shows (say a
+grid over `hidden`) is rendered by the appendix.
+"""
+
+from dataclasses import dataclass
+
+GRID = "a grid"  # the experiment varies this field, over whatever values
+ANY = "any value"  # the experiment fixes this field, at whatever value
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What an experiment of this kind declares: exactly these fields, each a value, GRID or ANY."""
+
+    label: str  # how tables and figures name the kind
+    changes: tuple[tuple[str, object], ...]
+
+    def matches(self, fields: dict) -> bool:
+        """Whether an experiment declaring `fields` (params/ syntax: a list is a grid) is of this kind."""
+        if set(fields) != {field for field, _ in self.changes}:
+            return False
+        for field, wanted in self.changes:
+            value = fields[field]
+            if wanted == GRID:
+                if not isinstance(value, list):
+                    return False
+            elif isinstance(value, list) or (wanted != ANY and value != wanted):
+                return False
+        return True
+
+
+def kind(label: str, **changes) -> Kind:
+    return Kind(label, tuple(sorted(changes.items())))
+
+
+BASELINE = kind("best")  # the model's baseline as it is: the report's best setting
+WITHOUT_DROPOUT = kind("without dropout", dropout_rate=0.0)
+WITHOUT_BATCHNORM = kind("without BatchNorm", batchnorm=False)
+DROPOUT_RATE_GRID = kind("dropout rate grid", dropout_rate=GRID)
+BATCH_SIZE_GRID = kind("batch size grid", batch_size=GRID)
+LEARNING_RATE_GRID = kind("learning rate grid", learning_rate=GRID)
+DROPOUT_KIND_GRID = kind("dropout kind and rate grid", dropout_kind=GRID, dropout_rate=GRID)
+NARROW_DROPOUT_RATE_GRID = kind("dropout rate grid, other width", channels=ANY, dropout_rate=GRID)
+
+ABLATIONS = (BASELINE, WITHOUT_DROPOUT, WITHOUT_BATCHNORM)
+# The one-factor grids around the baseline, by the field they vary.
+GRIDS = {"dropout_rate": DROPOUT_RATE_GRID, "batch_size": BATCH_SIZE_GRID, "learning_rate": LEARNING_RATE_GRID}
+# What the chapters show of each model; any other experiment goes to the appendix.
+SHOWN = {
+    "mlp": (*ABLATIONS, *GRIDS.values()),
+    "cnn": (*ABLATIONS, *GRIDS.values(), DROPOUT_KIND_GRID, NARROW_DROPOUT_RATE_GRID),
+}
+# The original report's experiments, as book/data/original_report_results.csv names them.
+REPORTED = {
+    "best": BASELINE, "no_dropout": WITHOUT_DROPOUT, "no_batchnorm": WITHOUT_BATCHNORM,
+    "grid_dropout_rate": DROPOUT_RATE_GRID, "grid_batch_size": BATCH_SIZE_GRID,
+    "grid_learning_rate": LEARNING_RATE_GRID, "dropout_kind": DROPOUT_KIND_GRID,
+}
+
+
+def kind_of(model: str, fields: dict) -> Kind | None:
+    """The kind a chapter shows that an experiment of `model` declaring `fields` is; None if none is."""
+    return next((shown for shown in SHOWN.get(model, ()) if shown.matches(fields)), None)
+
+
+def label_of(experiment_id: str, fields: dict) -> str | None:
+    """The label of the shown kind of a 'model/name' experiment, None for the appendix."""
+    found = kind_of(experiment_id.split("/", 1)[0], fields)
+    return found.label if found else None
+
+
+def shown_kinds(definitions: dict[str, dict]) -> dict[str, str]:
+    """{'model/name': label} of the experiments a chapter shows, from a manifest's definitions.
+
+    Where params/ declares two experiments of one kind for one model, the first takes the
+    chapter and the other goes to the appendix, so that no chapter mixes two experiments.
+    """
+    labels, taken = {}, set()
+    for experiment_id, fields in definitions.items():
+        label = label_of(experiment_id, fields)
+        model = experiment_id.split("/", 1)[0]
+        if label is not None and (model, label) not in taken:
+            taken.add((model, label))
+            labels[experiment_id] = label
+    return labels

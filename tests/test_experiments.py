@@ -1,0 +1,59 @@
+"""The book finds experiments by what params/ declares they change, never by their names."""
+
+import json
+
+import pytest
+
+from lab2.report import results
+from lab2.report.experiments import (BASELINE, DROPOUT_KIND_GRID, DROPOUT_RATE_GRID, NARROW_DROPOUT_RATE_GRID,
+                                     WITHOUT_DROPOUT, shown_kinds)
+from lab2.runs import record
+from lab2.runs.grid import read_experiments
+
+
+def test_the_report_experiments_in_params_each_have_their_kind():
+    experiments, _ = read_experiments()
+    labels = shown_kinds({experiment.id: experiment.fields for experiment in experiments})
+    # The CNN's baseline has no dropout, yet "no dropout" (which says dropout_rate: 0.0) is its own kind.
+    assert labels["cnn/best"] == BASELINE.label and labels["cnn/no_dropout"] == WITHOUT_DROPOUT.label
+    assert labels["cnn/dropout_kind"] == DROPOUT_KIND_GRID.label
+    assert labels["cnn/narrow_dropout_rate"] == NARROW_DROPOUT_RATE_GRID.label
+    assert len(labels) == len(experiments)  # every experiment of params/ has a chapter
+
+
+def test_kinds_follow_the_declared_fields_not_the_names():
+    labels = shown_kinds({
+        "mlp/p_sweep": {"dropout_rate": [0.0, 0.5]},  # renamed: still the dropout grid
+        "mlp/p_sweep_again": {"dropout_rate": [0.1, 0.2]},  # a second of one kind: the appendix's
+        "mlp/hidden_grid": {"hidden": [256, 512]},  # no chapter shows it: the appendix's
+        "mlp/no_dropout": {"dropout_rate": 0.3},  # a name that says one thing, fields another
+        "cnn/wide_dropout": {"channels": 512, "dropout_rate": [0.0, 0.5]},
+    })
+    assert labels == {"mlp/p_sweep": DROPOUT_RATE_GRID.label, "cnn/wide_dropout": NARROW_DROPOUT_RATE_GRID.label}
+
+
+def write_profile(folder, experiments: dict, runs: list) -> None:
+    folder.mkdir(parents=True)
+    (folder / record.MANIFEST_FILE).write_text(json.dumps({"profile": "tiny", "experiments": experiments, "runs": runs}))
+
+
+def test_runs_are_found_by_kind_and_the_rest_go_to_the_appendix(tmp_path):
+    from lab2.config import RunConfig
+    from lab2.report.page import uncovered_experiments
+
+    planned = [{"run_id": f"mlp-{rate}", "experiments": ["mlp/rates", "mlp/odd"] if rate else ["mlp/rates"],
+                "config": RunConfig(model="mlp", dropout_rate=rate).to_dict()} for rate in (0.0, 0.5)]
+    write_profile(tmp_path / "tiny", {"mlp/rates": {"dropout_rate": [0.0, 0.5]}, "mlp/odd": {"hidden": 1024}}, planned)
+    runs = results.load_runs("tiny", tmp_path)
+    assert list(results.runs_of(runs, "mlp", DROPOUT_RATE_GRID)["run_id"]) == ["mlp-0.0", "mlp-0.5"]
+    assert results.runs_of(runs, "cnn", DROPOUT_RATE_GRID).empty
+    assert list(results.runs_of(runs, "mlp", "odd")["run_id"]) == ["mlp-0.5"]
+    assert uncovered_experiments(runs) == ["mlp/odd"]
+
+
+def test_a_manifest_from_an_older_sweep_says_how_to_renew_it(tmp_path):
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    (folder / record.MANIFEST_FILE).write_text(json.dumps({"profile": "tiny", "runs": []}))
+    with pytest.raises(ValueError, match="older sweep.*--keep-finished"):
+        results.load_runs("tiny", tmp_path)
