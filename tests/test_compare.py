@@ -14,7 +14,7 @@ from lab2.report.results import METRICS
 def fake_runs(test_accs: list[float], model: str = "mlp") -> pd.DataFrame:
     """One finished run per seed of the report's best MLP, with the given test accuracies."""
     return pd.DataFrame([{
-        "run_id": f"{model}-{seed}", "experiments": [f"{model}/baseline"], "kinds": [BASELINE.label], "model": model,
+        "run_id": f"{model}-{seed}", "experiments": [f"{model}/baseline"], "roles": [BASELINE.label], "model": model,
         "dropout_rate": 0.5,
         "batch_size": 500, "learning_rate": 1e-3, "batchnorm": True, "dropout_kind": "2d", "seed": seed,
         "status": "ok", **{metric: 0.5 for metric in METRICS}, "test_acc": accuracy,

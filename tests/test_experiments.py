@@ -1,4 +1,4 @@
-"""The book finds experiments by what params/ declares they change, never by their names."""
+"""The book finds experiments by the role params/ says they play (what they change), never by their names."""
 
 import json
 
@@ -6,25 +6,25 @@ import pytest
 
 from lab2.report import results
 from lab2.report.experiments import (BASELINE, DROPOUT_KIND_GRID, DROPOUT_RATE_GRID, NARROW_DROPOUT_RATE_GRID,
-                                     WITHOUT_DROPOUT, shown_kinds)
+                                     WITHOUT_DROPOUT, shown_roles)
 from lab2.runs import record
 from lab2.runs.grid import read_experiments
 
 
-def test_the_report_experiments_in_params_each_have_their_kind():
+def test_the_report_experiments_in_params_each_have_their_role():
     experiments, _ = read_experiments()
-    labels = shown_kinds({experiment.id: experiment.fields for experiment in experiments})
-    # The CNN's baseline has no dropout, yet "no dropout" (which says dropout_rate: 0.0) is its own kind.
+    labels = shown_roles({experiment.id: experiment.fields for experiment in experiments})
+    # The CNN's baseline has no dropout, yet "no dropout" (which says dropout_rate: 0.0) is its own role.
     assert labels["cnn/best"] == BASELINE.label and labels["cnn/no_dropout"] == WITHOUT_DROPOUT.label
     assert labels["cnn/dropout_kind"] == DROPOUT_KIND_GRID.label
     assert labels["cnn/narrow_dropout_rate"] == NARROW_DROPOUT_RATE_GRID.label
     assert len(labels) == len(experiments)  # every experiment of params/ has a chapter
 
 
-def test_kinds_follow_the_declared_fields_not_the_names():
-    labels = shown_kinds({
+def test_roles_follow_the_declared_fields_not_the_names():
+    labels = shown_roles({
         "mlp/p_sweep": {"dropout_rate": [0.0, 0.5]},  # renamed: still the dropout grid
-        "mlp/p_sweep_again": {"dropout_rate": [0.1, 0.2]},  # a second of one kind: the appendix's
+        "mlp/p_sweep_again": {"dropout_rate": [0.1, 0.2]},  # a second in one role: the appendix's
         "mlp/hidden_grid": {"hidden": [256, 512]},  # no chapter shows it: the appendix's
         "mlp/no_dropout": {"dropout_rate": 0.3},  # a name that says one thing, fields another
         "cnn/wide_dropout": {"channels": 512, "dropout_rate": [0.0, 0.5]},
@@ -37,7 +37,7 @@ def write_profile(folder, experiments: dict, runs: list) -> None:
     (folder / record.MANIFEST_FILE).write_text(json.dumps({"profile": "tiny", "experiments": experiments, "runs": runs}))
 
 
-def test_runs_are_found_by_kind_and_the_rest_go_to_the_appendix(tmp_path):
+def test_runs_are_found_by_role_and_the_rest_go_to_the_appendix(tmp_path):
     from lab2.config import RunConfig
     from lab2.report.page import uncovered_experiments
 

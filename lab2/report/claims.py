@@ -86,7 +86,7 @@ def batchnorm_helps(runs, model: str) -> Claim:
 
 def reported_best(reference: pd.DataFrame, model: str, field: str):
     """The value of `field` in the report's best setting of `model`."""
-    return reference[(reference["model"] == model) & (reference["kind"] == BASELINE.label)][field].iloc[0]
+    return reference[(reference["model"] == model) & (reference["role"] == BASELINE.label)][field].iloc[0]
 
 
 def best_setting(runs, reference, model: str, field: str) -> Claim:
@@ -190,7 +190,7 @@ def headline_numbers(runs, reference, profile: str) -> list[Claim]:
     comparison = compare.compare_with_reference(runs, reference)
     claims = []
     for model in MODELS:
-        row = comparison[(comparison["model"] == model) & (comparison["kind"] == BASELINE.label)
+        row = comparison[(comparison["model"] == model) & (comparison["role"] == BASELINE.label)
                          & (comparison["metric"] == "test_acc")].iloc[0]
         number = row["original"]
         estimate = Estimate(row["reproduced"], row["std"], row["seeds"])
@@ -217,7 +217,7 @@ def single_runs_resolve_grids(runs, reference) -> Claim:
     # Two single runs differ by seed noise alone with standard deviation sqrt(2) * std.
     noise = compare.SPREAD_Z * math.sqrt(2) * typical_std
     grid_labels = [grid.label for grid in GRIDS.values()]
-    grids = reference[reference["kind"].isin(grid_labels) & (reference["metric"] == "test_acc")]
+    grids = reference[reference["role"].isin(grid_labels) & (reference["metric"] == "test_acc")]
     close, total = 0, 0
     for _, grid in grids.groupby(["model", "experiment"]):
         gaps = grid["value"].max() - grid["value"]

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import pandas as pd
 
 from lab2.report import results
-from lab2.report.experiments import BASELINE, DROPOUT_KIND_GRID, WITHOUT_BATCHNORM, WITHOUT_DROPOUT, Kind
+from lab2.report.experiments import BASELINE, DROPOUT_KIND_GRID, WITHOUT_BATCHNORM, WITHOUT_DROPOUT, Role
 from lab2.report.results import METRICS
 
 SPREAD_Z = 2.0  # how many standard deviations (or standard errors) count as "within noise"
 # The columns that match a number of the original report (results.load_reference()) to runs.
-REFERENCE_KEYS = ["model", "kind", "dropout_rate", "batch_size", "learning_rate", "batchnorm", "dropout_kind"]
+REFERENCE_KEYS = ["model", "role", "dropout_rate", "batch_size", "learning_rate", "batchnorm", "dropout_kind"]
 NO_KIND = "-"  # dropout_kind of an MLP: it has element-wise dropout only
 NOT_MEASURED = "not measured"  # a number or comparison whose runs are missing
 
@@ -64,7 +64,7 @@ def estimate(runs: pd.DataFrame, metric: str = "test_acc") -> Estimate:
     return Estimate.of(results.finished(runs)[metric])
 
 
-def experiment_estimate(runs: pd.DataFrame, model: str, experiment: Kind | str, metric: str = "test_acc") -> Estimate:
+def experiment_estimate(runs: pd.DataFrame, model: str, experiment: Role | str, metric: str = "test_acc") -> Estimate:
     """The metric of a one-setting experiment (the baseline, without dropout, ...) over its seeds."""
     return estimate(results.runs_of(runs, model, experiment), metric)
 
@@ -100,7 +100,7 @@ def grid_axes(runs: pd.DataFrame) -> list[str]:
     return results.varying_fields(runs)
 
 
-def grid_estimates(runs: pd.DataFrame, model: str, experiment: Kind | str, metric: str = "test_acc") -> pd.DataFrame:
+def grid_estimates(runs: pd.DataFrame, model: str, experiment: Role | str, metric: str = "test_acc") -> pd.DataFrame:
     """One row per grid value of an experiment: the value and the metric's Estimate, best first."""
     planned = results.runs_of(runs, model, experiment)
     axes = results.varying_fields(planned)
@@ -225,8 +225,8 @@ def ablation_facts(runs: pd.DataFrame, epochs: pd.DataFrame, model: str) -> dict
     """The numbers a model's chapter quotes about its best setting, without Dropout and without BatchNorm."""
     facts = {"spread_note": spread_note(runs)}
     estimates = {}
-    for name, kind in ABLATION_FACTS.items():
-        chosen = results.finished(results.runs_of(runs, model, kind))
+    for name, role in ABLATION_FACTS.items():
+        chosen = results.finished(results.runs_of(runs, model, role))
         estimates[name] = estimate(chosen)
         first_epoch = epochs[epochs["run_id"].isin(chosen["run_id"]) & (epochs["epoch"] == 1)]
         facts.update({
@@ -247,7 +247,7 @@ def ablation_facts(runs: pd.DataFrame, epochs: pd.DataFrame, model: str) -> dict
     return facts
 
 
-def grid_facts(runs: pd.DataFrame, model: str, experiment: Kind | str) -> dict:
+def grid_facts(runs: pd.DataFrame, model: str, experiment: Role | str) -> dict:
     """The numbers a chapter quotes about one grid, keyed without prefix: the best value and its
     runner-up, and training accuracy and train - validation gap at the grid's two ends.
 

@@ -1,11 +1,11 @@
-"""The kinds of experiment the chapters show, recognised by what an experiment changes.
+"""The roles experiments play in the chapters, recognised by what an experiment changes.
 
 params/ names the experiments, and the sweep's manifest keeps each one as params/ declared
 it (the fields it sets on its model's baseline). The book never spells those names: a
-chapter asks for the runs of a kind, "the grid over batch_size" or "the baseline without
-BatchNorm", and `results.load_runs` tells each run which kinds it belongs to. So an
-experiment renamed in params/ keeps its page, and one of no kind a chapter shows (say a
-grid over `hidden`) is rendered by the appendix.
+chapter asks for the runs of a role, "the grid over batch_size" or "the baseline without
+BatchNorm", and `results.load_runs` tells each run which roles its experiments play. So an
+experiment renamed in params/ keeps its page, and one that plays no role in a chapter (say
+a grid over `hidden`) is rendered by the appendix.
 """
 
 from dataclasses import dataclass
@@ -15,14 +15,14 @@ ANY = "any value"  # the experiment fixes this field, at whatever value
 
 
 @dataclass(frozen=True)
-class Kind:
-    """What an experiment of this kind declares: exactly these fields, each a value, GRID or ANY."""
+class Role:
+    """What an experiment in this role declares: exactly these fields, each a value, GRID or ANY."""
 
-    label: str  # how tables and figures name the kind
+    label: str  # how tables and figures name the role
     changes: tuple[tuple[str, object], ...]
 
     def matches(self, fields: dict) -> bool:
-        """Whether an experiment declaring `fields` (params/ syntax: a list is a grid) is of this kind."""
+        """Whether an experiment declaring `fields` (params/ syntax: a list is a grid) plays this role."""
         if set(fields) != {field for field, _ in self.changes}:
             return False
         for field, wanted in self.changes:
@@ -35,18 +35,18 @@ class Kind:
         return True
 
 
-def kind(label: str, **changes) -> Kind:
-    return Kind(label, tuple(sorted(changes.items())))
+def role(label: str, **changes) -> Role:
+    return Role(label, tuple(sorted(changes.items())))
 
 
-BASELINE = kind("best")  # the model's baseline as it is: the report's best setting
-WITHOUT_DROPOUT = kind("without dropout", dropout_rate=0.0)
-WITHOUT_BATCHNORM = kind("without BatchNorm", batchnorm=False)
-DROPOUT_RATE_GRID = kind("dropout rate grid", dropout_rate=GRID)
-BATCH_SIZE_GRID = kind("batch size grid", batch_size=GRID)
-LEARNING_RATE_GRID = kind("learning rate grid", learning_rate=GRID)
-DROPOUT_KIND_GRID = kind("dropout kind and rate grid", dropout_kind=GRID, dropout_rate=GRID)
-NARROW_DROPOUT_RATE_GRID = kind("dropout rate grid, other width", channels=ANY, dropout_rate=GRID)
+BASELINE = role("best")  # the model's baseline as it is: the report's best setting
+WITHOUT_DROPOUT = role("without dropout", dropout_rate=0.0)
+WITHOUT_BATCHNORM = role("without BatchNorm", batchnorm=False)
+DROPOUT_RATE_GRID = role("dropout rate grid", dropout_rate=GRID)
+BATCH_SIZE_GRID = role("batch size grid", batch_size=GRID)
+LEARNING_RATE_GRID = role("learning rate grid", learning_rate=GRID)
+DROPOUT_KIND_GRID = role("dropout kind and rate grid", dropout_kind=GRID, dropout_rate=GRID)
+NARROW_DROPOUT_RATE_GRID = role("dropout rate grid, other width", channels=ANY, dropout_rate=GRID)
 
 ABLATIONS = (BASELINE, WITHOUT_DROPOUT, WITHOUT_BATCHNORM)
 # The one-factor grids around the baseline, by the field they vary.
@@ -64,21 +64,21 @@ REPORTED = {
 }
 
 
-def kind_of(model: str, fields: dict) -> Kind | None:
-    """The kind a chapter shows that an experiment of `model` declaring `fields` is; None if none is."""
+def role_of(model: str, fields: dict) -> Role | None:
+    """The role in a chapter of an experiment of `model` declaring `fields`; None if it plays none."""
     return next((shown for shown in SHOWN.get(model, ()) if shown.matches(fields)), None)
 
 
 def label_of(experiment_id: str, fields: dict) -> str | None:
-    """The label of the shown kind of a 'model/name' experiment, None for the appendix."""
-    found = kind_of(experiment_id.split("/", 1)[0], fields)
+    """The label of the role of a 'model/name' experiment, None for the appendix."""
+    found = role_of(experiment_id.split("/", 1)[0], fields)
     return found.label if found else None
 
 
-def shown_kinds(definitions: dict[str, dict]) -> dict[str, str]:
+def shown_roles(definitions: dict[str, dict]) -> dict[str, str]:
     """{'model/name': label} of the experiments a chapter shows, from a manifest's definitions.
 
-    Where params/ declares two experiments of one kind for one model, the first takes the
+    Where params/ declares two experiments of one role for one model, the first takes the
     chapter and the other goes to the appendix, so that no chapter mixes two experiments.
     """
     labels, taken = {}, set()

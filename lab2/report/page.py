@@ -56,7 +56,7 @@ def planned_experiments(runs: pd.DataFrame) -> list[str]:
 
 
 def uncovered_experiments(runs: pd.DataFrame) -> list[str]:
-    """The planned experiments of no kind a chapter shows (lab2/report/experiments.py), as 'model/name'."""
+    """The planned experiments that play no role in a chapter (lab2/report/experiments.py), as 'model/name'."""
     members = results.by_experiment(runs)
-    uncovered = set(members.loc[members["kind"].isna(), "experiment_id"])
+    uncovered = set(members.loc[members["role"].isna(), "experiment_id"])
     return [experiment for experiment in planned_experiments(runs) if experiment in uncovered]

@@ -10,7 +10,7 @@ import pandas as pd
 import seaborn as sns
 
 from lab2.report import results
-from lab2.report.experiments import ABLATIONS, GRIDS, NARROW_DROPOUT_RATE_GRID, Kind
+from lab2.report.experiments import ABLATIONS, GRIDS, NARROW_DROPOUT_RATE_GRID, Role
 
 sns.set_theme(context="notebook", style="whitegrid", font_scale=1.1)
 
@@ -119,7 +119,7 @@ def plot_curves_by(epochs: pd.DataFrame, hue: str | None, title: str = "", hue_l
     return figure
 
 
-def plot_grid_curves(runs: pd.DataFrame, epochs: pd.DataFrame, model: str, experiment: Kind | str, title: str = ""):
+def plot_grid_curves(runs: pd.DataFrame, epochs: pd.DataFrame, model: str, experiment: Role | str, title: str = ""):
     """Curves of every setting of one grid experiment, coloured by the grid's value."""
     chosen = results.runs_of(runs, model, experiment)
     field = results.varying_fields(chosen)[0]
@@ -221,13 +221,13 @@ def ablation_labels(runs: pd.DataFrame, seed: int | None = None) -> dict[str, st
     seed = finished["seed"].min() if seed is None else seed
     labels = {}
     for model in ("mlp", "cnn"):
-        for kind in ABLATIONS:
-            chosen = results.runs_of(finished[finished["seed"] == seed], model, kind)
+        for role in ABLATIONS:
+            chosen = results.runs_of(finished[finished["seed"] == seed], model, role)
             if len(chosen):
                 run_id = chosen["run_id"].iloc[0]
                 # The CNN's best has no dropout: one run, two names.
-                labels[run_id] = (f"{labels[run_id]} = {kind.label}" if run_id in labels
-                                  else f"{MODEL_NAMES[model]}, {kind.label}")
+                labels[run_id] = (f"{labels[run_id]} = {role.label}" if run_id in labels
+                                  else f"{MODEL_NAMES[model]}, {role.label}")
     return labels
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from lab2 import PROJECT_ROOT
 from lab2.config import FIELD_NAMES, RunConfig
-from lab2.report.experiments import REPORTED, Kind, shown_kinds
+from lab2.report.experiments import REPORTED, Role, shown_roles
 from lab2.runs import record
 from lab2.runs.record import FINISHED_STATUSES, RESULTS_ROOT, load_manifest, profile_dir  # noqa: F401 - read here
 
@@ -52,7 +52,7 @@ def load_runs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
     """
     manifest = load_manifest(profile, results_root)
     folder = profile_dir(profile, results_root)
-    labels = shown_kinds(manifest["experiments"])
+    labels = shown_roles(manifest["experiments"])
     rows = []
     for planned in manifest["runs"]:
         run_dir = folder / planned["run_id"]
@@ -62,8 +62,8 @@ def load_runs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
         rows.append({
             "run_id": planned["run_id"],
             "experiments": planned["experiments"],
-            # Aligned with experiments: the kind a chapter shows each one as, None for the appendix.
-            "kinds": [labels.get(experiment) for experiment in planned["experiments"]],
+            # Aligned with experiments: the role each plays in a chapter, None for the appendix.
+            "roles": [labels.get(experiment) for experiment in planned["experiments"]],
             **planned["config"],
             **{key: summary.get(key) for key in METRICS + ("best_epoch", "seconds", "num_parameters", "error")},
             "status": status,
@@ -115,17 +115,17 @@ def load_epochs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
 
 
 def by_experiment(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (run, experiment): `experiment` its params/ name, `kind` the label of its kind (or None)."""
-    exploded = runs.explode(["experiments", "kinds"]).rename(columns={"experiments": "experiment_id", "kinds": "kind"})
+    """One row per (run, experiment): `experiment` its params/ name, `role` the label of its role (or None)."""
+    exploded = runs.explode(["experiments", "roles"]).rename(columns={"experiments": "experiment_id", "roles": "role"})
     exploded["experiment"] = exploded["experiment_id"].str.split("/").str[1]
     return exploded.reset_index(drop=True)
 
 
-def runs_of(runs: pd.DataFrame, model: str, experiment: Kind | str) -> pd.DataFrame:
-    """The runs of one experiment of one model: a kind a chapter shows, e.g.
+def runs_of(runs: pd.DataFrame, model: str, experiment: Role | str) -> pd.DataFrame:
+    """The runs of one experiment of one model: a role in a chapter, e.g.
     runs_of(runs, 'mlp', BATCH_SIZE_GRID), or a params/ name (the appendix's experiments)."""
-    if isinstance(experiment, Kind):
-        member = runs["kinds"].apply(lambda labels: experiment.label in labels) & (runs["model"] == model)
+    if isinstance(experiment, Role):
+        member = runs["roles"].apply(lambda labels: experiment.label in labels) & (runs["model"] == model)
     else:
         member = runs["experiments"].apply(lambda names: f"{model}/{experiment}" in names)
     return runs[member].reset_index(drop=True)
@@ -141,15 +141,15 @@ def varying_fields(runs: pd.DataFrame) -> list[str]:
     return [name for name in SETTING_FIELDS if runs[name].nunique(dropna=False) > 1]
 
 
-def experiment_epochs(epochs: pd.DataFrame, runs: pd.DataFrame, model: str, kinds) -> pd.DataFrame:
-    """The epochs of one model's experiments of these kinds, labelled in an `experiment` column, in the order given.
+def experiment_epochs(epochs: pd.DataFrame, runs: pd.DataFrame, model: str, roles) -> pd.DataFrame:
+    """The epochs of one model's experiments in these roles, labelled in an `experiment` column, in the order given.
 
     A run that several experiments share (the CNN's best is also its "without dropout") appears once per experiment.
     """
-    order = [kind.label for kind in kinds]
+    order = [role.label for role in roles]
     members = by_experiment(runs)
-    members = members[(members["model"] == model) & members["kind"].isin(order)]
-    labelled = epochs.merge(members[["run_id", "kind"]].rename(columns={"kind": "experiment"}), on="run_id")
+    members = members[(members["model"] == model) & members["role"].isin(order)]
+    labelled = epochs.merge(members[["run_id", "role"]].rename(columns={"role": "experiment"}), on="run_id")
     position = labelled["experiment"].map({label: i for i, label in enumerate(order)})
     return labelled.assign(position=position).sort_values(["position", "run_id", "epoch"]).drop(columns="position")
 
@@ -202,10 +202,10 @@ def history_difference(epochs: pd.DataFrame, run_a: str, run_b: str) -> float:
 
 
 def load_reference() -> pd.DataFrame:
-    """The original report's numbers: model, experiment (the report's), kind, its setting, metric, value, note."""
+    """The original report's numbers: model, experiment (the report's), role, its setting, metric, value, note."""
     reference = pd.read_csv(REFERENCE_CSV).rename(columns={"bn": "batchnorm"})
     unknown = sorted(set(reference["experiment"]) - set(REPORTED))
     if unknown:
-        raise ValueError(f"{REFERENCE_CSV.name}: experiments {unknown} have no kind; "
+        raise ValueError(f"{REFERENCE_CSV.name}: experiments {unknown} have no role; "
                          f"lab2/report/experiments.py knows {', '.join(REPORTED)}")
-    return reference.assign(kind=reference["experiment"].map(lambda name: REPORTED[name].label))
+    return reference.assign(role=reference["experiment"].map(lambda name: REPORTED[name].label))

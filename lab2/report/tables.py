@@ -8,7 +8,7 @@ import pandas as pd
 
 from lab2.report import results
 from lab2.report.compare import SPREAD_Z, grid_axes, plus_minus
-from lab2.report.experiments import ABLATIONS, Kind
+from lab2.report.experiments import ABLATIONS, Role
 from lab2.report.results import METRICS
 
 
@@ -32,7 +32,7 @@ def format_spread(spread: pd.DataFrame, by: list[str], metrics=METRICS, digits: 
     return table.set_index(by)
 
 
-def experiment_table(runs: pd.DataFrame, model: str, experiment: Kind | str, metrics=METRICS) -> pd.DataFrame:
+def experiment_table(runs: pd.DataFrame, model: str, experiment: Role | str, metrics=METRICS) -> pd.DataFrame:
     """The metrics of one experiment per grid value, mean ± std over seeds; unfinished values as missing."""
     chosen = results.runs_of(runs, model, experiment)
     axes = grid_axes(chosen) or ["model"]
@@ -62,13 +62,13 @@ def experiments_overview(runs: pd.DataFrame, experiments: list[str]) -> pd.DataF
     return pd.DataFrame(rows).set_index("experiment")
 
 
-def ablation_table(runs: pd.DataFrame, model: str, kinds=ABLATIONS, metrics=METRICS) -> pd.DataFrame:
+def ablation_table(runs: pd.DataFrame, model: str, roles=ABLATIONS, metrics=METRICS) -> pd.DataFrame:
     """The metrics of one-setting experiments (best, without dropout, without BatchNorm) side by side."""
     rows = []
-    for kind in kinds:
-        chosen = results.runs_of(runs, model, kind).assign(experiment=kind.label)
+    for role in roles:
+        chosen = results.runs_of(runs, model, role).assign(experiment=role.label)
         rows.append(results.seed_spread(chosen, ["experiment"], metrics))
-    planned = pd.DataFrame({"experiment": [kind.label for kind in kinds]})
+    planned = pd.DataFrame({"experiment": [role.label for role in roles]})
     return format_spread(pd.concat(rows, ignore_index=True), ["experiment"], metrics, planned=planned)
 
 
