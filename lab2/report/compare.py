@@ -179,24 +179,13 @@ def dropout_kind_facts(runs: pd.DataFrame, pairs: pd.DataFrame) -> dict:
     kinds = kind_differences(runs)
     positive = kinds[(kinds.index > 0) & kinds["2d - 1d"].notna()]
     largest = pairs["max difference"].max() if len(pairs) else math.nan
-    separated_gaps = int((positive["beyond seed noise"] == "yes").sum())
-    if pairs.empty:
-        identical = NOT_MEASURED
-    elif largest == 0:
-        identical = "bit-identical: every per-epoch number is the same"
-    else:
-        identical = "not bit-identical: the same computation gave different numbers, so the differences are run-to-run noise"
-    if positive.empty:
-        noise = "none of the rates has finished for both kinds yet"
-    elif (positive["beyond seed noise"] == "one seed").all():
-        noise = "with one seed none of the gaps can be told from seed-to-seed noise"
-    else:
-        noise = f"{separated_gaps} of the {len(positive)} gaps are beyond seed-to-seed noise"
     return {
-        "pairs": len(pairs), "largest_difference": largest, "identical": identical,
+        "pairs": len(pairs), "largest_difference": largest,
+        "identical": NOT_MEASURED if pairs.empty else "bit-identical" if largest == 0 else "not bit-identical",
         "best_rate": positive["2d - 1d"].abs().idxmax() if len(positive) else math.nan,
         "best_gap": positive["2d - 1d"].abs().max(), "wins_2d": int((positive["2d - 1d"] > 0).sum()),
-        "rates": len(positive), "noise": noise,
+        "rates": len(positive),
+        "separated": int((positive["beyond seed noise"] == "yes").sum()) if len(positive) else math.nan,
     }
 
 
