@@ -11,7 +11,7 @@ from lab2.config import run_id
 from lab2.data import load_cifar10
 from lab2.report import results
 from lab2.runs import record
-from lab2.runs.grid import plan
+from lab2.runs.grid import plan, read_experiments
 from lab2.runs.sweep import sweep
 from test_sweep import TINY_EXPERIMENTS, write_params
 
@@ -28,9 +28,11 @@ def fake_finished_runs(params, data, root) -> list:
         (folder / record.ENVIRONMENT_FILE).write_text(json.dumps({"code_fingerprint": code}))
         (folder / record.SUMMARY_FILE).write_text(json.dumps({"status": "ok", "test_acc": 0.5}))
         folders.append(folder)
+    experiments, _ = read_experiments(params)
     record.write_manifest(record.profile_dir(profile.name, root), {
-        "profile": "tiny", "runs": [{"run_id": f.name, "experiments": r.experiments, "config": r.config.to_dict()}
-                                    for f, r in zip(folders, runs)]})
+        "profile": "tiny", "experiments": {experiment.id: experiment.fields for experiment in experiments},
+        "runs": [{"run_id": f.name, "experiments": r.experiments, "config": r.config.to_dict()}
+                 for f, r in zip(folders, runs)]})
     return folders
 
 
