@@ -99,6 +99,20 @@ def reference_table(comparison: pd.DataFrame, metric: str | None = None) -> pd.D
     return table.drop(columns="metric") if metric is not None else table
 
 
+def agreement_by_metric(comparison: pd.DataFrame) -> pd.DataFrame:
+    """Per model and metric: how many of the report's numbers were reproduced, how many of those with
+    several seeds lie within the spread, and the median and range of reproduced - original."""
+    matched = comparison[comparison["seeds"] > 0]
+    rows = []
+    for (model, metric), group in matched.groupby(["model", "metric"], sort=False):
+        spread = group[group["within_spread"].notna()]
+        rows.append({"model": model, "metric": metric, "reproduced": len(group), "with several seeds": len(spread),
+                     f"within ±{SPREAD_Z:g} std": int(spread["within_spread"].astype(bool).sum()),
+                     "median difference": round(group["difference"].median(), 4),
+                     "smallest": round(group["difference"].min(), 4), "largest": round(group["difference"].max(), 4)})
+    return pd.DataFrame(rows).set_index(["model", "metric"]) if rows else pd.DataFrame()
+
+
 def setting_label(row: pd.Series) -> str:
     """A run's (or a reference number's) setting in a few words: 'p=0.5, batch 500, lr 0.001, BN, hidden 1024'.
 
