@@ -11,14 +11,14 @@ from lab2.config import run_id
 from lab2.data import load_cifar10
 from lab2.report import results
 from lab2.runs import record
-from lab2.runs.grid import plan, read_experiments
+from lab2.runs.grid import plan
 from lab2.runs.sweep import sweep
 from test_sweep import TINY_EXPERIMENTS, write_params
 
 
 def fake_finished_runs(params, data, root) -> list:
     """Publish the tiny profile's runs as if a sweep had made them, with today's code fingerprint."""
-    profile, runs = plan("tiny", params)
+    profile, runs, experiments = plan("tiny", params)
     fingerprint = load_cifar10(data).fingerprint
     folders = []
     for run in runs:
@@ -28,7 +28,6 @@ def fake_finished_runs(params, data, root) -> list:
         (folder / record.ENVIRONMENT_FILE).write_text(json.dumps({"code_fingerprint": code}))
         (folder / record.SUMMARY_FILE).write_text(json.dumps({"status": "ok", "test_acc": 0.5}))
         folders.append(folder)
-    experiments, _ = read_experiments(params)
     record.write_manifest(record.profile_dir(profile.name, root), {
         "profile": "tiny", "experiments": {experiment.id: experiment.fields for experiment in experiments},
         "runs": [{"run_id": f.name, "experiments": r.experiments, "config": r.config.to_dict()}
@@ -136,7 +135,7 @@ def test_params_read_exponent_floats_as_numbers(tmp_path):
     text = (params / "mlp.yaml").read_text().replace("batch_size: 50", "batch_size: 50\n  learning_rate: 1e-3")
     (params / "mlp.yaml").write_text(text)
     assert yaml.safe_load(text)["baseline"]["learning_rate"] == "1e-3"  # what YAML 1.1 would give
-    _, runs = plan("tiny", params)
+    runs = plan("tiny", params).runs
     assert {run.config.learning_rate for run in runs} == {0.001}
 
 

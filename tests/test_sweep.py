@@ -45,7 +45,7 @@ def finished_runs(profile_dir: Path) -> dict[str, str]:
 
 
 def test_grid_expands_and_shares_configs(tmp_path):
-    profile, runs = plan("tiny", write_params(tmp_path / "params"))
+    profile, runs, _ = plan("tiny", write_params(tmp_path / "params"))
     assert profile.seeds == [0] and len(runs) == 2
     by_rate = {run.config.dropout_rate: sorted(run.experiments) for run in runs}
     assert by_rate == {0.5: ["mlp/best", "mlp/grid_dropout_rate"],
@@ -54,13 +54,13 @@ def test_grid_expands_and_shares_configs(tmp_path):
 
 
 def test_project_grid_covers_every_experiment_of_the_report():
-    profile, runs = plan("full")
+    profile, runs, _ = plan("full")
     assert len(profile.seeds) >= 3
     planned = {e for run in runs for e in run.experiments}
     reference = results.load_reference()
     assert {f"{m}/{e}" for m, e in zip(reference.model, reference.experiment)} <= planned
     assert all(run.config.num_epochs == 50 and run.config.train_size is None for run in runs)
-    _, quick = plan("quick")
+    quick = plan("quick").runs
     widths = {run.config.channels for run in quick if "cnn/narrow_dropout_rate" in run.experiments}
     wide = {run.config.channels for run in quick if "cnn/best" in run.experiments}
     assert widths == {min(wide) // 2}  # the narrow CNN stays half as wide under the quick profile

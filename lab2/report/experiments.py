@@ -69,12 +69,6 @@ def role_of(model: str, fields: dict) -> Role | None:
     return next((shown for shown in SHOWN.get(model, ()) if shown.matches(fields)), None)
 
 
-def label_of(experiment_id: str, fields: dict) -> str | None:
-    """The label of the role of a 'model/name' experiment, None for the appendix."""
-    found = role_of(experiment_id.split("/", 1)[0], fields)
-    return found.label if found else None
-
-
 def shown_roles(definitions: dict[str, dict]) -> dict[str, str]:
     """{'model/name': label} of the experiments a chapter shows, from a manifest's definitions.
 
@@ -83,9 +77,9 @@ def shown_roles(definitions: dict[str, dict]) -> dict[str, str]:
     """
     labels, taken = {}, set()
     for experiment_id, fields in definitions.items():
-        label = label_of(experiment_id, fields)
         model = experiment_id.split("/", 1)[0]
-        if label is not None and (model, label) not in taken:
-            taken.add((model, label))
-            labels[experiment_id] = label
+        role = role_of(model, fields)
+        if role is not None and (model, role) not in taken:
+            taken.add((model, role))
+            labels[experiment_id] = role.label
     return labels

@@ -18,6 +18,7 @@ import pandas as pd
 
 from lab2 import PROJECT_ROOT
 from lab2.report import results
+from lab2.report.tables import data_name
 from lab2.runs import record
 
 PAGE_VERSION = "3"  # part of every page's cache key: change it when the page's layout changes
@@ -98,12 +99,11 @@ def render(run_dir: Path, run_id: str, pairs: dict[str, str]) -> tuple[str, str]
 
     notebook_text = json.dumps(clean_notebook(json.loads((run_dir / record.NOTEBOOK_FILE).read_text()), pairs), indent=1)
     body, _ = _exporter().from_notebook_node(nbformat.reads(notebook_text, as_version=4))
-    config = _read(run_dir / record.CONFIG_FILE)
-    summary = _read(run_dir / record.SUMMARY_FILE)
-    environment = _read(run_dir / record.ENVIRONMENT_FILE)
-    if "data_source" in environment:  # "image-folder:/anywhere/cifar10.tar.gz" -> "image-folder: cifar10.tar.gz"
-        kind, _, path = str(environment["data_source"]).rpartition(":")
-        environment["data_source"] = f"{kind}: {Path(path).name}" if kind else Path(path).name
+    config = record.read_json(run_dir / record.CONFIG_FILE)
+    summary = record.read_json(run_dir / record.SUMMARY_FILE)
+    environment = record.read_json(run_dir / record.ENVIRONMENT_FILE)
+    if "data_source" in environment:
+        environment["data_source"] = data_name(str(environment["data_source"]))
     status = summary.get("status", "missing")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -130,13 +130,6 @@ def _exporter():
     from nbconvert import HTMLExporter
 
     return HTMLExporter(template_name="basic", exclude_input_prompt=True, exclude_output_prompt=True)
-
-
-def _read(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def _cache_key(run_dir: Path, pairs: dict[str, str]) -> str:

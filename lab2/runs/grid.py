@@ -9,6 +9,7 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -162,8 +163,14 @@ def read_experiments(params_dir: Path = PARAMS_DIR) -> tuple[list[Experiment], d
     return experiments, baselines
 
 
-def plan(profile_name: str, params_dir: Path = PARAMS_DIR) -> tuple[Profile, list[PlannedRun]]:
-    """Validate every params file and return the profile's de-duplicated runs, seed-major."""
+class Plan(NamedTuple):
+    profile: Profile
+    runs: list[PlannedRun]  # de-duplicated, seed-major
+    experiments: list[Experiment]  # as params/ declares them
+
+
+def plan(profile_name: str, params_dir: Path = PARAMS_DIR) -> Plan:
+    """Validate every params file and return the profile, its de-duplicated runs (seed-major) and the experiments."""
     profile = get_profile(profile_name, params_dir)
     experiments, baselines = read_experiments(params_dir)
     runs: dict[RunConfig, PlannedRun] = {}
@@ -180,4 +187,4 @@ def plan(profile_name: str, params_dir: Path = PARAMS_DIR) -> tuple[Profile, lis
                 runs.setdefault(config, PlannedRun(config)).experiments.append(experiment.id)
     # Seed-major order: a sweep stopped part-way has one seed of everything before the next.
     ordered = sorted(runs.values(), key=lambda run: profile.seeds.index(run.config.seed))
-    return profile, ordered
+    return Plan(profile, ordered, experiments)

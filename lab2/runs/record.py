@@ -71,6 +71,7 @@ def staging_dir(run_dir: Path) -> Path:
 
 
 def is_staging(path: Path) -> bool:
+    """Whether a folder entry is the record's own bookkeeping (a staging folder, a claim), not a run: a hidden name."""
     return Path(path).name.startswith(".")
 
 

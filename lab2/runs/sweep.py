@@ -20,7 +20,7 @@ from lab2.config import run_id
 from lab2.data import DataError, default_data_dir, load_cifar10, locate
 from lab2.runs import record
 from lab2.runs.executors import DaskExecutor, LocalExecutor, RunTask
-from lab2.runs.grid import PARAMS_DIR, GridError, PlannedRun, plan, read_experiments
+from lab2.runs.grid import PARAMS_DIR, GridError, PlannedRun, plan
 
 CUDA_JOBS = 4  # small runs leave a GPU mostly idle; see the README for the measurement
 CLUSTERS = ("local", "local-gpus", "slurm")
@@ -161,8 +161,7 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
           scheduler: str | None = None, cluster: str | None = None, keep_finished: bool = False) -> int:
     """Execute every pending run of the profile's grid; 0 if every selected run has finished, 1 otherwise."""
     try:
-        chosen_profile, runs = plan(profile, Path(params_dir))
-        experiments, _ = read_experiments(Path(params_dir))
+        chosen_profile, runs, experiments = plan(profile, Path(params_dir))
     except GridError as error:
         raise SweepError(str(error)) from None
     if jobs is not None and jobs < 1:
