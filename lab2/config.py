@@ -42,6 +42,14 @@ class RunConfig:
     eval_size: int | None = dataclasses.field(
         default=None, metadata={"help": "evaluate on the first N validation and test images (default: all 10,000)"}
     )
+    jpeg_quality: int | None = dataclasses.field(
+        default=None,
+        metadata={"help": "re-encode every image as JPEG at this quality (1-95) before scaling (default: the images as read)"},
+    )
+    pixel_noise: float = dataclasses.field(
+        default=0.0,
+        metadata={"help": "add fixed Gaussian noise of this many grey levels (0-64) to every image (default: 0, none)"},
+    )
     seed: int = dataclasses.field(default=0, metadata={"help": "seed for weights, shuffling and dropout"})
     precision: str = dataclasses.field(
         default="tf32",
@@ -75,6 +83,9 @@ class RunConfig:
             ("hidden", self.hidden >= 1, "must be an integer >= 1"),
             ("train_size", self.train_size is None or self.train_size >= 2, "must be an integer >= 2, or empty for all"),
             ("eval_size", self.eval_size is None or self.eval_size >= 1, "must be an integer >= 1, or empty for all"),
+            ("jpeg_quality", self.jpeg_quality is None or 1 <= self.jpeg_quality <= 95,
+             "must be an integer in [1, 95], or empty for the images as read"),
+            ("pixel_noise", 0.0 <= self.pixel_noise <= 64.0, "must be a number of grey levels in [0, 64]"),
             ("seed", self.seed >= 0, "must be an integer >= 0"),
             ("precision", self.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
         ]
@@ -89,6 +100,9 @@ class RunConfig:
 
 
 FIELD_NAMES = tuple(f.name for f in fields(RunConfig))
+# Fields added after runs were committed: at their default they are left out of the run id,
+# so that a run made before they existed keeps its id (and stays cached).
+HASHED_ONLY_WHEN_SET = {"jpeg_quality": None, "pixel_noise": 0.0}
 FIELD_TYPES = {f.name: f.type for f in fields(RunConfig)}
 
 
@@ -112,5 +126,7 @@ def _check_type(name: str, value) -> None:
 
 def run_id(config: RunConfig, data_fingerprint: str) -> str:
     """A short, stable name for a run: its model and a hash of its config and data."""
-    payload = json.dumps({"config": config.to_dict(), "data": data_fingerprint}, sort_keys=True)
+    values = {name: value for name, value in config.to_dict().items()
+              if not (name in HASHED_ONLY_WHEN_SET and value == HASHED_ONLY_WHEN_SET[name])}
+    payload = json.dumps({"config": values, "data": data_fingerprint}, sort_keys=True)
     return f"{config.model}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"

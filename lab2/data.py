@@ -14,7 +14,7 @@ import sys
 import tarfile
 import zlib
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +36,10 @@ PICKLE_TEST = "test_batch"
 # The course framework's scaling, (x - 128) / 255, kept exactly for comparability.
 PIXEL_OFFSET = 128.0
 PIXEL_SCALE = 255.0
-# 10,000 of the 50,000 training images are held out for validation, drawn by a fixed
-# permutation so every run sees the same split (the image folder is sorted by class).
+# 10,000 of the 50,000 training images are held out for validation. The course framework
+# took the last 10,000 in file order (data_batch_5); the official batches keep that order, so
+# they are split the same way. An image folder has lost it (its files are numbered per
+# class), so its split is drawn by a fixed permutation: every run sees the same one.
 VALIDATION_FRACTION = 0.2
 SPLIT_SEED = 20_240_501
 
@@ -64,6 +66,12 @@ class Cifar10:
     test_labels: torch.Tensor
     source: str  # what was read, e.g. "image-folder:/path/cifar10-jpeg.tar.gz"
     fingerprint: str  # sha256 of the decoded pixels and labels: same data, same hash
+    fidelity: dict = field(default_factory=dict)  # how lab2.fidelity degraded the images; empty: as read
+
+    @property
+    def kind(self) -> str:
+        """The format read: 'pickle' (the official batches, in file order) or 'image-folder'."""
+        return self.source.partition(":")[0]
 
 
 @dataclass
@@ -298,18 +306,27 @@ def load_cifar10(path: Path | str | None = None) -> Cifar10:
 
 
 def split(data: Cifar10, train_size: int | None = None, eval_size: int | None = None) -> Splits:
-    """Seeded train/validation split of the official training set, with optional subsets."""
+    """Train/validation split of the official training set (see VALIDATION_FRACTION), with optional subsets.
+
+    Subsets are the first train_size training images and the first eval_size validation and
+    test images of the split's order.
+    """
     count = len(data.train_images)
-    generator = torch.Generator().manual_seed(SPLIT_SEED)
-    order = torch.randperm(count, generator=generator)
     num_val = int(round(count * VALIDATION_FRACTION))
-    val_index, train_index = order[:num_val], order[num_val:]
+    generator = torch.Generator().manual_seed(SPLIT_SEED)
+    if data.kind == "pickle":
+        order = torch.arange(count)
+        val_index, train_index = order[count - num_val:], order[:count - num_val]
+        test_index = torch.arange(len(data.test_images))
+    else:
+        order = torch.randperm(count, generator=generator)
+        val_index, train_index = order[:num_val], order[num_val:]
+        # The test set is sorted by class in an image folder, so its subset is drawn at random too.
+        test_index = torch.randperm(len(data.test_images), generator=generator)
     if train_size is not None:
         if train_size > len(train_index):
             raise DataError(f"train_size {train_size} is larger than the {len(train_index)} training images available.")
         train_index = train_index[:train_size]
-    # The test set is sorted by class in an image folder, so its subset is drawn at random too.
-    test_index = torch.randperm(len(data.test_images), generator=generator)
     if eval_size is not None:
         val_index, test_index = val_index[:eval_size], test_index[:eval_size]
     return Splits(

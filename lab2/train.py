@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from lab2 import data as cifar
+from lab2 import fidelity
 from lab2.config import RunConfig
 from lab2.models import build_model, count_parameters
 from lab2.step import Evaluator, TrainStep, autocast_context, choose_step_mode, make_optimizer, uses_channels_last
@@ -141,7 +142,7 @@ def run(config: RunConfig, data_dir=None, device: str = "auto", progress: bool =
     """One run as a pure function of its config (and the data it reads): load, split, fit."""
     config.validate()
     torch_device = choose_device(device)
-    dataset = cifar.load_cifar10(data_dir)
+    dataset = fidelity.degrade(cifar.load_cifar10(data_dir), config.jpeg_quality, config.pixel_noise)
     splits = cifar.split(dataset, config.train_size, config.eval_size)
     if config.batch_size > len(splits.train_images):
         raise ValueError(
@@ -180,5 +181,6 @@ def describe_environment(device: torch.device, dataset: cifar.Cifar10, numerics:
         "git_commit": git_commit(),
         "data_source": dataset.source,
         "data_fingerprint": dataset.fingerprint,
+        **({"fidelity": dataset.fidelity} if dataset.fidelity else {}),
         **numerics,
     }
