@@ -27,10 +27,21 @@ def make_arrays(seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return arrays
 
 
+def file_order(arrays) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The arrays in the order the official batches store images: shuffled, every class throughout."""
+    rng = np.random.default_rng(1)
+    ordered = {}
+    for split, (images, labels) in arrays.items():
+        order = rng.permutation(len(labels))
+        ordered[split] = (images[order], labels[order])
+    return ordered
+
+
 def write_pickles(arrays, folder: Path) -> Path:
-    """The official layout: data_batch_1..5 and test_batch in cifar-10-batches-py/."""
+    """The official layout: data_batch_1..5 and test_batch in cifar-10-batches-py/, in file_order."""
     batches = folder / "cifar-10-batches-py"
     batches.mkdir(parents=True)
+    arrays = file_order(arrays)
     images, labels = arrays["train"]
     for name, index in zip(PICKLE_TRAIN, np.array_split(np.arange(len(labels)), len(PICKLE_TRAIN))):
         batch = {b"data": images[index].reshape(len(index), -1), b"labels": labels[index].tolist()}

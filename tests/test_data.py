@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_image_folder, write_tar_gz
+from conftest import file_order, write_image_folder, write_tar_gz
 from lab2 import data as cifar
 from lab2.data import DataError, load_cifar10, split
 
@@ -17,21 +17,21 @@ def assert_same_as(dataset, arrays):
         got_images = getattr(dataset, f"{split_name}_images")
         got_labels = getattr(dataset, f"{split_name}_labels")
         assert got_images.dtype == torch.uint8 and got_images.shape == images.shape
-        # Image folders come back sorted by class, as pickles were written: same order.
+        # Image folders come back sorted by class; pickles in their file order.
         np.testing.assert_array_equal(got_images.numpy(), images)
         np.testing.assert_array_equal(got_labels.numpy(), labels)
 
 
 def test_pickles_folder_and_parent(arrays, pickle_dir):
-    assert_same_as(load_cifar10(pickle_dir), arrays)
-    assert_same_as(load_cifar10(pickle_dir / "cifar-10-batches-py"), arrays)
+    assert_same_as(load_cifar10(pickle_dir), file_order(arrays))
+    assert_same_as(load_cifar10(pickle_dir / "cifar-10-batches-py"), file_order(arrays))
 
 
 def test_pickles_as_tar_gz(arrays, pickle_dir, tmp_path):
     archive = write_tar_gz(pickle_dir, tmp_path / "cifar-10-python.tar.gz", top=None)
     dataset = load_cifar10(archive)
     assert dataset.source.startswith("pickle:")
-    assert_same_as(dataset, arrays)
+    assert_same_as(dataset, file_order(arrays))
 
 
 def test_image_folder_plain_and_archived(arrays, image_dir, image_archive):
@@ -68,13 +68,13 @@ def test_second_load_comes_from_the_cache_in_under_a_second(image_archive):
     assert list(cifar.cache_dir().glob("*.npz")) == cache_files
 
 
-def test_split_is_seeded_random_and_disjoint(pickle_dir):
-    dataset = load_cifar10(pickle_dir)
+def test_image_folder_split_is_seeded_random_and_disjoint(image_dir):
+    dataset = load_cifar10(image_dir)
     first, again = split(dataset), split(dataset)
     total = len(dataset.train_images)
     assert len(first.val_images) == total // 5 and len(first.train_images) == total - total // 5
     assert torch.equal(first.val_images, again.val_images)
-    # Not "the last fifth": the data is sorted by class, and the validation set must hold every class.
+    # Not "the last fifth": the folder is sorted by class, and the validation set must hold every class.
     assert len(first.val_labels.unique()) == 10
     assert not torch.equal(first.val_labels, dataset.train_labels[-len(first.val_labels):])
     # Disjoint: no training image is also a validation image.
@@ -82,12 +82,25 @@ def test_split_is_seeded_random_and_disjoint(pickle_dir):
     assert not any(row.tobytes() in train_rows for row in first.val_images.numpy())
 
 
-def test_split_subsets(pickle_dir):
-    subset = split(load_cifar10(pickle_dir), train_size=100, eval_size=50)
+def test_official_batches_split_as_the_course_framework(pickle_dir):
+    """The first four fifths in file order train, the last fifth (data_batch_5) validates, the test set in file order."""
+    dataset = load_cifar10(pickle_dir)
+    splits = split(dataset)
+    total = len(dataset.train_images)
+    assert torch.equal(splits.train_images, dataset.train_images[:total - total // 5])
+    assert torch.equal(splits.val_images, dataset.train_images[total - total // 5:])
+    assert torch.equal(splits.test_images, dataset.test_images)
+    subset = split(dataset, train_size=100, eval_size=50)
+    assert torch.equal(subset.train_images, dataset.train_images[:100])
+    assert torch.equal(subset.val_images, dataset.train_images[total - total // 5:][:50])
+
+
+def test_split_subsets(image_dir):
+    subset = split(load_cifar10(image_dir), train_size=100, eval_size=50)
     assert len(subset.train_images) == 100 and len(subset.val_images) == 50 and len(subset.test_images) == 50
     assert len(subset.test_labels.unique()) > 5  # a random subset of the test set, not its first class
     with pytest.raises(DataError, match="train_size"):
-        split(load_cifar10(pickle_dir), train_size=10**6)
+        split(load_cifar10(image_dir), train_size=10**6)
 
 
 def test_normalize_scales_as_the_report():
