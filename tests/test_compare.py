@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from lab2.report import claims, compare, results
+from lab2.report import claims, compare, results, tables
 from lab2.report.compare import Estimate
 from lab2.report.experiments import BASELINE
 from lab2.report.results import METRICS
@@ -34,24 +34,111 @@ def test_differences_are_judged_against_seed_noise():
     base = Estimate.of([0.55, 0.56, 0.57])
     assert compare.separated(Estimate.of([0.60, 0.61, 0.62]), base) is True
     assert compare.separated(Estimate.of([0.56, 0.57, 0.58]), base) is False
-    assert claims.judge(Estimate.of([0.60, 0.61, 0.62]), base) == claims.HOLDS
-    assert claims.judge(base, Estimate.of([0.60, 0.61, 0.62])) == claims.FAILS
-    assert claims.judge(Estimate.of([0.56, 0.57, 0.58]), base) == claims.NOISE
-    assert claims.judge(Estimate.of([0.6]), Estimate.of([0.5])) == claims.HOLDS + claims.ONE_SEED
+    assert claims.judge(Estimate.of([0.60, 0.61, 0.62]), base) == (claims.HOLDS, "large difference, beyond noise")
+    assert claims.judge(base, Estimate.of([0.60, 0.61, 0.62]))[0] == claims.FAILS
+    assert claims.judge(Estimate.of([0.56, 0.57, 0.58]), base) == (claims.NOISE, "small difference")
+    assert claims.judge(Estimate.of([0.6]), Estimate.of([0.5]))[0] == claims.ONE_SEED
 
 
-@pytest.mark.parametrize("accuracies, within", [([0.55], None), ([0.556, 0.561, 0.566], True), ([0.60, 0.61, 0.62], False)])
-def test_reference_numbers_are_matched_and_judged_within_spread(accuracies, within):
+@pytest.mark.parametrize("difference, reference, metric, size", [
+    (0.0, 0.5, "test_acc", compare.NO_DIFFERENCE),
+    (0.0099, 0.5, "test_acc", compare.SMALL), (-0.01, 0.5, "val_acc", compare.CLEAR),
+    (0.0299, 0.5, "test_acc", compare.CLEAR), (0.03, 0.5, "train_acc", compare.LARGE),
+    # Losses relative to the number compared with: 5 % and 20 %.
+    (0.049, 1.0, "test_loss", compare.SMALL), (-0.05, 1.0, "val_loss", compare.CLEAR),
+    (0.199, 1.0, "train_loss", compare.CLEAR), (0.2, 1.0, "train_loss", compare.LARGE),
+    (0.03, 0.1, "train_loss", compare.LARGE),  # 0.03 is 30 % of a training loss of 0.1
+])
+def test_the_size_of_a_difference_steps_at_one_and_three_points_or_five_and_twenty_percent(
+        difference, reference, metric, size):
+    assert compare.size_of(difference, reference, metric) == size
+
+
+def test_a_verdict_says_its_size_and_whether_seeds_tell_it_from_noise():
+    original = 0.561
+    assert compare.judge_against_original(Estimate.of([0.60, 0.61, 0.62]), original, "test_acc").text == (
+        "large, beyond noise")
+    assert compare.judge_against_original(Estimate.of([0.556, 0.561, 0.566]), original, "test_acc").text == (
+        "small, within noise")
+    assert compare.judge_against_original(Estimate.of([0.58]), original, "test_acc").text == (
+        "clear; one seed, noise unknown")
+    assert compare.judge_against_original(Estimate.of([]), original, "test_acc").text == compare.NOT_MEASURED
+
+
+def best_row(comparison: pd.DataFrame, model: str = "mlp", metric: str = "test_acc") -> pd.Series:
+    """The one row of a model's best setting and a metric."""
+    rows = comparison[(comparison["model"] == model) & (comparison["role"] == BASELINE.label)
+                      & (comparison["metric"] == metric)]
+    assert len(rows) == 1
+    return rows.iloc[0]
+
+
+@pytest.mark.parametrize("accuracies, beyond, verdict", [
+    ([0.55], None, "clear; one seed, noise unknown"),
+    ([0.556, 0.561, 0.566], False, "small, within noise"),
+    ([0.60, 0.61, 0.62], True, "large, beyond noise"),
+])
+def test_reference_numbers_are_matched_and_judged_by_the_noise_rule(accuracies, beyond, verdict):
     reference = results.load_reference()
     comparison = compare.compare_with_reference(fake_runs(accuracies), reference)
-    row = comparison[(comparison["model"] == "mlp") & (comparison["experiment"] == "best")
-                     & (comparison["metric"] == "test_acc")].iloc[0]
+    row = best_row(comparison)
     assert row["seeds"] == len(accuracies)
     assert row["reproduced"] == pytest.approx(sum(accuracies) / len(accuracies))
     assert row["difference"] == pytest.approx(row["reproduced"] - row["original"])
-    assert row["within_spread"] is within
+    assert row["beyond_noise"] is beyond
+    assert row["verdict"] == verdict
     # Only the best MLP was run: every other number of the report is unmatched.
     assert (comparison["seeds"] > 0).sum() == len(METRICS)
+
+
+def test_each_model_setting_and_metric_is_one_row_though_the_report_printed_it_in_several_sections():
+    reference = results.load_reference()
+    comparison = compare.compare_with_reference(fake_runs([0.56]), reference)
+    keys = [*compare.SETTING_KEYS, "metric"]
+    assert not comparison.duplicated(keys).any()
+    assert len(comparison) == len(compare._comparable_keys(reference).drop_duplicates(keys))
+    row = best_row(comparison)
+    # The best MLP is also a point of each of the report's grids; it printed the same run each time,
+    # in full in one section and rounded in another.
+    assert row["experiments"] == "best, grid_dropout_rate, grid_batch_size, grid_learning_rate"
+    assert row["original_runs"] == 1 and row["original_values"] == pytest.approx((0.561,), abs=1e-6)
+    assert row["original"] == pytest.approx(0.561, abs=1e-6)
+    train_acc = best_row(comparison, metric="train_acc")
+    assert train_acc["original_runs"] == 1 and train_acc["original"] == pytest.approx(0.789175, abs=1e-6)
+
+
+def test_a_setting_printed_with_different_values_is_compared_with_their_mean():
+    reference = results.load_reference()
+    best = (reference["model"] == "mlp") & (reference["experiment"] == "grid_batch_size") & (
+        reference["batch_size"] == 500) & (reference["metric"] == "test_acc")
+    assert best.sum() == 1
+    reference.loc[best, "value"] = 0.571  # another run than the 0.561 of the other sections
+    row = best_row(compare.compare_with_reference(fake_runs([0.56]), reference))
+    assert row["original_runs"] == 2 and sorted(row["original_values"]) == pytest.approx([0.561, 0.571], abs=1e-6)
+    assert row["original"] == pytest.approx(0.566)
+    assert compare.printed_numbers([0.7891750365, 0.7892, 0.789]) == [0.7891750365]
+    assert compare.printed_numbers([0.5613, 0.561]) == [0.5613]  # 0.561 may be 0.5613 rounded
+    assert compare.printed_numbers([0.5613, 0.562]) == [0.5613, 0.562]
+
+
+def test_the_original_page_counts_each_number_once_and_the_counts_add_up():
+    comparison = compare.compare_with_reference(fake_runs([0.55, 0.56, 0.61]), results.load_reference())
+    counts = tables.reference_counts(comparison)
+    assert counts["numbers"] == len(comparison)
+    assert counts["numbers"] == counts["without_runs"] + counts["beyond"] + counts["within"] + counts["one_seed"]
+    assert counts["beyond"] == counts["beyond_large"] + counts["beyond_clear"] + counts["beyond_small"]
+    assert counts["with_runs"] == len(METRICS)
+    by_metric = tables.agreement_by_metric(comparison)
+    assert by_metric["numbers"].sum() == len(comparison)
+    assert (by_metric["beyond noise"] + by_metric["within noise"] + by_metric["one seed"]).sum() == counts["with_runs"]
+    shown = tables.reference_table(comparison)
+    assert len(shown) == len(comparison)
+    assert not shown.astype(str).apply(lambda column: column.str.contains("nan|not measured", case=False)).any().any()
+    # Largest disagreements first; numbers without runs last.
+    assert list(shown["seeds"].iloc[:len(METRICS)] > 0) == [True] * len(METRICS)
+    ranks = [tables.SIZE_ORDER.index(size) for size in
+             comparison.loc[tables.disagreement_order(comparison).index[:len(METRICS)], "size"]]
+    assert ranks == sorted(ranks)
 
 
 def test_turning_point_is_the_epoch_of_lowest_validation_loss():

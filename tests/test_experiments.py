@@ -57,3 +57,15 @@ def test_a_manifest_from_an_older_sweep_says_how_to_renew_it(tmp_path):
     (folder / record.MANIFEST_FILE).write_text(json.dumps({"profile": "tiny", "runs": []}))
     with pytest.raises(ValueError, match="older sweep.*--keep-finished"):
         results.load_runs("tiny", tmp_path)
+
+
+def test_every_role_a_chapter_shows_names_a_page_of_the_book():
+    from lab2 import PROJECT_ROOT
+    from lab2.report.experiments import APPENDIX, CHAPTERS, SHOWN, chapter_of
+
+    for model, roles in SHOWN.items():
+        for role in roles:
+            assert role in CHAPTERS, role.label  # else its runs' pages would send readers to the appendix
+            assert (PROJECT_ROOT / "book" / f"{chapter_of(model, role.label)}.md").is_file(), (model, role.label)
+    assert chapter_of("cnn", DROPOUT_RATE_GRID.label) == "hyperparameters" and chapter_of("mlp", BASELINE.label) == "mlp"
+    assert chapter_of("mlp", None) == APPENDIX

@@ -1,10 +1,14 @@
-"""Comparisons the book makes: metrics per setting over seeds, differences against seed noise,
-and the original report's numbers beside the reproduced ones.
+"""Comparisons the book makes: metrics per setting over seeds, differences judged by one
+noise rule, and the original report's numbers beside the reproduced ones.
 
-Seed noise: a number lies within the seed spread of a setting when it is within
-mean ± SPREAD_Z × (sample std of the seeds); two settings are told apart when their means
-differ by more than SPREAD_Z standard errors of the difference. With one seed there is no
-spread, and every judgement says so.
+The noise rule ("How to read the numbers" on the intro states it for readers):
+- A difference of two means is beyond seed-to-seed noise when it exceeds NOISE_Z standard
+  errors of the difference, sqrt(s1^2/n1 + s2^2/n2). A number of the original report is one
+  run; its noise is taken to be that of one of our seeds of the same setting, so against it
+  the standard error is s * sqrt(1/n + 1). With one seed no spread is known, and the verdict
+  says so.
+- Its size: accuracies in points (hundredths), losses relative to the number compared with;
+  below SIZE_STEPS[kind][0] is small, below SIZE_STEPS[kind][1] clear, beyond that large.
 """
 
 import math
@@ -13,12 +17,17 @@ from dataclasses import dataclass
 import pandas as pd
 
 from lab2.report import results
-from lab2.report.experiments import BASELINE, DROPOUT_KIND_GRID, WITHOUT_BATCHNORM, WITHOUT_DROPOUT, Role
+from lab2.report.experiments import (BASELINE, DROPOUT_KIND_GRID, REPORTED, WITHOUT_BATCHNORM, WITHOUT_DROPOUT,
+                                     Role)
 from lab2.report.results import METRICS
 
-SPREAD_Z = 2.0  # how many standard deviations (or standard errors) count as "within noise"
-# The columns that match a number of the original report (results.load_reference()) to runs.
-REFERENCE_KEYS = ["model", "role", "dropout_rate", "batch_size", "learning_rate", "batchnorm", "dropout_kind"]
+NOISE_Z = 2.0  # standard errors of a difference that count as seed-to-seed noise
+# Size steps: (small below, clear below); large from the second. Accuracy in absolute terms
+# (0.01 = one point), loss relative to the number compared with.
+SIZE_STEPS = {"accuracy": (0.01, 0.03), "loss": (0.05, 0.20)}
+SMALL, CLEAR, LARGE, NO_DIFFERENCE = "small", "clear", "large", "none"
+# The columns that match a number of the original report (results.load_reference()) to runs: the setting.
+SETTING_KEYS = ["model", "dropout_rate", "batch_size", "learning_rate", "batchnorm", "dropout_kind"]
 NO_KIND = "-"  # dropout_kind of an MLP: it has element-wise dropout only
 NOT_MEASURED = "not measured"  # a number or comparison whose runs are missing
 
@@ -69,10 +78,72 @@ def experiment_estimate(runs: pd.DataFrame, model: str, experiment: Role | str, 
     return estimate(results.runs_of(runs, model, experiment), metric)
 
 
+def metric_kind(metric: str) -> str:
+    """'accuracy' or 'loss': which size steps a metric's differences are measured with."""
+    return "loss" if "loss" in metric else "accuracy"
+
+
+def size_of(difference: float, reference: float, metric: str) -> str:
+    """How large a difference is (small / clear / large, or none), by SIZE_STEPS."""
+    if difference == 0:
+        return NO_DIFFERENCE
+    kind = metric_kind(metric)
+    magnitude = abs(difference) / abs(reference) if kind == "loss" and reference else abs(difference)
+    small, clear = SIZE_STEPS[kind]
+    return SMALL if magnitude < small else CLEAR if magnitude < clear else LARGE
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A difference judged by the noise rule: how large, and whether seeds tell it from noise."""
+
+    difference: float  # a - b; nan when either side is missing
+    noise: float  # standard error of the difference; nan with one seed
+    size: str  # small, clear, large or none (SIZE_STEPS)
+
+    @property
+    def measured(self) -> bool:
+        return not math.isnan(self.difference)
+
+    @property
+    def beyond_noise(self) -> bool | None:
+        """True/False by NOISE_Z standard errors; None when the noise is unknown (one seed) or a side is missing."""
+        if not self.measured or math.isnan(self.noise):
+            return None
+        return abs(self.difference) > NOISE_Z * self.noise
+
+    @property
+    def text(self) -> str:
+        """'large, beyond noise', 'small, within noise', 'clear; one seed, noise unknown', or 'not measured'."""
+        if not self.measured:
+            return NOT_MEASURED
+        if self.size == NO_DIFFERENCE:
+            return "no difference"
+        beyond = self.beyond_noise
+        if beyond is None:
+            return f"{self.size}; one seed, noise unknown"
+        return f"{self.size}, {'beyond' if beyond else 'within'} noise"
+
+
+def judge_difference(a: Estimate, b: Estimate, metric: str = "test_acc") -> Verdict:
+    """a - b judged by the noise rule (two settings of this reproduction)."""
+    difference = a.mean - b.mean
+    reference = b.mean
+    return Verdict(difference, a.difference_noise(b), size_of(difference, reference, metric) if not math.isnan(difference)
+                   else NO_DIFFERENCE)
+
+
+def judge_against_original(ours: Estimate, original: float, metric: str, original_runs: int = 1) -> Verdict:
+    """ours - original judged by the noise rule: the original's runs are as noisy as our seeds."""
+    difference = ours.mean - original
+    noise = ours.std * math.sqrt(1 / ours.count + 1 / original_runs) if ours.has_spread else math.nan
+    return Verdict(difference, noise, size_of(difference, original, metric) if not math.isnan(difference)
+                   else NO_DIFFERENCE)
+
+
 def separated(a: Estimate, b: Estimate) -> bool | None:
     """Whether a and b differ by more than seed noise; None when either has one seed."""
-    noise = a.difference_noise(b)
-    return None if math.isnan(noise) else abs(a.mean - b.mean) > SPREAD_Z * noise
+    return judge_difference(a, b).beyond_noise
 
 
 def difference_phrase(a: Estimate, b: Estimate, digits: int = 3) -> str:
@@ -89,10 +160,10 @@ def noise_phrase(a: Estimate, b: Estimate) -> str:
     """Whether seeds tell a and b apart, in words."""
     if math.isnan(a.mean) or math.isnan(b.mean):
         return "the runs to tell them apart are missing"
-    apart = separated(a, b)
-    if apart is None:
-        return "with one seed per setting it cannot be told from seed-to-seed noise"
-    return "the difference is beyond seed-to-seed noise" if apart else "the difference is within seed-to-seed noise"
+    verdict = judge_difference(a, b)
+    if verdict.beyond_noise is None:
+        return f"the difference is {verdict.size}; with one seed per setting it cannot be told from seed-to-seed noise"
+    return f"the difference is {verdict.text.replace('noise', 'seed-to-seed noise')}"
 
 
 def grid_axes(runs: pd.DataFrame) -> list[str]:
@@ -125,22 +196,68 @@ def _comparable_keys(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def compare_with_reference(runs: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
-    """Every number of the original report beside the reproduced mean over seeds and the difference.
+def reported_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of experiments the report ran (its roles, experiments.REPORTED), each run once."""
+    labels = {role.label for role in REPORTED.values()}
+    return runs[runs["roles"].apply(lambda roles: any(label in labels for label in roles))]
 
-    `within_spread` is True/False when the setting has several seeds, and missing with one.
+
+def _first_note(notes: pd.Series):
+    notes = notes.dropna()
+    return notes.iloc[0] if len(notes) else None
+
+
+def _decimals(value: float) -> int:
+    """How many decimals a number was printed with (as the CSV holds it)."""
+    text = format(value, ".15g")
+    return 15 if "e" in text else len(text.partition(".")[2])
+
+
+def printed_numbers(values) -> list[float]:
+    """The distinct numbers among the values printed for one setting and metric, fullest precision first.
+
+    The report prints a run in full in one section and rounded in another (0.789175 and 0.7892):
+    a value that is another rounded to its own decimals is the same number, not a second run.
     """
-    reproduced = _comparable_keys(results.by_experiment(results.finished(runs)))
-    long = reproduced.melt(id_vars=REFERENCE_KEYS, value_vars=list(METRICS), var_name="metric")
-    stats = long.groupby(REFERENCE_KEYS + ["metric"])["value"].agg(["mean", "std", "count"]).reset_index()
-    table = _comparable_keys(reference).rename(columns={"value": "original"})
-    table = table.merge(stats.rename(columns={"mean": "reproduced", "count": "seeds"}),
-                        on=REFERENCE_KEYS + ["metric"], how="left")
+    distinct: list[float] = []
+    for value in sorted(values, key=_decimals, reverse=True):
+        if not any(math.isclose(round(kept, _decimals(value)), value, abs_tol=1e-12) for kept in distinct):
+            distinct.append(value)
+    return distinct
+
+
+def compare_with_reference(runs: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """One row per model, setting and metric the report printed: its number beside our mean over seeds.
+
+    The report prints some settings in several sections (its best MLP is also a point of each
+    grid), at times from different runs: such a setting is one row here, `original_values` its
+    distinct numbers (printed_numbers: one printed in full and rounded is one), `original` their
+    mean and `original_runs` how many there are. `verdict` is the noise
+    rule's (judge_against_original); `beyond_noise` is None with one seed, `size` small,
+    clear or large.
+    """
+    keys = [*SETTING_KEYS, "metric"]
+    ours = _comparable_keys(results.finished(reported_runs(runs)))
+    long = ours.melt(id_vars=SETTING_KEYS, value_vars=list(METRICS), var_name="metric")
+    stats = long.groupby(keys)["value"].agg(["mean", "std", "count"]).reset_index()
+    printed = _comparable_keys(reference).groupby(keys, sort=False).agg(
+        experiments=("experiment", lambda names: ", ".join(dict.fromkeys(names))),
+        role=("role", "first"),
+        original=("value", lambda values: sum(printed_numbers(values)) / len(printed_numbers(values))),
+        original_runs=("value", lambda values: len(printed_numbers(values))),
+        original_values=("value", lambda values: tuple(printed_numbers(values))),
+        note=("note", _first_note),
+    ).reset_index()
+    table = printed.merge(stats.rename(columns={"mean": "reproduced", "count": "seeds"}), on=keys, how="left")
     table["seeds"] = table["seeds"].fillna(0).astype(int)
     table["difference"] = table["reproduced"] - table["original"]
-    spread_known = table["seeds"] > 1
-    within = (table["difference"].abs() <= SPREAD_Z * table["std"]).astype(object)
-    table["within_spread"] = within.where(spread_known, None)
+    verdicts = [judge_against_original(Estimate(mean, std, count), original, metric, original_runs)
+                for mean, std, count, original, metric, original_runs in
+                zip(table["reproduced"], table["std"], table["seeds"], table["original"], table["metric"],
+                    table["original_runs"])]
+    table["size"] = [verdict.size if verdict.measured else None for verdict in verdicts]
+    table["beyond_noise"] = pd.Series([verdict.beyond_noise for verdict in verdicts], dtype=object)
+    table["verdict"] = [verdict.text for verdict in verdicts]
     return table
 
 
@@ -197,13 +314,18 @@ def best_runs(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
 
 
 def spread_note(runs: pd.DataFrame) -> str:
-    """How the page's numbers are aggregated over seeds, in words."""
-    seeds = results.finished(runs)["seed"].nunique()
-    if seeds == 0:
-        return "no run has finished yet, so every number is missing"
-    if seeds > 1:
-        return f"mean ± standard deviation over {seeds} seeds"
-    return "one seed per setting, so no seed-to-seed spread can be given"
+    """How the numbers of these runs are aggregated over seeds, in words."""
+    finished = results.finished(runs)
+    if finished.empty:
+        return "no run has finished yet"
+    per_setting = finished.groupby(list(results.SETTING_FIELDS), dropna=False).size()
+    fewest, most = int(per_setting.min()), int(per_setting.max())
+    if most == 1:
+        return "one seed per setting, so no seed-to-seed spread can be given"
+    if fewest == most:
+        return f"mean ± standard deviation over {most} seeds"
+    return (f"mean ± standard deviation over the finished seeds of each setting ({fewest} to {most}; "
+            "each table gives the count, and one seed has no spread)")
 
 
 # How ablation_facts names the facts of each one-setting experiment (test_best, gap_no_dropout, ...).
@@ -212,7 +334,7 @@ ABLATION_FACTS = {"best": BASELINE, "no_dropout": WITHOUT_DROPOUT, "no_batchnorm
 
 def ablation_facts(runs: pd.DataFrame, epochs: pd.DataFrame, model: str) -> dict:
     """The numbers a model's chapter quotes about its best setting, without Dropout and without BatchNorm."""
-    facts = {"spread_note": spread_note(runs)}
+    facts = {"spread_note": spread_note(runs[runs["model"] == model])}
     estimates = {}
     for name, role in ABLATION_FACTS.items():
         chosen = results.finished(results.runs_of(runs, model, role))

@@ -48,14 +48,25 @@ LEARNING_RATE_GRID = role("learning rate grid", learning_rate=GRID)
 DROPOUT_KIND_GRID = role("dropout kind and rate grid", dropout_kind=GRID, dropout_rate=GRID)
 NARROW_DROPOUT_RATE_GRID = role("dropout rate grid, other width", channels=ANY, dropout_rate=GRID)
 
+# Why the numbers differ: the best setting and the one without dropout at lower data fidelity.
+JPEG_QUALITY_GRID = role("JPEG quality grid", dropout_rate=GRID, jpeg_quality=GRID)
+PIXEL_NOISE_GRID = role("pixel noise grid", dropout_rate=GRID, pixel_noise=GRID)
+
 ABLATIONS = (BASELINE, WITHOUT_DROPOUT, WITHOUT_BATCHNORM)
 # The one-factor grids around the baseline, by the field they vary.
 GRIDS = {"dropout_rate": DROPOUT_RATE_GRID, "batch_size": BATCH_SIZE_GRID, "learning_rate": LEARNING_RATE_GRID}
 # What the chapters show of each model; any other experiment goes to the appendix.
 SHOWN = {
-    "mlp": (*ABLATIONS, *GRIDS.values()),
+    "mlp": (*ABLATIONS, *GRIDS.values(), JPEG_QUALITY_GRID, PIXEL_NOISE_GRID),
     "cnn": (*ABLATIONS, *GRIDS.values(), DROPOUT_KIND_GRID, NARROW_DROPOUT_RATE_GRID),
 }
+# The chapter (book/<name>.md) that shows each role of SHOWN; "{model}": the model's own chapter.
+CHAPTERS = {
+    BASELINE: "{model}", WITHOUT_DROPOUT: "{model}", WITHOUT_BATCHNORM: "{model}", DROPOUT_KIND_GRID: "{model}",
+    DROPOUT_RATE_GRID: "hyperparameters", BATCH_SIZE_GRID: "hyperparameters", LEARNING_RATE_GRID: "hyperparameters",
+    NARROW_DROPOUT_RATE_GRID: "hyperparameters", JPEG_QUALITY_GRID: "why", PIXEL_NOISE_GRID: "why",
+}
+APPENDIX = "appendix"  # the chapter of the experiments that play no role
 # The original report's experiments, as book/data/original_report_results.csv names them.
 REPORTED = {
     "best": BASELINE, "no_dropout": WITHOUT_DROPOUT, "no_batchnorm": WITHOUT_BATCHNORM,
@@ -67,6 +78,12 @@ REPORTED = {
 def role_of(model: str, fields: dict) -> Role | None:
     """The role in a chapter of an experiment of `model` declaring `fields`; None if it plays none."""
     return next((shown for shown in SHOWN.get(model, ()) if shown.matches(fields)), None)
+
+
+def chapter_of(model: str, label: str | None) -> str:
+    """The chapter that shows an experiment of `model` in the role labelled `label` (None: no role)."""
+    role = next((shown for shown in CHAPTERS if shown.label == label), None)
+    return APPENDIX if role is None else CHAPTERS[role].format(model=model)
 
 
 def shown_roles(definitions: dict[str, dict]) -> dict[str, str]:

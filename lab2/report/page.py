@@ -1,8 +1,8 @@
 """What every chapter starts with: the selected profile's results, read once, and `glue`.
 
 A chapter's first cell is `page = load()`; `page.runs` holds every planned run (status
-'missing' until it finishes), so a chapter renders a partial profile: what is missing is
-glued as "not measured" and shown as missing in tables.
+'missing' until it finishes), so a chapter renders a partial profile: `page.section(model,
+role)` says once per section what is missing (lab2.report.sections).
 """
 
 import math
@@ -13,6 +13,7 @@ import pandas as pd
 
 from lab2.report import results
 from lab2.report.compare import NOT_MEASURED
+from lab2.report.sections import Costs, Section
 
 
 @dataclass
@@ -23,6 +24,10 @@ class Page:
     runs: pd.DataFrame  # one row per planned run (results.load_runs)
     epochs: pd.DataFrame  # one row per finished run and epoch (results.load_epochs)
     reference: pd.DataFrame  # every number the original report printed
+
+    def section(self, model: str, roles) -> Section:
+        """The runs of one model's experiment in a role (or of a few roles side by side), as a chapter shows them."""
+        return Section(self.runs, self.reference, model, roles, Costs(self.runs, self.profile))
 
 
 def load() -> Page:

@@ -84,10 +84,13 @@ def _palette(values: pd.Series, numeric: bool, field: str | None = None):
     return sns.color_palette("viridis", count + 1)[:count] if numeric else sns.color_palette("tab10", count)
 
 
-def plot_curves_by(epochs: pd.DataFrame, hue: str | None, title: str = "", hue_label: str | None = None) -> plt.Figure:
+def plot_curves_by(epochs: pd.DataFrame, hue: str | None, title: str = "", hue_label: str | None = None,
+                   original: dict[str, float] | None = None) -> plt.Figure:
     """Loss and accuracy per epoch: colour = value of `hue`, solid = train, dashed = validation.
 
-    With hue=None the colour is the split (one setting, possibly several seeds).
+    With hue=None the colour is the split (one setting, possibly several seeds). `original`:
+    the report's final numbers of this setting ({'train_loss': ..., 'val_acc': ...}), marked at
+    the last epoch.
     """
     if epochs.empty:
         return nothing_to_draw(title or "curves")
@@ -113,10 +116,24 @@ def plot_curves_by(epochs: pd.DataFrame, hue: str | None, title: str = "", hue_l
                          dashes=SPLIT_DASHES, errorbar="sd", markers=markers, ax=axis)
         axis.set(xlabel="epoch", ylabel=label)
         _integer_epochs(axis)
+        _mark_original(axis, metric, original or {}, epochs["epoch"].max())
     _legend_below(figure, axes, hue_label or FIELD_LABELS.get(hue, hue))
     if title:
         figure.suptitle(title)
     return figure
+
+
+ORIGINAL_STYLE = {"marker": "*", "markersize": 13, "markeredgecolor": "black", "linestyle": "none"}
+
+
+def _mark_original(axis, metric: str, original: dict[str, float], last_epoch: int) -> None:
+    """The report's final training and validation numbers as stars at the last epoch."""
+    suffix = "loss" if metric == "loss" else "acc"
+    for split, prefix in (("train", "train"), ("validation", "val")):
+        value = original.get(f"{prefix}_{suffix}")
+        if value is not None:
+            axis.plot([last_epoch], [value], color=SPLIT_COLOURS[split], label=f"original report, {split}",
+                      **ORIGINAL_STYLE)
 
 
 def plot_grid_curves(runs: pd.DataFrame, epochs: pd.DataFrame, model: str, experiment: Role | str, title: str = ""):
@@ -195,8 +212,10 @@ def grid_runs(runs: pd.DataFrame, field: str) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def plot_hyperparameter_summary(runs: pd.DataFrame, metric: str = "test_acc") -> plt.Figure:
-    """The metric against each grid (dropout rate, batch size, learning rate), one line per model."""
+def plot_hyperparameter_summary(runs: pd.DataFrame, reference: pd.DataFrame | None = None,
+                                metric: str = "test_acc") -> plt.Figure:
+    """The metric against each grid (dropout rate, batch size, learning rate), one line per model;
+    the report's numbers of the same grids as crosses."""
     if results.finished(pd.concat([grid_runs(runs, field) for field in GRIDS])).empty:
         return nothing_to_draw("hyper-parameter grids", THREE_WIDE)
     figure, axes = plt.subplots(1, len(GRIDS), figsize=(THREE_WIDE[0], 4.0), sharey=True, constrained_layout=True)
@@ -204,6 +223,11 @@ def plot_hyperparameter_summary(runs: pd.DataFrame, metric: str = "test_acc") ->
         data = results.finished(grid_runs(runs, field))
         sns.lineplot(data=data, x=field, y=metric, hue="label", style="label", errorbar="sd", err_style="bars",
                      markers=True, dashes=False, palette=MODEL_COLOURS, ax=axis)
+        if reference is not None:
+            printed = reference[(reference["role"] == GRIDS[field].label) & (reference["metric"] == metric)]
+            for model, group in printed.groupby("model"):
+                axis.plot(group[field], group["value"], "x", color=MODEL_COLOURS[MODEL_NAMES[model]], markersize=9,
+                          markeredgewidth=2, label=f"{MODEL_NAMES[model]}, original report")
         _grid_axis(axis, field, data[field])
         axis.set(xlabel=FIELD_LABELS[field], ylabel=METRIC_LABELS.get(metric, metric))
     # The panel with the most lines (dropout: the half-width CNN too) lends its legend to all.
@@ -300,4 +324,42 @@ def plot_turning_epochs(turning: pd.DataFrame) -> plt.Figure:
                  bins=[edge + 0.5 for edge in range(0, last + 1)], ax=axis)
     axis.set(xlabel="epoch of lowest validation loss", ylabel="runs (count)", xlim=(0.5, last + 0.5))
     _integer_epochs(axis)
+    return figure
+
+
+FIDELITY_PANELS = (("train_loss", "training loss (nats)"), ("val_loss", "validation loss (nats)"),
+                   ("test_acc", METRIC_LABELS["test_acc"]))
+
+
+def plot_fidelity(chosen: pd.DataFrame, original: dict[tuple[float, str], float]) -> plt.Figure:
+    """Metrics against the pixel error of each fidelity level: colour = dropout rate, marker = JPEG
+    or noise (both start at the images as read, error 0); dashed lines: the report's numbers.
+
+    chosen: why.fidelity_runs (finished); original: {(dropout_rate, metric): the report's value}.
+    """
+    if chosen.empty:
+        return nothing_to_draw("fidelity experiment", THREE_WIDE)
+    # The images as read belong to both lines: the JPEG line and the noise line start there.
+    as_read = chosen[chosen["kind"] == "as read"]
+    lines = pd.concat([chosen[chosen["kind"] != "as read"], as_read.assign(kind="JPEG"), as_read.assign(kind="noise")])
+    lines = lines.assign(dropout=lines["dropout_rate"].map(lambda rate: f"p = {rate:g}"))
+    rates = sorted(lines["dropout_rate"].unique(), reverse=True)
+    palette = dict(zip([f"p = {rate:g}" for rate in rates], sns.color_palette("tab10", len(rates))))
+    figure, axes = plt.subplots(1, len(FIDELITY_PANELS), figsize=(THREE_WIDE[0], 4.0), constrained_layout=True)
+    for axis, (metric, label) in zip(axes, FIDELITY_PANELS):
+        sns.lineplot(data=lines, x="pixel_rmse", y=metric, hue="dropout", style="kind", markers=True, dashes=False,
+                     errorbar="sd", err_style="bars", palette=palette, ax=axis)
+        for rate in rates:
+            value = original.get((rate, metric))
+            if value is not None:
+                axis.axhline(value, color=palette[f"p = {rate:g}"], linestyle="--", linewidth=1,
+                             label=f"original report, p = {rate:g}")
+        axis.set(xlabel="pixel error against the images as read (RMS grey levels)", ylabel=label)
+    handles, labels = axes[0].get_legend_handles_labels()
+    for axis in axes:
+        if axis.get_legend() is not None:
+            axis.get_legend().remove()
+    names = {"dropout": "dropout:", "kind": "degradation:"}
+    figure.legend(handles, [names.get(label, label) for label in labels], loc="outside lower center",
+                  ncol=min(len(labels), 5), frameon=False, fontsize="small")
     return figure

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from lab2 import PROJECT_ROOT
-from lab2.config import FIELD_NAMES, RunConfig
+from lab2.config import FIELD_NAMES, FIELD_TYPES, RunConfig
 from lab2.report.experiments import REPORTED, Role, shown_roles
 from lab2.runs import record
 from lab2.runs.record import FINISHED_STATUSES, RESULTS_ROOT, load_manifest, profile_dir  # noqa: F401 - read here
@@ -64,7 +64,8 @@ def load_runs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
             "experiments": planned["experiments"],
             # Aligned with experiments: the role each plays in a chapter, None for the appendix.
             "roles": [labels.get(experiment) for experiment in planned["experiments"]],
-            **planned["config"],
+            # Fields added after a manifest was written read as their defaults.
+            **RunConfig().to_dict(), **planned["config"],
             **{key: summary.get(key) for key in METRICS + ("best_epoch", "seconds", "num_parameters", "error")},
             "status": status,
             "corrupt_path": record.project_path(record.summary_path(run_dir)) if status == record.CORRUPT else None,
@@ -73,6 +74,8 @@ def load_runs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
             # What the device computed in (a CPU always fp32): the setting `precision` stays the
             # config's, so that runs of one setting from a GPU and a CPU stay one setting.
             "used_precision": environment.get("precision"),
+            # RMS pixel difference of the training images from the data as read (lab2.fidelity): 0 as read.
+            "pixel_rmse": environment.get("fidelity", {}).get("train_pixel_rmse", 0.0) if environment else None,
             "notebook": str(run_dir / record.NOTEBOOK_FILE) if (run_dir / record.NOTEBOOK_FILE).is_file() else None,
         })
     runs = pd.DataFrame(rows)
@@ -87,7 +90,11 @@ def run_config(run: pd.Series) -> RunConfig:
     for name in FIELD_NAMES:
         value = run[name]
         # pandas holds a missing train_size as NaN and integers as numpy scalars.
-        values[name] = None if pd.isna(value) else value.item() if hasattr(value, "item") else value
+        value = None if pd.isna(value) else value.item() if hasattr(value, "item") else value
+        # A column with missing values (jpeg_quality) holds its integers as floats.
+        if isinstance(value, float) and FIELD_TYPES[name] in (int, int | None):
+            value = int(value)
+        values[name] = value
     return RunConfig.from_dict(values)
 
 

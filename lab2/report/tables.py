@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from lab2.report import results
-from lab2.report.compare import SPREAD_Z, grid_axes, plus_minus
+from lab2.report.compare import (CLEAR, LARGE, NO_DIFFERENCE, SETTING_KEYS, SIZE_STEPS, SMALL, grid_axes,
+                                 metric_kind, plus_minus)
 from lab2.report.experiments import ABLATIONS, Role
 from lab2.report.results import METRICS
 
@@ -73,44 +74,54 @@ def ablation_table(runs: pd.DataFrame, model: str, roles=ABLATIONS, metrics=METR
 
 
 def model_table(best: pd.DataFrame) -> pd.DataFrame:
-    """The best MLP and CNN side by side: test accuracy and loss over seeds, size and speed."""
-    summary = results.seed_spread(best, ["model"], ["test_acc", "test_loss", "num_parameters", "seconds_per_epoch"])
-    models = ["mlp", "cnn"]
-    table = format_spread(summary, ["model"], ["test_acc", "test_loss"], planned=pd.DataFrame({"model": models}))
+    """The best MLP and CNN side by side: size and speed (their accuracies: sections.side_by_side)."""
+    summary = results.seed_spread(best, ["model"], ["num_parameters", "seconds_per_epoch"])
+    models = [model for model in ("mlp", "cnn") if model in set(summary["model"])]
     by_model = summary.set_index("model").reindex(models)
+    table = pd.DataFrame(index=pd.Index(models, name="model"))
     table["parameters"] = by_model["num_parameters_mean"].astype("Int64")
     table["seconds per epoch"] = by_model["seconds_per_epoch_mean"].round(2)
-    table["device"] = best.groupby("model")["device_name"].first().reindex(models).fillna(MISSING_CELL)
+    table["device"] = best.groupby("model")["device_name"].first().reindex(models)
     return table
 
 
 def reference_table(comparison: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
-    """compare_with_reference for reading: one row per number, setting in words, spread as 'yes/no'."""
-    rows = comparison if metric is None else comparison[comparison["metric"] == metric]
-    setting = rows.apply(setting_label, axis=1)
-    within = rows["within_spread"].map(lambda v: "one seed" if v is None else "yes" if v else "no")
+    """compare_with_reference for reading: one row per number the report printed, largest disagreements first.
+
+    `printed in` names the report's sections that printed the number (a setting printed in several counts once);
+    `original` is the report's number, or the mean of its different values and those values.
+    """
+    rows = disagreement_order(comparison if metric is None else comparison[comparison["metric"] == metric])
+    measured = rows["seeds"] > 0
     table = pd.DataFrame({
-        "model": rows["model"], "experiment": rows["experiment"], "setting": setting, "metric": rows["metric"],
-        "original": rows["original"].round(4),
-        "reproduced": [plus_minus(m, s, 4) for m, s in zip(rows["reproduced"], rows["std"])],
-        "seeds": rows["seeds"], "difference": rows["difference"].round(4).astype(object).where(rows["seeds"] > 0, ""),
-        f"within ±{SPREAD_Z:g} std": within.where(rows["seeds"] > 0, "not run"),
-    })
+        "model": rows["model"].str.upper(), "setting": rows.apply(setting_label, axis=1), "metric": rows["metric"],
+        "printed in": rows["experiments"],
+        "original": [original_text(value, values) for value, values in zip(rows["original"], rows["original_values"])],
+        "reproduced": [plus_minus(mean, std, 4) if has else NO_RUN
+                       for mean, std, has in zip(rows["reproduced"], rows["std"], measured)],
+        "seeds": rows["seeds"],
+        "difference": [f"{d:+.4f}" if has else "" for d, has in zip(rows["difference"], measured)],
+        "verdict": [v if has else "" for v, has in zip(rows["verdict"], measured)],
+    }).reset_index(drop=True)
     return table.drop(columns="metric") if metric is not None else table
 
 
 def agreement_by_metric(comparison: pd.DataFrame) -> pd.DataFrame:
-    """Per model and metric: how many of the report's numbers were reproduced, how many of those with
-    several seeds lie within the spread, and the median and range of reproduced - original."""
-    matched = comparison[comparison["seeds"] > 0]
+    """Per model and metric, each number of the report once: how many there are, how many have runs, how
+    many of those differ beyond seed noise, lie within it or have one seed, and reproduced - original."""
     rows = []
-    for (model, metric), group in matched.groupby(["model", "metric"], sort=False):
-        spread = group[group["within_spread"].notna()]
-        rows.append({"model": model, "metric": metric, "reproduced": len(group), "with several seeds": len(spread),
-                     f"within ±{SPREAD_Z:g} std": int(spread["within_spread"].astype(bool).sum()),
-                     "median difference": round(group["difference"].median(), 4),
-                     "smallest": round(group["difference"].min(), 4), "largest": round(group["difference"].max(), 4)})
-    return pd.DataFrame(rows).set_index(["model", "metric"]) if rows else pd.DataFrame()
+    for (model, metric), group in comparison.groupby(["model", "metric"], sort=False):
+        measured = group[group["seeds"] > 0]
+        beyond, differences = measured["beyond_noise"], measured["difference"]
+        rows.append({
+            "model": model.upper(), "metric": metric, "numbers": len(group), "with runs": len(measured),
+            "beyond noise": int((beyond == True).sum()), "within noise": int((beyond == False).sum()),  # noqa: E712
+            "one seed": int(beyond.isna().sum()),
+            "median difference": f"{differences.median():+.4f}" if len(measured) else NO_NUMBER,
+            "range": f"{differences.min():+.4f} to {differences.max():+.4f}" if len(measured) else NO_NUMBER,
+            "direction": difference_sign(differences),
+        })
+    return pd.DataFrame(rows).set_index(["model", "metric"])
 
 
 def setting_label(row: pd.Series) -> str:
@@ -125,6 +136,10 @@ def setting_label(row: pd.Series) -> str:
         parts += [f"{row['channels']} channels"] if "channels" in row else []
     else:
         parts += [f"hidden {row['hidden']}"] if "hidden" in row else []
+    if pd.notna(row.get("jpeg_quality")):
+        parts.append(f"JPEG {int(row['jpeg_quality'])}")
+    if row.get("pixel_noise", 0) and pd.notna(row.get("pixel_noise")):
+        parts.append(f"noise {row['pixel_noise']:g}")
     return ", ".join(parts)
 
 
@@ -287,3 +302,73 @@ def environment_table(environments: pd.DataFrame) -> pd.DataFrame:
     counted = environments.groupby(fields).size().rename("runs").reset_index()
     counted.index = [f"environment {number}" for number in range(1, len(counted) + 1)]
     return counted.T.rename_axis("field")
+
+
+NO_RUN = "no finished run"  # a number of the report whose setting has not run here
+NO_NUMBER = "—"  # a cell with nothing to show
+SIZE_ORDER = (LARGE, CLEAR, SMALL, NO_DIFFERENCE)  # largest disagreements first
+
+
+def original_text(value: float, values: tuple) -> str:
+    """The report's number, or the mean of the different numbers it printed for one setting, with those numbers."""
+    if len(values) > 1:
+        return f"{value:.4g} (mean of {', '.join(f'{v:.4g}' for v in values)})"
+    return f"{value:.4g}"
+
+
+def disagreement_order(comparison: pd.DataFrame) -> pd.DataFrame:
+    """compare_with_reference's rows, largest disagreements first: by size, then beyond noise before noise
+    unknown before within, then by the difference in units of its size steps; numbers without runs last."""
+    magnitude = [abs(d) / (abs(o) if metric_kind(m) == "loss" and o else 1) / SIZE_STEPS[metric_kind(m)][1]
+                 for d, o, m in zip(comparison["difference"], comparison["original"], comparison["metric"])]
+    beyond = comparison["beyond_noise"].map(lambda value: 1 if value is None or pd.isna(value) else 0 if value else 2)
+    keys = pd.DataFrame({
+        "unmeasured": comparison["seeds"].eq(0).astype(int),
+        "size": comparison["size"].map({size: rank for rank, size in enumerate(SIZE_ORDER)}).fillna(len(SIZE_ORDER)),
+        "beyond": beyond, "magnitude": [-m if m == m else 0.0 for m in magnitude],
+    }, index=comparison.index)
+    order = keys.sort_values(["unmeasured", "size", "beyond", "magnitude"], kind="stable").index
+    return comparison.loc[order]
+
+
+def difference_sign(differences: pd.Series) -> str:
+    """'all higher', 'all lower' or 'mixed': the sign of reproduced - original over a metric's settings."""
+    if differences.empty:
+        return NO_NUMBER
+    if (differences > 0).all():
+        return "all higher"
+    if (differences < 0).all():
+        return "all lower"
+    return "mixed"
+
+
+def reference_counts(comparison: pd.DataFrame) -> dict:
+    """The 'Against the original' summary, counted from compare_with_reference's rows (each number once).
+
+    numbers = without_runs + beyond + within + one_seed; beyond = large + clear + small (+ none).
+    """
+    measured = comparison[comparison["seeds"] > 0]
+    beyond = measured[measured["beyond_noise"].map(lambda value: value is True)]
+    printed_again = comparison["experiments"].str.contains(",")  # printed in several of the report's sections
+    counts = {
+        "numbers": len(comparison), "settings": len(comparison.drop_duplicates(SETTING_KEYS)),
+        "settings_printed_again": len(comparison[printed_again].drop_duplicates(SETTING_KEYS)),
+        "numbers_printed_again": int(printed_again.sum()),
+        "with_runs": len(measured), "without_runs": len(comparison) - len(measured),
+        "beyond": len(beyond), "within": int(measured["beyond_noise"].map(lambda value: value is False).sum()),
+        "one_seed": int(measured["beyond_noise"].isna().sum()),
+        "different_values": int((comparison["original_runs"] > 1).sum()),
+    }
+    counts.update({f"beyond_{size}": int((beyond["size"] == size).sum()) for size in (LARGE, CLEAR, SMALL)})
+    return counts
+
+
+def systematic_differences(comparison: pd.DataFrame, at_least: int = 3) -> list[str]:
+    """The model's metrics whose reproduced numbers differ from the report's with one sign in every setting
+    (at least `at_least` settings), in words: "the MLP's train_loss (higher in all 11 settings)"."""
+    found = []
+    for (model, metric), group in comparison[comparison["seeds"] > 0].groupby(["model", "metric"], sort=False):
+        sign = difference_sign(group["difference"])
+        if len(group) >= at_least and sign != "mixed":
+            found.append(f"the {model.upper()}'s {metric} ({sign.split()[1]} in all {len(group)} settings)")
+    return found

@@ -1,0 +1,122 @@
+"""What a reproduction found, as facts for the introduction's first screen.
+
+Each fact is computed from a profile's results and the original report's numbers; the
+introduction holds the sentences (book/intro.md). The committed full profile is read for
+every book, so a book of a smaller profile opens with the full profile's findings too.
+"""
+
+import pandas as pd
+
+from lab2.report import claims, compare, results
+from lab2.report.compare import Estimate, judge_against_original
+from lab2.report.experiments import BASELINE
+
+MODEL_NAMES = {"mlp": "MLP", "cnn": "CNN"}
+FULL_PROFILE = "full"  # the report's protocol; its results are committed
+TRAINING_METRICS = ("train_loss", "train_acc", "val_loss")  # the numbers that moved one way in the full profile
+METRIC_WORDS = {"train_loss": "training loss", "train_acc": "training accuracy", "val_loss": "validation loss",
+                "val_acc": "validation accuracy", "test_loss": "test loss", "test_acc": "test accuracy"}
+
+
+def best_against_original(runs: pd.DataFrame, reference: pd.DataFrame, model: str, metric: str = "test_acc") -> dict:
+    """A model's best setting: our estimate, the report's number and the verdict of the noise rule."""
+    chosen = results.finished(results.runs_of(runs, model, BASELINE))
+    ours = Estimate.of(chosen[metric])
+    printed = reference[(reference["model"] == model) & (reference["role"] == BASELINE.label)
+                        & (reference["metric"] == metric)]["value"].drop_duplicates()
+    original = printed.mean()
+    verdict = judge_against_original(ours, original, metric, len(printed))
+    return {"ours": ours.format(4), "seeds": f"{ours.count} seed{'' if ours.count == 1 else 's'}", "original": f"{original:.4f}",
+            "difference": f"{verdict.difference:+.4f}" if verdict.measured else compare.NOT_MEASURED,
+            "verdict": verdict.text}
+
+
+def direction(comparison: pd.DataFrame, model: str, metric: str) -> dict:
+    """Over the settings of `model` the report printed and we ran: how often ours is higher or lower."""
+    rows = comparison[(comparison["model"] == model) & (comparison["metric"] == metric) & (comparison["seeds"] > 0)]
+    higher, lower = int((rows["difference"] > 0).sum()), int((rows["difference"] < 0).sum())
+    word = "higher" if higher >= lower else "lower"
+    return {"settings": len(rows), "count": max(higher, lower), "word": word,
+            "smallest": rows["difference"].min(), "largest": rows["difference"].max(),
+            "beyond_noise": int(rows["beyond_noise"].eq(True).sum())}
+
+
+def direction_phrase(found: dict, metric: str) -> str:
+    """'training loss higher in 15 of 15 settings (by +0.047 to +0.315; 15 beyond noise)'."""
+    name = METRIC_WORDS[metric]
+    return (f"{name} {found['word']} in {found['count']} of {found['settings']} settings "
+            f"(differences {found['smallest']:+.3f} to {found['largest']:+.3f}; {found['beyond_noise']} beyond noise)")
+
+
+def progress(runs: pd.DataFrame, model: str) -> dict:
+    """How much of a model's plan has run: runs, settings with a finished run, seeds, devices."""
+    planned = runs[runs["model"] == model]
+    finished = results.finished(planned)
+    settings = planned.groupby(list(results.SETTING_FIELDS), dropna=False)
+    done = finished.groupby(list(results.SETTING_FIELDS), dropna=False)
+    return {"planned": len(planned), "finished": len(finished), "settings": settings.ngroups,
+            "settings_run": done.ngroups,
+            "seeds_run": ", ".join(map(str, sorted(finished["seed"].unique()))) or "none",
+            "devices": ", ".join(sorted(finished["device_name"].dropna().unique())) or "none"}
+
+
+def claim_counts(judged: pd.DataFrame) -> dict:
+    """How many claims have each outcome (claims.OUTCOMES), and the total they add up to."""
+    counts = claims.verdict_counts(judged)
+    names = {claims.HOLDS: "holds", claims.FAILS: "fails", claims.NOISE: "noise", claims.ONE_SEED: "one_seed",
+             claims.NOT_JUDGED: "not_judged"}
+    found = {names[outcome]: int(count) for outcome, count in counts.items()}
+    found["total"] = len(judged)
+    return found
+
+
+def facts(runs: pd.DataFrame, epochs: pd.DataFrame, reference: pd.DataFrame, profile: str) -> dict:
+    """Every fact the introduction's findings quote, for one profile."""
+    comparison = compare.compare_with_reference(runs, reference)
+    found = {"profile": profile}
+    for model in MODEL_NAMES:
+        found[model] = {**best_against_original(runs, reference, model), **progress(runs, model)}
+    found["directions"] = "; ".join(direction_phrase(direction(comparison, "mlp", metric), metric)
+                                    for metric in TRAINING_METRICS)
+    found["claims"] = claim_counts(claims.all_claims(runs, epochs, reference, profile))
+    found["fidelity"] = fidelity_share(runs, comparison)
+    return found
+
+
+def fidelity_share(runs: pd.DataFrame, comparison: pd.DataFrame) -> float | None:
+    """The share of the best MLP's training-loss difference from the report that the JPEG trend
+    accounts for (lab2.report.why); None until the JPEG fidelity runs have all finished."""
+    from lab2.report import why
+    from lab2.report.experiments import JPEG_QUALITY_GRID
+
+    planned = results.runs_of(runs, "mlp", JPEG_QUALITY_GRID)
+    if planned.empty or len(results.finished(planned)) < len(planned):
+        return None
+    explained = why.gap_explained(runs, comparison, why.jpeg_error_on_lossless()["rmse"], metrics=("train_loss",))
+    best = explained[explained["dropout_rate"] == runs.loc[runs["roles"].map(lambda r: BASELINE.label in r)
+                                                          & (runs["model"] == "mlp"), "dropout_rate"].iloc[0]]
+    return float(best["share explained"].iloc[0]) if len(best) else None
+
+
+def has_results(profile: str) -> bool:
+    """Whether a profile's manifest is here (the full profile's is committed)."""
+    return (results.profile_dir(profile) / "manifest.json").is_file()
+
+
+def load_profile(profile: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Another profile's runs and epochs, for the findings of a book of a smaller profile."""
+    return results.load_runs(profile), results.load_epochs(profile)
+
+
+def sentence_facts(found: dict, reference_profile: bool) -> dict:
+    """The facts of `facts` with the words the findings' sentences need around them."""
+    share = found["fidelity"]
+    if share is None:
+        fidelity = ": that experiment has not finished yet"
+    else:
+        fidelity = (f": at the best setting, the trend of lower JPEG quality accounts for {share:.0%} of the "
+                    f"training-loss difference{' (the opposite direction)' if share < 0 else ''}")
+    protocol = ("the report's protocol" if reference_profile else
+                "a reduced protocol, so its differences from the report's numbers are expected")
+    return {**found, "fidelity": fidelity, "protocol": protocol,
+            "cnn": {**found["cnn"]}, "mlp": {**found["mlp"]}}

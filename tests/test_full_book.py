@@ -1,0 +1,140 @@
+"""The book of the committed full profile read as a reproduction report: the original's number
+beside ours on the chapter pages, missing runs said once, claims judged only on their data.
+
+The numbers are recomputed here from the run folders (config.json, summary.json) and the
+original report's CSV, without lab2.report, and looked for on the rendered pages.
+"""
+
+import csv
+import json
+import re
+import statistics
+from pathlib import Path
+
+import pytest
+
+from lab2 import PROJECT_ROOT
+from lab2.report.build import LOG_FILE, build_book
+
+FULL = PROJECT_ROOT / "results" / "full"
+REFERENCE_CSV = PROJECT_ROOT / "book" / "data" / "original_report_results.csv"
+CHAPTERS = ("intro", "mlp", "cnn", "hyperparameters", "mlp_vs_cnn", "overfitting", "why", "original", "appendix",
+            "provenance")
+# What a reader must never meet in a chapter's prose: glued placeholders of missing runs.
+GLUED_MISSING = ("not measured", "0 seed(s)", "0 of the 0", "seed(s)")
+
+
+@pytest.fixture(scope="module")
+def full_book(tmp_path_factory):
+    """The full profile's book, built from the committed results into a folder of its own."""
+    output = tmp_path_factory.mktemp("full-book")
+    code = build_book("full", output_dir=output)
+    assert code == 0, (output / "_build" / LOG_FILE).read_text()[-5000:]
+    return output / "_build" / "html"
+
+
+def finished_runs() -> list[dict]:
+    """Every finished run of the committed full profile: its config and summary, read from its folder."""
+    runs = []
+    for summary in sorted(FULL.glob("*/summary.json")):
+        values = json.loads(summary.read_text())
+        if values.get("status") == "ok":
+            runs.append({**json.loads((summary.parent / "config.json").read_text()), **values})
+    return runs
+
+
+def ours(model: str, metric: str, **setting) -> tuple[str, int]:
+    """Our number for one setting of the report's protocol, as a page prints it: 'mean ± std' (3 digits)."""
+    values = [run[metric] for run in finished_runs() if run["model"] == model
+              and run.get("jpeg_quality") is None and not run.get("pixel_noise")
+              and run["channels"] == 256 and all(run[key] == value for key, value in setting.items())]
+    assert values, (model, setting)
+    mean = statistics.mean(values)
+    text = f"{mean:.3f} ± {statistics.stdev(values):.3f}" if len(values) > 1 else f"{mean:.3f}"
+    return text, mean
+
+
+def original(model: str, metric: str, **setting) -> list[float]:
+    """The report's distinct values for one setting and metric, from its CSV."""
+    keys = {"dropout_rate": float, "batch_size": int, "learning_rate": float, "batchnorm": lambda v: v == "True"}
+    with REFERENCE_CSV.open() as handle:
+        rows = [row for row in csv.DictReader(handle) if row["model"] == model and row["metric"] == metric
+                and all(keys[key](row["bn" if key == "batchnorm" else key]) == value for key, value in setting.items())]
+    values = sorted({float(row["value"]) for row in rows}, key=lambda v: -len(repr(v)))
+    # The report printed some runs twice, once rounded: a value that is another one rounded is that one.
+    distinct = []
+    for value in values:
+        decimals = len(repr(value).partition(".")[2])
+        if not any(abs(round(kept, decimals) - value) < 1e-12 for kept in distinct):
+            distinct.append(value)
+    return distinct
+
+
+def page_text(full_book: Path, chapter: str) -> str:
+    """A page's visible text, tags removed and whitespace collapsed."""
+    html = (full_book / f"{chapter}.html").read_text()
+    html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).replace("&#177;", "±").replace("&amp;", "&")
+
+
+BEST_MLP = {"dropout_rate": 0.5, "batch_size": 500, "learning_rate": 0.001, "batchnorm": True}
+BEST_CNN = {"dropout_rate": 0.0, "batch_size": 100, "learning_rate": 0.001, "batchnorm": True}
+
+
+@pytest.mark.parametrize("chapter, model, metric, setting", [
+    ("mlp", "mlp", "train_loss", BEST_MLP),
+    ("mlp", "mlp", "test_acc", {**BEST_MLP, "dropout_rate": 0.0}),
+    ("cnn", "cnn", "test_acc", BEST_CNN),
+    ("hyperparameters", "mlp", "test_acc", {**BEST_MLP, "batch_size": 50}),
+    ("hyperparameters", "mlp", "val_loss", {**BEST_MLP, "learning_rate": 0.01}),
+    ("mlp_vs_cnn", "cnn", "test_acc", BEST_CNN),
+])
+def test_a_chapter_shows_the_original_beside_ours_and_the_difference(full_book, chapter, model, metric, setting):
+    text = page_text(full_book, chapter)
+    shown, mean = ours(model, metric, **setting)
+    printed = original(model, metric, **setting)
+    assert printed
+    report = " / ".join(f"{value:.3f}" for value in printed)
+    difference = f"{mean - statistics.mean(printed):+.3f}"
+    # In the chapter's table the three stand in one column, in this order, row by row.
+    pattern = re.escape(shown) + r".*?" + re.escape(report) + r".*?" + re.escape(difference) + r" \((small|clear|large)"
+    assert re.search(pattern, text), f"{chapter}: {shown} / {report} / {difference}"
+
+
+def test_the_intro_opens_with_the_findings(full_book):
+    text = page_text(full_book, "intro")
+    shown, _ = ours("mlp", "test_acc", **BEST_MLP)
+    findings = text.index("What this reproduction found")
+    assert findings < text.index("How to read the numbers") < text.index("Which results these pages show")
+    first_screen = text[findings:findings + 1500]
+    mean = statistics.mean(run["test_acc"] for run in finished_runs() if run["model"] == "mlp"
+                           and all(run[k] == v for k, v in BEST_MLP.items()) and run.get("jpeg_quality") is None
+                           and not run.get("pixel_noise"))
+    assert f"{mean:.4f}" in first_screen and f"{statistics.mean(original('mlp', 'test_acc', **BEST_MLP)):.4f}" in first_screen
+    assert "training loss higher in" in first_screen
+    cnn_finished = sum(run["model"] == "cnn" for run in finished_runs())
+    assert f"{cnn_finished} of its 63 runs have finished" in first_screen
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_no_page_glues_missing_numbers_or_shows_nan_or_empty_tables(full_book, chapter):
+    html = (full_book / f"{chapter}.html").read_text()
+    text = page_text(full_book, chapter)
+    for phrase in GLUED_MISSING:
+        assert phrase not in text, f"{chapter}: {phrase!r}"
+    assert not re.search(r"\bNaN\b|\bnan\b|\bNone\b", text), chapter
+    for body in re.findall(r"<tbody>(.*?)</tbody>", html, flags=re.S):
+        assert "<tr" in body, f"{chapter}: a table without rows"
+
+
+def test_missing_cnn_runs_are_said_once_per_section_with_the_command(full_book):
+    text = page_text(full_book, "hyperparameters")
+    assert text.count("Not run yet") >= 3
+    assert text.count("make sweep PROFILE=full") == text.count("Not run yet")
+    assert "No run of the CNN's dropout rate grid, other width has finished (15 runs planned" in text
+
+
+def test_claims_are_judged_only_on_their_data(full_book):
+    text = page_text(full_book, "original")
+    claim = re.search(r"The CNN's best batch_size is 100(.{0,400})", text)
+    assert claim and "not judged" in claim.group(1)
