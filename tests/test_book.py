@@ -3,8 +3,10 @@ tables and glued numbers, the run notebooks are linked, a rebuild is cached, and
 browser loads the pages without an error."""
 
 import functools
+import html.parser
 import http.server
 import json
+import re
 import shutil
 import tempfile
 import threading
@@ -23,7 +25,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 # Every chapter and whether it draws figures; all of them show tables except the run notebook.
 CHAPTERS = {
     "intro": False, "layers": False, "mlp": True, "cnn": True, "hyperparameters": True, "mlp_vs_cnn": True,
-    "overfitting": True, "original": True, "appendix": False, "provenance": False,
+    "overfitting": True, "why": True, "original": True, "appendix": False, "provenance": False,
 }
 # Experiments whose runs the book's results lack, as a partial profile (a sweep under way) does.
 LEFT_OUT = ("cnn/narrow_dropout_rate", "mlp/no_batchnorm")
@@ -103,6 +105,35 @@ def test_every_chapter_renders_its_figures_tables_and_numbers(built, chapter, ha
     assert "{glue:" not in html
 
 
+class VisibleText(html.parser.HTMLParser):
+    """The text a reader sees of a page's article: `text` all of it, `prose` without code blocks."""
+
+    def __init__(self):
+        super().__init__()
+        self.text, self.prose, self.inside, self.code = [], [], 0, 0
+
+    def handle_starttag(self, tag, attrs):
+        self.inside += tag == "article"
+        self.code += tag == "pre"
+
+    def handle_endtag(self, tag):
+        self.inside -= tag == "article"
+        self.code -= tag == "pre"
+
+    def handle_data(self, data):
+        if self.inside:
+            self.text.append(data)
+            if not self.code:
+                self.prose.append(data)
+
+
+def visible(page: str) -> tuple[str, str]:
+    """A page's text and prose, with the typographic apostrophes Sphinx sets turned back into plain ones."""
+    parser = VisibleText()
+    parser.feed(page)
+    return tuple(" ".join(parts).replace("\u2019", "'") for parts in (parser.text, parser.prose))
+
+
 def test_every_run_has_a_page_linked_from_the_provenance_table(built):
     assert (built["html"] / "run.html").is_file()
     manifest = json.loads((built["results"] / "smoke" / "manifest.json").read_text())
@@ -113,31 +144,156 @@ def test_every_run_has_a_page_linked_from_the_provenance_table(built):
         assert f'href="{run_id}.ipynb"' in page  # the notebook stays downloadable
         notebook = built["html"] / RUNS_FOLDER / f"{run_id}.ipynb"
         assert json.loads(notebook.read_text())["cells"], notebook
+    for run_id in built["left_out"]:  # a run that has not finished has no page
+        assert not (built["html"] / RUNS_FOLDER / f"{run_id}.html").exists()
     provenance = (built["html"] / "provenance.html").read_text()
-    assert provenance.count(f'href="{RUNS_FOLDER}/') == len(finished)
+    table = provenance[provenance.index("<article"):provenance.index("</article>")]  # not the sidebar's links
+    assert table.count(f'href="{RUNS_FOLDER}/') == len(finished)
     assert '.ipynb"' not in provenance  # runs link to their pages, not to raw notebooks
+
+
+def test_a_run_page_is_a_page_of_the_book_showing_what_its_run_used(built):
+    """Each run page has the chapters' sidebar and search, links back to the chapters showing its run,
+    and shows only the settings its model uses, never None, nor a whole hash, nor the template's defaults."""
+    from lab2.report.experiments import chapter_of, shown_roles
+
+    manifest = json.loads((built["results"] / "smoke" / "manifest.json").read_text())
+    labels = shown_roles(manifest["experiments"])
+    search_index = (built["html"] / "searchindex.js").read_text()
+    pages = 0
+    for run in manifest["runs"]:
+        run_id, model = run["run_id"], run["config"]["model"]
+        if run_id in built["left_out"]:
+            continue
+        page = (built["html"] / RUNS_FOLDER / f"{run_id}.html").read_text()
+        assert "bd-sidebar" in page and 'href="../intro.html"' in page, run_id  # the book's theme and its toc
+        assert f'"{RUNS_FOLDER}/{run_id}"' in search_index, run_id
+        article = page[page.index("<article"):page.index("</article>")]
+        for experiment in run["experiments"]:  # the way back: the chapter showing each of its experiments
+            assert f'href="../{chapter_of(model, labels.get(experiment))}.html' in article, (run_id, experiment)
+        assert 'href="../provenance.html' in article
+        text, prose = visible(page)
+        assert "None" not in prose, run_id
+        assert re.search(r"[0-9a-f]{40}", text) is None, run_id  # hashes shortened; whole on hover only
+        assert "<abbr" in article
+        assert text.count("best_val_acc") == 1, run_id  # the summary, once
+        assert "papermill replaces this cell" not in text and "# Parameters" not in text  # no parameters cells
+        assert text.index("Settings") < text.index("The executed notebook")
+        unused = ("channels", "dropout_kind") if model == "mlp" else ("hidden",)
+        for field in unused:
+            assert f'<span class="pre">{field}</span>' not in article, (run_id, field)
+        pages += 1
+    assert pages == len(list((built["html"] / RUNS_FOLDER).glob("*.html"))) > 0
 
 
 def test_a_partial_profile_shows_what_is_missing(built):
     assert built["left_out"]
     intro = (built["html"] / "intro.html").read_text()
     assert ">missing</th>" in intro  # the per-model progress table has a column of missing runs
-    hyperparameters = (built["html"] / "hyperparameters.html").read_text()
-    assert hyperparameters.count(">missing</td>") >= 7  # the narrow CNN's rows, each metric
+    # A section without a finished run: one notice, with what is missing and the command that makes it.
+    _, hyperparameters = visible((built["html"] / "hyperparameters.html").read_text())
+    notice = "No run of the CNN's dropout rate grid, other width has finished"
+    assert hyperparameters.count(notice) == 1
+    command = re.sub(r"\s+", " ", hyperparameters.split(notice)[1].split("makes them")[0])
+    assert "make sweep PROFILE=smoke ARGS=\"--only 'cnn/*'\"" in command
     original = (built["html"] / "original.html").read_text()
-    assert "not measured (runs missing)" in original  # the claims about the left-out runs
-    mlp = (built["html"] / "mlp.html").read_text()
-    assert "not measured" in mlp
+    assert "not judged: the MLP without BatchNorm has no finished run" in original  # claims on the left-out runs
+    # A section with some runs: what ran, and one line naming what did not; its sentences wait.
+    _, mlp = visible((built["html"] / "mlp.html").read_text())
+    assert mlp.count("Not run yet: without BatchNorm") == 1
+    assert "With Dropout the test accuracy is" not in mlp
+    for chapter in CHAPTERS:
+        _, prose = visible((built["html"] / f"{chapter}.html").read_text())
+        for glued in ("not measured", "seed(s)", "0 of the 0", "NaN"):
+            assert glued not in prose, (chapter, glued)
 
 
-def test_no_page_names_the_build_machine_folders(built):
+class TableRows(html.parser.HTMLParser):
+    """The text of every table row of a page, one list of cell texts per row."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows, self.cell = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self.cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self.cell is not None:
+            self.rows[-1].append(" ".join("".join(self.cell).split()))
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def size_of(difference: float, original: float, metric: str) -> str:
+    """The size steps the page states: accuracy 0.01 / 0.03 absolute, loss 5 % / 20 % of the original."""
+    if "loss" in metric:
+        magnitude, steps = abs(difference) / original, (0.05, 0.20)
+    else:
+        magnitude, steps = abs(difference), (0.01, 0.03)
+    return "small" if magnitude < steps[0] else "clear" if magnitude < steps[1] else "large"
+
+
+def test_the_original_page_shows_the_numbers_recomputed_from_the_run_folders_and_the_csv(built):
+    """A sample of "Against the original", recomputed without lab2.report: ours from the runs' summary.json,
+    the report's from its CSV, the difference and the verdict, found together in one row of the page."""
+    import csv
+
+    from lab2.report.results import REFERENCE_CSV
+
+    folder = built["results"] / "smoke"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    with open(REFERENCE_CSV, newline="") as handle:
+        reference = list(csv.DictReader(handle))
+    page = (built["html"] / "original.html").read_text()
+    parser = TableRows()
+    parser.feed(page)
+    rows = [set(row) for row in parser.rows]
+    sample = [("mlp", "best", "test_acc"), ("mlp", "best", "train_loss"), ("mlp", "no_dropout", "val_acc"),
+              ("cnn", "best", "test_acc"), ("cnn", "no_batchnorm", "test_loss")]
+    for model, experiment, metric in sample:
+        printed = [row for row in reference
+                   if (row["model"], row["experiment"], row["metric"]) == (model, experiment, metric)]
+        original = float(printed[0]["value"])
+        summaries = [folder / run["run_id"] / "summary.json" for run in manifest["runs"]
+                     if f"{model}/{experiment}" in run["experiments"]]
+        values = [json.loads(summary.read_text())[metric] for summary in summaries if summary.is_file()]
+        assert len(values) == 1, (model, experiment)  # the smoke profile: one seed
+        ours = values[0]
+        difference = ours - original
+        verdict = f"{size_of(difference, original, metric)}; one seed, noise unknown"
+        expected = {model.upper(), metric, f"{original:.4g}", f"{ours:.4f}", f"{difference:+.4f}", verdict}
+        assert any(expected <= row for row in rows), (expected, [row for row in rows if f"{ours:.4f}" in row])
+    # A number whose runs were left out shows as such, without a difference or verdict.
+    assert any({"MLP", "test_acc", "no_batchnorm", "no finished run"} <= row for row in rows)
+    # Each distinct model, setting and metric of the CSV once, and the claims' counts add up.
+    distinct = {(row["model"], float(row["dropout_rate"]), int(row["batch_size"]), float(row["learning_rate"]),
+                 row["bn"], row["dropout_kind"] if row["model"] == "cnn" else "", row["metric"]) for row in reference}
+    text = " ".join(re.sub(r"<[^>]+>", " ", page).split())
+    assert f"{len(distinct)} distinct numbers" in text
+    counts = re.search(r"Of (\d+) claims, (\d+) hold, (\d+) do not hold, (\d+) are within seed noise, (\d+) rest on "
+                       r"one seed .* and (\d+) are not judged yet", text)
+    assert counts, "the claims' counts"
+    total, *parts = map(int, counts.groups())
+    assert sum(parts) == total
+    assert "NaN" not in text and "nan" not in text.split()
+
+
+def test_no_file_of_the_book_names_the_build_machine_folders(built):
+    """Pages, sources, search index and the runs' downloadable notebooks alike."""
     from lab2 import PROJECT_ROOT
 
-    folders = (str(PROJECT_ROOT), str(built["root"]))
+    folders = (str(PROJECT_ROOT), str(built["root"]), "/root/", "/work/", "/tmp/", "/home/")
     hits = [f"{path.relative_to(built['html'])}: {folder}" for path in sorted(built["html"].rglob("*"))
-            if path.is_file() and path.suffix in (".html", ".ipynb", ".js", ".txt", ".md", ".json")
-            for folder in folders if folder in path.read_text(errors="replace")]
+            if path.is_file() for folder in folders if folder in path.read_bytes().decode(errors="replace")]
     assert hits == []
+    assert list((built["html"] / RUNS_FOLDER).glob("*.ipynb"))
 
 
 def test_every_chapter_executes_as_a_notebook_outside_the_book(built):
@@ -223,7 +379,7 @@ def test_a_browser_loads_every_page_whole_at_1280_and_1920_px_with_no_error(buil
                     assert len(widths) > 0 or not CHAPTERS.get(name.removesuffix(".html"), False)
                     problems += [f"{name} at {width} px: {element}" for element in page.evaluate(OVERFLOWING)]
             page.goto(f"{served}/provenance.html", wait_until="load")
-            page.click(f"a[href='{run_page}']")  # a run id in a table opens the run's page, with its curves
+            page.click(f"article a[href='{run_page}']")  # a run id in a table opens the run's page, with its curves
             page.wait_for_load_state("load")
             assert page.url.endswith(str(run_page)) and page.evaluate("document.images.length") > 0
         finally:

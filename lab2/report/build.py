@@ -6,9 +6,15 @@ page that raises) fails the build. Executed pages are cached by jupyter-cache, k
 each page's code only; the cache cannot see the results the pages read, so the build folder
 is wiped whenever a digest of those inputs differs from the one stored by the last
 successful build. Before jupyter-book runs, the pages missing from the cache are executed
-into it in parallel (jupyter-book executes one page at a time). After building, each run's
-executed notebook becomes a page of its own, `runs/<run_id>.html` (with the notebook beside
-it as `runs/<run_id>.ipynb`), which every table naming the run links to.
+into it in parallel (jupyter-book executes one page at a time).
+
+Every run has a page of its own in the book, `runs/<run_id>.html` (run_pages.py), which
+every table naming the run links to, with its executed notebook beside it as
+`runs/<run_id>.ipynb`. jupyter-book reads a staged copy of book/ in the build folder: the
+book's files linked one by one, the run pages written beside them, and a table of contents
+that lists the run pages under the provenance chapter; beside it the rest of the project is
+linked, for the pages that include its files (`../lab2/layers.py`). So two builds at once
+never share a generated file, and book/ holds none.
 """
 
 import hashlib
@@ -33,7 +39,10 @@ from lab2.report.results import PROFILE_ENV, REFERENCE_CSV, RESULTS_ENV, RESULTS
 BOOK_DIR = PROJECT_ROOT / "book"
 DIGEST_FILE = ".results-digest"  # in the build folder, written after a successful build
 LOG_FILE = "build.log"  # jupyter-book's output, kept in the build folder for when a build fails
-RUNS_FOLDER = "runs"  # executed run notebooks, beside the HTML pages
+RUNS_FOLDER = "runs"  # the run pages and their notebooks, in the staged source and in the HTML
+SOURCE_FOLDER = "source"  # in the build folder: the project's files linked, with the staged book/ jupyter-book reads
+TOC_FILE = "_toc.yml"
+RUNS_PARENT = "provenance"  # the chapter the run pages are sections of, in the table of contents
 CACHE_FOLDER = ".jupyter_cache"  # jupyter-book's default place for it, inside the build folder
 CHAPTERS_FILE = "chapters.json"  # in the build folder: the pages last pre-executed outside jupyter-book, and errors
 RUN_PAGES_CACHE = ".run-pages"  # rendered run pages by content, in the build folder; kept when it is wiped
@@ -159,6 +168,39 @@ def prewarm_cache(build_dir: Path, env: dict, jobs: int = PAGE_JOBS) -> dict[str
     return outcomes
 
 
+def _link_all(folder: Path, targets: dict[str, Path]) -> None:
+    """Make folder/<name> a link to each target, and remove any other link there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in folder.iterdir():
+        if entry.is_symlink() and (entry.name not in targets or entry.readlink() != targets[entry.name]):
+            entry.unlink()
+    for name, target in targets.items():
+        if not (folder / name).is_symlink():
+            (folder / name).symlink_to(target)
+
+
+def stage_source(source: Path, run_ids: list[str]) -> None:
+    """Stage book/ in `source` (its folder RUNS_FOLDER kept): its files linked, a table of contents listing the
+    run pages; and the project's other files linked beside it.
+
+    Links and an unchanged table of contents keep their files' times, so Sphinx rereads only what changed.
+    """
+    _link_all(source.parent, {path.name: path for path in PROJECT_ROOT.iterdir()
+                              if path.name != BOOK_DIR.name and not path.name.startswith(".")})
+    _link_all(source, {path.name: path for path in BOOK_DIR.iterdir()
+                       if path.name not in ("_build", TOC_FILE, RUNS_FOLDER)})
+    toc = yaml.safe_load((BOOK_DIR / TOC_FILE).read_text())
+    parent = next((chapter for chapter in toc["chapters"] if chapter["file"] == RUNS_PARENT), None)
+    if parent is None:
+        raise BookError(f"book/{TOC_FILE} has no chapter {RUNS_PARENT!r} to list the run pages under")
+    if run_ids:
+        parent["sections"] = [{"file": f"{RUNS_FOLDER}/{run_id}"} for run_id in run_ids]
+    text = "# Written by lab2/report/build.py from book/_toc.yml, with a section per run page.\n"
+    text += yaml.safe_dump(toc, sort_keys=False)
+    if not ((source / TOC_FILE).is_file() and (source / TOC_FILE).read_text() == text):
+        (source / TOC_FILE).write_text(text)
+
+
 def _run_logged(command: list[str], env: dict, log_path: Path) -> int:
     """Run command, echoing its output and keeping a copy in log_path; its exit code."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,14 +236,21 @@ def build_book(profile: str, results_root: Path | None = None, output_dir: Path 
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
     }
     prewarm_cache(build_dir, env)
+    source = build_dir / SOURCE_FOLDER / BOOK_DIR.name
+    notebooks = write_run_pages(profile, results_root, source / RUNS_FOLDER, build_dir / RUN_PAGES_CACHE)
+    stage_source(source, list(notebooks))
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    command = [str(jupyter_book), "build", str(BOOK_DIR), "--builder", "html", "-W", "-n", "--keep-going",
+    command = [str(jupyter_book), "build", str(source), "--builder", "html", "-W", "-n", "--keep-going",
                "--path-output", str(build_dir.parent)]
     code = _run_logged(command, env, build_dir / LOG_FILE)
     html = build_dir / "html"
     if html.is_dir():
-        shutil.rmtree(html / RUNS_FOLDER, ignore_errors=True)
-        write_run_pages(profile, results_root, html / RUNS_FOLDER, build_dir / RUN_PAGES_CACHE)
+        downloads = html / RUNS_FOLDER
+        downloads.mkdir(exist_ok=True)
+        for stale in set(downloads.glob("*.ipynb")) - {downloads / notebook.name for notebook in notebooks.values()}:
+            stale.unlink()
+        for notebook in notebooks.values():
+            shutil.copyfile(notebook, downloads / notebook.name)
     if code == 0:
         stored.write_text(digest + "\n")
     return code
