@@ -74,7 +74,8 @@ def page_text(full_book: Path, chapter: str) -> str:
     """A page's visible text, tags removed and whitespace collapsed."""
     html = (full_book / f"{chapter}.html").read_text()
     html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S)
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).replace("&#177;", "±").replace("&amp;", "&")
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    return text.replace("&#177;", "±").replace("&amp;", "&").replace("\u2019", "'").replace("&#8217;", "'")
 
 
 BEST_MLP = {"dropout_rate": 0.5, "batch_size": 500, "learning_rate": 0.001, "batchnorm": True}

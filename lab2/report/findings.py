@@ -83,9 +83,10 @@ def facts(runs: pd.DataFrame, epochs: pd.DataFrame, reference: pd.DataFrame, pro
     return found
 
 
-def fidelity_share(runs: pd.DataFrame, comparison: pd.DataFrame) -> float | None:
-    """The share of the best MLP's training-loss difference from the report that the JPEG trend
-    accounts for (lab2.report.why); None until the JPEG fidelity runs have all finished."""
+def fidelity_share(runs: pd.DataFrame, comparison: pd.DataFrame) -> dict | None:
+    """What the JPEG trend says of the best MLP's training-loss difference from the report
+    (lab2.report.why): the share it accounts for and whether the trend can be told from zero;
+    None until the JPEG fidelity runs have all finished."""
     from lab2.report import why
     from lab2.report.experiments import JPEG_QUALITY_GRID
 
@@ -93,9 +94,11 @@ def fidelity_share(runs: pd.DataFrame, comparison: pd.DataFrame) -> float | None
     if planned.empty or len(results.finished(planned)) < len(planned):
         return None
     explained = why.gap_explained(runs, comparison, why.jpeg_error_on_lossless()["rmse"], metrics=("train_loss",))
-    best = explained[explained["dropout_rate"] == runs.loc[runs["roles"].map(lambda r: BASELINE.label in r)
-                                                          & (runs["model"] == "mlp"), "dropout_rate"].iloc[0]]
-    return float(best["share explained"].iloc[0]) if len(best) else None
+    best_rate = results.runs_of(runs, "mlp", BASELINE)["dropout_rate"].iloc[0]
+    row = explained[explained["dropout_rate"] == best_rate]
+    if row.empty or pd.isna(row["share explained"].iloc[0]):
+        return None
+    return {"share": float(row["share explained"].iloc[0]), "trend": row["trend"].iloc[0] == "yes"}
 
 
 def has_results(profile: str) -> bool:
@@ -110,12 +113,13 @@ def load_profile(profile: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def sentence_facts(found: dict, reference_profile: bool) -> dict:
     """The facts of `facts` with the words the findings' sentences need around them."""
-    share = found["fidelity"]
-    if share is None:
+    fidelity = found["fidelity"]
+    if fidelity is None:
         fidelity = ": that experiment has not finished yet"
     else:
-        fidelity = (f": at the best setting, the trend of lower JPEG quality accounts for {share:.0%} of the "
-                    f"training-loss difference{' (the opposite direction)' if share < 0 else ''}")
+        fidelity = (f": at the best setting, the trend of lower JPEG quality accounts for {fidelity['share']:.0%} of the "
+                    f"training-loss difference"
+                    + ("" if fidelity["trend"] else ", and that trend cannot be told from zero"))
     protocol = ("the report's protocol" if reference_profile else
                 "a reduced protocol, so its differences from the report's numbers are expected")
     return {**found, "fidelity": fidelity, "protocol": protocol,

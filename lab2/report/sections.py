@@ -24,6 +24,7 @@ from lab2.report.experiments import REPORTED, Role
 from lab2.report.results import METRICS
 
 NOT_IN_REPORT = "–"  # a setting or metric the report did not print
+CPU_PATIENCE_MINUTES = 60  # a run longer than this on a CPU is sent to a GPU machine
 MODEL_NAMES = {"mlp": "MLP", "cnn": "CNN"}
 FIELD_WORDS = {"dropout_rate": "dropout rate", "batch_size": "batch size", "learning_rate": "learning rate",
                "dropout_kind": "dropout kind", "jpeg_quality": "JPEG quality", "pixel_noise": "pixel noise",
@@ -266,17 +267,20 @@ class Costs:
         return seconds_per_work * _work(planned.iloc[0]) / 60
 
     def why(self, model: str) -> str:
+        """What a run of `model` costs on each device that made one (or, estimated, on this CPU), and the command."""
         minutes = self.per_device(model)
         parts = [f"about {_duration(value)} on {'a CPU' if device == 'cpu' else device}"
                  for device, value in minutes.items()]
-        estimate = self.cpu_estimate(model) if "cpu" not in minutes.index else None
-        if estimate is not None:
-            parts.append(f"about {_duration(estimate)} on this project's CPU (estimated from its "
+        cpu_minutes = minutes.get("cpu")
+        if cpu_minutes is None and (cpu_minutes := self.cpu_estimate(model)) is not None:
+            parts.append(f"about {_duration(cpu_minutes)} on this project's CPU (estimated from its "
                          f"{'CNN' if model == 'mlp' else 'MLP'} runs there and the two models' multiply-adds)")
-        measured = "; ".join(parts)
-        cost = f"{'An' if model == 'mlp' else 'A'} {MODEL_NAMES.get(model, model)} run of this profile takes {measured}. " if measured else ""
+        name = MODEL_NAMES.get(model, model)
+        cost = f"{'An' if model == 'mlp' else 'A'} {name} run of this profile takes {'; '.join(parts)}. " if parts else ""
         command = f"make sweep PROFILE={self.profile} ARGS=\"--only '{model}/*'\""
-        gpu = " on a GPU machine (`make gpu-check` there packs them as they finish)" if self.profile == "full" else ""
+        # Runs of an hour or more on a CPU are for a GPU machine; shorter ones a CPU sweeps in the background.
+        needs_gpu = cpu_minutes is None or cpu_minutes >= CPU_PATIENCE_MINUTES
+        gpu = " on a GPU machine (`make gpu-check` there packs them as they finish)" if needs_gpu else ""
         return f"{cost}`{command}` makes them{gpu}."
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from lab2.report import results
+from lab2.report import compare, results
 from lab2.report.compare import Estimate, plus_minus
 from lab2.report.experiments import BASELINE, JPEG_QUALITY_GRID, PIXEL_NOISE_GRID, WITHOUT_DROPOUT
 
@@ -136,27 +136,31 @@ def trend(chosen: pd.DataFrame, metric: str) -> tuple[float, float, int]:
 
 
 def gap_explained(runs: pd.DataFrame, comparison: pd.DataFrame, pixel_error: float,
-                  metrics=("train_loss", "train_acc", "val_loss", "test_acc")) -> pd.DataFrame:
-    """Per dropout rate and metric: the JPEG trend read at `pixel_error` (what removing our data's
-    JPEG step would change, if the trend held down to lossless data), against our difference
-    from the report at the images as read, and the share of that difference it accounts for."""
+                  metrics=("train_loss", "train_acc", "val_loss", "test_acc"), kind: str = "JPEG") -> pd.DataFrame:
+    """Per dropout rate and metric: the trend of the `kind` levels (JPEG or noise) read at
+    `pixel_error` (what removing our data's JPEG step would change, if the trend held down to
+    lossless data), against our difference from the report at the images as read, and the
+    share of that difference it accounts for."""
     chosen = results.finished(fidelity_runs(runs))
-    jpeg_levels = chosen[chosen["kind"].isin(["as read", "JPEG"])]
+    jpeg_levels = chosen[chosen["kind"].isin(["as read", kind])]
     rows = []
     for rate, group in jpeg_levels.groupby("dropout_rate", sort=False):
         for metric in metrics:
             slope, error, count = trend(group, metric)
-            gap = comparison[(comparison["model"] == "mlp") & (comparison["metric"] == metric)
-                             & (comparison["dropout_rate"].round(10) == round(rate, 10))
-                             & (comparison["batch_size"] == group["batch_size"].iloc[0])
-                             & (comparison["learning_rate"].round(10) == round(group["learning_rate"].iloc[0], 10))
-                             & comparison["batchnorm"]]["difference"]
-            gap = float(gap.iloc[0]) if len(gap) else float("nan")
+            match = comparison[(comparison["model"] == "mlp") & (comparison["metric"] == metric)
+                               & (comparison["dropout_rate"].round(10) == round(rate, 10))
+                               & (comparison["batch_size"] == group["batch_size"].iloc[0])
+                               & (comparison["learning_rate"].round(10) == round(group["learning_rate"].iloc[0], 10))
+                               & comparison["batchnorm"]]
+            gap = float(match["difference"].iloc[0]) if len(match) else float("nan")
+            beyond = len(match) > 0 and match["beyond_noise"].iloc[0] is True
             effect = slope * pixel_error
             rows.append({"dropout_rate": rate, "metric": metric, "runs": count,
                          "slope per grey level": slope, "slope std error": error,
-                         "JPEG effect at the shared copy's error": effect,
-                         "ours - original": gap, "share explained": effect / gap if gap else float("nan")})
+                         "trend": "yes" if abs(slope) > compare.NOISE_Z * error else "not told from 0",
+                         "JPEG effect at the shared copy's error": effect, "ours - original": gap,
+                         # A share of a difference that is within noise would be a ratio of noise.
+                         "share explained": effect / gap if beyond and gap else float("nan")})
     return pd.DataFrame(rows)
 
 
