@@ -1,0 +1,83 @@
+"""A chapter's section: ours beside the original, missing runs said once, sentences only on data."""
+
+import pandas as pd
+
+from lab2.report.experiments import BATCH_SIZE_GRID, NARROW_DROPOUT_RATE_GRID
+from lab2.report.results import METRICS
+from lab2.report.sections import Costs, Section
+
+REFERENCE = pd.DataFrame([
+    {"model": "mlp", "experiment": "grid_batch_size", "role": BATCH_SIZE_GRID.label, "dropout_rate": 0.5,
+     "batch_size": size, "learning_rate": 0.001, "batchnorm": True, "dropout_kind": None, "metric": metric,
+     "value": value, "note": None}
+    for size, metric, value in ((50, "test_acc", 0.551), (100, "test_acc", 0.555), (50, "train_loss", 0.468))
+])
+
+
+def grid_runs(finished: dict[int, list[float]], planned_sizes=(50, 100, 200), seeds=3) -> pd.DataFrame:
+    """The MLP's batch-size grid: `finished` maps a batch size to the test accuracies of its finished seeds."""
+    rows = []
+    for size in planned_sizes:
+        accuracies = finished.get(size, [])
+        for seed in range(seeds):
+            done = seed < len(accuracies)
+            rows.append({
+                "run_id": f"mlp-{size}-{seed}", "experiments": ["mlp/grid_batch_size"], "roles": [BATCH_SIZE_GRID.label],
+                "model": "mlp", "dropout_rate": 0.5, "batch_size": size, "learning_rate": 0.001, "batchnorm": True,
+                "dropout_kind": "2d", "channels": 256, "hidden": 1024, "train_size": None, "eval_size": None,
+                "jpeg_quality": None, "pixel_noise": 0.0, "precision": "tf32", "num_epochs": 50, "seed": seed,
+                "status": "ok" if done else "missing", "device_name": "NVIDIA H200" if done else None,
+                "used_precision": "tf32" if done else None, "seconds": 60.0 if done else None,
+                **{metric: (0.7 if done else None) for metric in METRICS},
+                "test_acc": accuracies[seed] if done else None,
+            })
+    return pd.DataFrame(rows)
+
+
+def section(runs: pd.DataFrame, role=BATCH_SIZE_GRID) -> Section:
+    return Section(runs, REFERENCE, "mlp", role, Costs(runs, "full"))
+
+
+def test_the_table_puts_the_original_beside_ours_with_the_judged_difference():
+    shown = section(grid_runs({50: [0.560, 0.562, 0.564], 100: [0.55, 0.56, 0.57], 200: [0.56]})).against_original()
+    assert list(shown.columns) == ["batch size 50", "batch size 100", "batch size 200"]
+    assert shown.loc[("", "seeds"), "batch size 50"] == "3"
+    assert shown.loc[("test_acc", "ours"), "batch size 50"] == "0.562 ± 0.002"
+    assert shown.loc[("test_acc", "original"), "batch size 50"] == "0.551"
+    # 0.011 above one run of the report, whose noise is taken as one of our seeds': beyond noise, clear.
+    assert shown.loc[("test_acc", "difference"), "batch size 50"] == "+0.011 (clear, beyond noise)"
+    assert shown.loc[("test_acc", "difference"), "batch size 100"] == "+0.005 (small, within noise)"
+    assert shown.loc[("test_acc", "difference"), "batch size 200"] == "–"  # the report printed no such number
+    assert shown.loc[("train_loss", "difference"), "batch size 50"] == "+0.232 (large, beyond noise)"
+    assert not shown.isna().any().any()
+
+
+def test_a_partly_run_section_names_what_did_not_run_and_keeps_its_sentences():
+    partial = section(grid_runs({50: [0.56, 0.56, 0.57]}))
+    assert not partial.complete and not partial.empty
+    assert list(partial.against_original().columns) == ["batch size 50"]
+    line = partial.missing_line().data
+    assert line.startswith("Not run yet: batch size 100; batch size 200 (6 runs).")
+    assert "`make sweep PROFILE=full ARGS=\"--only 'mlp/*'\"` makes them" in line
+    assert partial.says("best is {best}", best=50) is None
+    complete = section(grid_runs({50: [0.56], 100: [0.55], 200: [0.57]}))
+    assert complete.complete and complete.says("best is {best}", best=200).data == "best is 200"
+
+
+def test_a_section_without_runs_shows_one_notice_and_no_table():
+    runs = grid_runs({})
+    empty = section(runs)
+    assert empty.empty and not empty.comparable
+    notice = empty.table().data
+    assert notice.startswith("**Not run yet.** No run of the MLP's batch size grid has finished (9 runs planned over "
+                             "3 settings: batch size 50; batch size 100; batch size 200).")
+    # Another role with no planned run at all has nothing to show either way.
+    assert section(runs, NARROW_DROPOUT_RATE_GRID).planned.empty
+
+
+def test_seeds_from_different_devices_are_marked_where_they_are_averaged():
+    runs = grid_runs({50: [0.56, 0.56, 0.57], 100: [0.55], 200: [0.56]})
+    runs.loc[runs["run_id"] == "mlp-50-2", ["device_name", "used_precision"]] = ["cpu", "fp32"]
+    shown = section(runs).against_original()
+    assert shown.loc[("", "seeds"), "batch size 50"] == "3 (2 on NVIDIA H200 tf32, 1 on cpu fp32: mixed)"
+    assert shown.loc[("", "seeds"), "batch size 100"] == "1"
