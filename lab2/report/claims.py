@@ -329,12 +329,12 @@ def early_stopping_at_turning_point(epochs) -> Claim:
         return _not_judged("4.2 question", claim, "no run has finished", "no run has finished yet")
     turning = results.turning_points(epochs)
     turned = turning[turning["epochs_past_turn"] > 0]
-    change = Estimate.of(turned["val_acc_turn"] - turned["val_acc_last"])
-    evidence = (f"validation loss turned before the last epoch in {len(turned)} of {len(turning)} runs; "
-                f"validation accuracy at the turning point minus at the last epoch, over those runs: "
-                f"{change.format(4)} (mean ± std over runs)")
+    evidence = f"validation loss turned before the last epoch in {len(turned)} of {len(turning)} runs"
     if turned.empty:
         return _not_judged("4.2 question", claim, "no run's validation loss turned before its last epoch", evidence)
+    change = Estimate.of(turned["val_acc_turn"] - turned["val_acc_last"])
+    evidence += (f"; validation accuracy at the turning point minus at the last epoch, over those runs: "
+                 f"{change.format(4)} (mean ± std over runs)")
     # The claim holds unless the change is negative beyond the spread over runs.
     outcome, detail = judge(change, _zero_like(change), "val_acc")
     if outcome == FAILS:

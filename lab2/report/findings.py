@@ -106,12 +106,12 @@ def has_results(profile: str) -> bool:
     return (results.profile_dir(profile) / "manifest.json").is_file()
 
 
-def load_profile(profile: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Another profile's runs and epochs, for the findings of a book of a smaller profile."""
-    return results.load_runs(profile), results.load_epochs(profile)
+def load_profile(profile: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Another profile's runs, epochs and description, for the findings of a book of a smaller profile."""
+    return results.load_runs(profile), results.load_epochs(profile), results.load_manifest(profile)["description"]
 
 
-def sentence_facts(found: dict, reference_profile: bool) -> dict:
+def sentence_facts(found: dict, reference_profile: bool, description: str = "") -> dict:
     """The facts of `facts` with the words the findings' sentences need around them."""
     fidelity = found["fidelity"]
     if fidelity is None:
@@ -121,6 +121,6 @@ def sentence_facts(found: dict, reference_profile: bool) -> dict:
                     f"training-loss difference"
                     + ("" if fidelity["trend"] else ", and that trend cannot be told from zero"))
     protocol = ("the report's protocol" if reference_profile else
-                "a reduced protocol, so its differences from the report's numbers are expected")
+                f"a reduced protocol, so its differences from the report's numbers are expected: {description}")
     return {**found, "fidelity": fidelity, "protocol": protocol,
             "cnn": {**found["cnn"]}, "mlp": {**found["mlp"]}}
