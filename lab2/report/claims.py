@@ -139,6 +139,9 @@ def first_epoch_loss(history: pd.DataFrame) -> float:
     return float(history["train_loss"].iloc[0])
 
 
+JITTER_EPOCHS = 3  # two epoch-to-epoch changes at least, to have a spread
+
+
 def validation_jitter(history: pd.DataFrame) -> float:
     """Standard deviation of the epoch-to-epoch changes in validation loss: how much a run's curve jitters."""
     return float(history["val_loss"].diff().std())
@@ -183,11 +186,15 @@ def batchnorm_converges_faster(runs, epochs, model: str) -> Claim:
 
 def batchnorm_steadies_training(runs, epochs, model: str) -> Claim:
     """The report (3.1): with BatchNorm training jitters less; measured on the validation-loss curve."""
+    claim = f"BatchNorm makes the {_name(model)}'s training jitter less"
+    absent = missing(runs, model, BASELINE, WITHOUT_BATCHNORM)
+    if not absent and epochs["num_epochs"].max() < JITTER_EPOCHS:
+        return _not_judged("3.1 analysis", claim, f"this profile's runs train fewer than {JITTER_EPOCHS} epochs, "
+                           "too few changes of validation loss to have a spread")
     with_bn, without = _with_and_without_batchnorm(runs, epochs, model, validation_jitter)
-    return _judged("3.1 analysis", f"BatchNorm makes the {_name(model)}'s training jitter less",
+    return _judged("3.1 analysis", claim,
                    f"standard deviation of the epoch-to-epoch change in validation loss: {with_bn.format(4)} with "
-                   f"BatchNorm, {without.format(4)} without", without, with_bn, "val_loss",
-                   missing(runs, model, BASELINE, WITHOUT_BATCHNORM))
+                   f"BatchNorm, {without.format(4)} without", without, with_bn, "val_loss", absent)
 
 
 def reported_best(reference: pd.DataFrame, model: str, field: str):
@@ -288,8 +295,8 @@ def dropout_kind_at_zero(runs, epochs) -> Claim:
         return _not_judged("2 CNN", claim, why)
     differences = compare.dropout_kind_pairs(runs, epochs, dropout_rate=0.0)["max difference"]
     if differences.max() == 0.0:
-        evidence = (f"the 1d and 2d runs are bit-identical for all {len(differences)} seed(s): "
-                    "both layers are the identity")
+        seeds = f"all {len(differences)} seeds" if len(differences) > 1 else "its one seed"
+        evidence = f"the 1d and 2d runs are bit-identical for {seeds}: both layers are the identity"
     else:
         evidence = (f"the 1d and 2d runs differ by up to {differences.max():.2g} though both layers are the identity: "
                     "non-deterministic kernels, i.e. run-to-run noise")
