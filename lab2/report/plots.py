@@ -354,7 +354,7 @@ def plot_fidelity(chosen: pd.DataFrame, original: dict[tuple[float, str], float]
             if value is not None:
                 axis.axhline(value, color=palette[f"p = {rate:g}"], linestyle="--", linewidth=1,
                              label=f"original report, p = {rate:g}")
-        axis.set(xlabel="pixel error against the images as read (RMS grey levels)", ylabel=label)
+        axis.set(xlabel="pixel error (RMS grey levels)", ylabel=label)
     handles, labels = axes[0].get_legend_handles_labels()
     for axis in axes:
         if axis.get_legend() is not None:
