@@ -141,7 +141,7 @@ def gpu_check_command(parser, args) -> int:
 
 
 def unpack_results_command(parser, args) -> int:
-    from lab2.gpu_check import unpack_runs
+    from lab2.runs.archive import unpack_runs
 
     for archive in args.archives:
         if not archive.is_file():

@@ -5,7 +5,8 @@ import tarfile
 
 import pytest
 
-from lab2.gpu_check import Packer, sweep_lanes, unpack_runs
+from lab2.gpu_check import Packer, sweep_lanes
+from lab2.runs.archive import unpack_runs
 
 
 def make_run(profile_dir, name, device_name):
