@@ -44,24 +44,78 @@ def unpack_runs(archive: Path, results_root: Path = PROJECT_ROOT / "results") ->
     results_root.mkdir(parents=True, exist_ok=True)
     unpacked = Path(tempfile.mkdtemp(prefix=".unpack-", dir=results_root))
     try:
-        with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(unpacked, filter="data")  # refuses absolute paths and links leaving the folder
-        for profile_dir in sorted((unpacked / "results").glob("*")):
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                tar.extractall(unpacked, filter="data")  # refuses absolute paths and links leaving the folder
+        except (tarfile.TarError, EOFError, OSError) as error:
+            raise ValueError(f"{archive}: cannot unpack ({error})") from None
+        profiles = _checked_contents(archive, unpacked)
+        for profile_dir, runs in profiles.items():
             target_profile = results_root / profile_dir.name
+            if target_profile.is_symlink() or (target_profile.exists() and not target_profile.is_dir()):
+                raise ValueError(f"{target_profile} is not a folder of its own (a link or a file); "
+                                 "unpack into a results folder whose profiles are real folders")
             target_profile.mkdir(exist_ok=True)
             manifest = profile_dir / record.MANIFEST_FILE
             if manifest.is_file() and not (target_profile / record.MANIFEST_FILE).exists():
                 manifest.replace(target_profile / record.MANIFEST_FILE)
-            for run in sorted(p for p in profile_dir.iterdir() if p.is_dir()):
+            for run in runs:
                 target = target_profile / run.name
-                if target.exists():
+                if target.exists() or target.is_symlink():
                     kept.append(f"{profile_dir.name}/{run.name}: kept the one on disk ({_device_of(target)}), "
                                 f"not the archive's ({_device_of(run)})")
                 else:
                     run.replace(target)
                     added.append(f"{profile_dir.name}/{run.name}")
-    except (tarfile.TarError, EOFError, OSError) as error:
-        raise ValueError(f"{archive}: cannot unpack ({error})") from None
+    except OSError as error:
+        raise ValueError(f"{archive}: cannot unpack into {results_root} ({error})") from None
     finally:
         shutil.rmtree(unpacked, ignore_errors=True)
     return {"added": added, "kept": kept}
+
+
+def _checked_contents(archive: Path, unpacked: Path) -> dict[Path, list[Path]]:
+    """{profile folder: its run folders} of an unpacked archive, every entry checked before anything is added.
+
+    An archive is refused whole, with every problem named, when it holds anything but
+    results/<profile>/ folders of run folders (a run id, real files, a readable summary.json)
+    and a manifest that read_manifest accepts: links, stray files, half-written runs.
+    """
+    root = unpacked / "results"
+    if root.is_symlink() or not root.is_dir():
+        raise ValueError(f"{archive}: holds no results/ folder; give the results-<profile>-<model>.tgz files a "
+                         "gpu-check call wrote")
+    problems, profiles = [], {}
+    for profile_dir in sorted(root.iterdir()):
+        where = f"results/{profile_dir.name}"
+        if profile_dir.is_symlink() or not profile_dir.is_dir():
+            problems.append(f"{where} is {'a link' if profile_dir.is_symlink() else 'a file'}, not a profile folder")
+            continue
+        runs = []
+        for entry in sorted(profile_dir.iterdir()):
+            name = f"{where}/{entry.name}"
+            if entry.name == record.MANIFEST_FILE and entry.is_file() and not entry.is_symlink():
+                try:
+                    record.read_manifest(entry)
+                except record.RecordError as error:
+                    problems.append(f"{name}: {str(error).partition(': ')[2]}")
+            elif not record.is_run_id(entry.name):
+                problems.append(f"{name} is not a run folder (names look like mlp-0123456789ab)")
+            elif entry.is_symlink() or not entry.is_dir():
+                problems.append(f"{name} is {'a link' if entry.is_symlink() else 'a file'}, not a run folder")
+            elif any(path.is_symlink() or not path.is_file() for path in entry.iterdir()):
+                problems.append(f"{name} holds links or folders; a run folder holds only its files")
+            else:
+                try:
+                    if record.read_summary(entry) is None:
+                        problems.append(f"{name} has no {record.SUMMARY_FILE}: the run never ended")
+                    else:
+                        runs.append(entry)
+                except ValueError as error:
+                    problems.append(f"{name}/{record.SUMMARY_FILE}: {str(error).split(': ', 1)[-1]}")
+        profiles[profile_dir] = runs
+    if problems:
+        raise ValueError(f"{archive}: refused, nothing added:\n  " + "\n  ".join(problems))
+    if not any(profiles.values()):
+        raise ValueError(f"{archive}: holds no runs under results/<profile>/; nothing added")
+    return profiles
