@@ -23,7 +23,20 @@ SETTABLE_FIELDS = [f for f in FIELD_NAMES if f not in ("model", "seed")]  # what
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML as its 1.2 spec reads numbers: 1e-3 is a float (YAML 1.1, PyYAML's default, needs 1.0e-3)."""
+    """YAML as its 1.2 spec reads it: 1e-3 is a float (YAML 1.1, PyYAML's default, needs 1.0e-3), and a
+    key given twice in one mapping is an error (PyYAML keeps the last one, silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"found {key!r} a second time (first on line {seen[key] + 1}); each key may be given once",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
 
 
 _Loader.add_implicit_resolver(
@@ -51,11 +64,18 @@ class Profile:
     description: str
     seeds: list[int]
     overrides: dict
+    source: Path  # the profiles file, for messages
 
 
 def _read_yaml(path: Path) -> dict:
     try:
         content = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader
+    except OSError as error:
+        raise GridError(f"{path}: unreadable ({error.strerror})") from None
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise GridError(f"{path}{where}: not valid YAML: {error.problem}") from None
     except yaml.YAMLError as error:
         raise GridError(f"{path}: not valid YAML ({error})") from None
     if not isinstance(content, dict):
@@ -72,7 +92,10 @@ def _check_keys(path: Path, where: str, mapping, allowed) -> None:
 
 
 def load_profiles(params_dir: Path = PARAMS_DIR) -> dict[str, Profile]:
-    path = params_dir / PROFILES_FILE
+    if not Path(params_dir).is_dir():
+        raise GridError(f"{params_dir}: no such folder; the params folder holds {PROFILES_FILE} and the experiment "
+                        "files (*.yaml), as params/ does")
+    path = Path(params_dir) / PROFILES_FILE
     profiles = {}
     for name, body in _read_yaml(path).items():
         _check_keys(path, f"{name}.", body, PROFILE_KEYS)
@@ -81,7 +104,7 @@ def load_profiles(params_dir: Path = PARAMS_DIR) -> dict[str, Profile]:
             raise GridError(f"{path}: {name}.seeds: must be a non-empty list of integers >= 0, got {seeds!r}")
         overrides = body.get("set", {}) or {}
         _check_keys(path, f"{name}.set.", overrides, SETTABLE_FIELDS)
-        profiles[name] = Profile(name, str(body.get("description", "")).strip(), seeds, overrides)
+        profiles[name] = Profile(name, str(body.get("description", "")).strip(), seeds, overrides, path)
     return profiles
 
 
@@ -99,7 +122,7 @@ def _apply_profile(values: dict, profile: Profile, path: Path, where: str) -> di
             # A translation table: the protocol's value -> this profile's value.
             if resolved.get(key, getattr(RunConfig, key)) not in setting:
                 raise GridError(
-                    f"{PARAMS_DIR / PROFILES_FILE}: {profile.name}.set.{key}: no entry for "
+                    f"{profile.source}: {profile.name}.set.{key}: no entry for "
                     f"{resolved.get(key, getattr(RunConfig, key))!r}, needed by {path}: {where}; "
                     f"it maps {', '.join(map(repr, setting))}"
                 )
@@ -107,6 +130,21 @@ def _apply_profile(values: dict, profile: Profile, path: Path, where: str) -> di
         else:
             resolved[key] = setting
     return resolved
+
+
+def _check_grid_kept(values: dict, profile: Profile, path: Path, experiment: str) -> None:
+    """Refuse a profile that would merge an experiment's grid values into fewer runs than it declares."""
+    for key, setting in profile.overrides.items():
+        declared = values.get(key)
+        if not isinstance(declared, list) or len(set(declared)) < 2:
+            continue
+        resolved = [setting.get(value, value) if isinstance(setting, dict) else setting for value in declared]
+        if len(set(resolved)) < len(set(declared)):
+            raise GridError(
+                f"{path}: experiments.{experiment}.{key}: the grid {declared} would become {resolved} under profile "
+                f"{profile.name} ({profile.source}: {profile.name}.set.{key}: {setting!r}), fewer runs than declared; "
+                f"map each value to its own (e.g. {key}: {{{', '.join(f'{v!r}: ...' for v in declared)}}}) "
+                f"or leave {key} out of the experiment")
 
 
 def _expand(path: Path, experiment: str, values: dict) -> list[dict]:
@@ -176,7 +214,9 @@ def plan(profile_name: str, params_dir: Path = PARAMS_DIR) -> Plan:
     runs: dict[RunConfig, PlannedRun] = {}
     for experiment in experiments:
         path, name, model = experiment.source, experiment.name, experiment.model
-        for values in _expand(path, name, {**baselines[model], **experiment.fields}):
+        declared = {**baselines[model], **experiment.fields}
+        _check_grid_kept(declared, profile, path, name)
+        for values in _expand(path, name, declared):
             resolved = _apply_profile({"model": model, **values}, profile, path, f"experiments.{name}")
             for seed in profile.seeds:
                 try:
