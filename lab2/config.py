@@ -124,9 +124,12 @@ def _check_type(name: str, value) -> None:
         raise ConfigError(name, f"must be {kind}, got {value!r}")
 
 
+RUN_ID_HASH_LENGTH = 12  # hex digits of the config-and-data hash in a run id
+
+
 def run_id(config: RunConfig, data_fingerprint: str) -> str:
     """A short, stable name for a run: its model and a hash of its config and data."""
     values = {name: value for name, value in config.to_dict().items()
               if not (name in HASHED_ONLY_WHEN_SET and value == HASHED_ONLY_WHEN_SET[name])}
     payload = json.dumps({"config": values, "data": data_fingerprint}, sort_keys=True)
-    return f"{config.model}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
+    return f"{config.model}-{hashlib.sha256(payload.encode()).hexdigest()[:RUN_ID_HASH_LENGTH]}"

@@ -81,9 +81,10 @@ def test_missing_results_are_refused_naming_the_sweep_to_run(tmp_path):
 
 
 def test_digest_follows_the_results(tmp_path):
-    run_dir = tmp_path / "smoke" / "mlp-1"
+    run_dir = tmp_path / "smoke" / "mlp-0123456789ab"
     run_dir.mkdir(parents=True)
-    (tmp_path / "smoke" / "manifest.json").write_text(json.dumps({"experiments": {}, "runs": [{"run_id": "mlp-1"}]}))
+    (tmp_path / "smoke" / "manifest.json").write_text(json.dumps(
+        {"experiments": {}, "runs": [{"run_id": run_dir.name, "experiments": [], "config": {}}]}))
     before = inputs_digest("smoke", tmp_path)
     assert inputs_digest("smoke", tmp_path) == before
     (run_dir / "summary.json").write_text(json.dumps({"status": "ok"}))

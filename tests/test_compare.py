@@ -153,18 +153,18 @@ def test_turning_point_is_the_epoch_of_lowest_validation_loss():
 
 def test_a_setting_run_on_a_gpu_and_a_cpu_stays_one_setting(tmp_path):
     # A CPU computes in fp32 whatever the setting says; env.json records that, config.json the setting.
-    from lab2.config import RunConfig
+    from lab2.config import RunConfig, run_id
     from lab2.runs import record
 
     folder = tmp_path / "full"
     planned = []
     for seed, device_precision in ((0, "tf32"), (1, "fp32")):
         config = RunConfig(model="mlp", seed=seed, precision="tf32")
-        run_dir = folder / f"mlp-{seed}"
+        run_dir = folder / run_id(config, "test data")
         run_dir.mkdir(parents=True)
         (run_dir / record.ENVIRONMENT_FILE).write_text(f'{{"precision": "{device_precision}"}}')
         (run_dir / record.SUMMARY_FILE).write_text('{"status": "ok", "test_acc": 0.5}')
-        planned.append({"run_id": f"mlp-{seed}", "experiments": ["mlp/best"], "config": config.to_dict()})
+        planned.append({"run_id": run_dir.name, "experiments": ["mlp/best"], "config": config.to_dict()})
     record.write_manifest(folder, {"profile": "full", "experiments": {"mlp/best": {}}, "runs": planned})
     runs = results.load_runs("full", tmp_path)
     assert results.varying_fields(runs) == []  # seed is not a setting field

@@ -41,13 +41,17 @@ def test_runs_are_found_by_role_and_the_rest_go_to_the_appendix(tmp_path):
     from lab2.config import RunConfig
     from lab2.report.page import uncovered_experiments
 
-    planned = [{"run_id": f"mlp-{rate}", "experiments": ["mlp/rates", "mlp/odd"] if rate else ["mlp/rates"],
-                "config": RunConfig(model="mlp", dropout_rate=rate).to_dict()} for rate in (0.0, 0.5)]
+    from lab2.config import run_id
+
+    configs = {rate: RunConfig(model="mlp", dropout_rate=rate) for rate in (0.0, 0.5)}
+    ids = {rate: run_id(config, "test data") for rate, config in configs.items()}
+    planned = [{"run_id": ids[rate], "experiments": ["mlp/rates", "mlp/odd"] if rate else ["mlp/rates"],
+                "config": config.to_dict()} for rate, config in configs.items()]
     write_profile(tmp_path / "tiny", {"mlp/rates": {"dropout_rate": [0.0, 0.5]}, "mlp/odd": {"hidden": 1024}}, planned)
     runs = results.load_runs("tiny", tmp_path)
-    assert list(results.runs_of(runs, "mlp", DROPOUT_RATE_GRID)["run_id"]) == ["mlp-0.0", "mlp-0.5"]
+    assert list(results.runs_of(runs, "mlp", DROPOUT_RATE_GRID)["run_id"]) == [ids[0.0], ids[0.5]]
     assert results.runs_of(runs, "cnn", DROPOUT_RATE_GRID).empty
-    assert list(results.runs_of(runs, "mlp", "odd")["run_id"]) == ["mlp-0.5"]
+    assert list(results.runs_of(runs, "mlp", "odd")["run_id"]) == [ids[0.5]]
     assert uncovered_experiments(runs) == ["mlp/odd"]
 
 

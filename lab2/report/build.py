@@ -45,6 +45,7 @@ TOC_FILE = "_toc.yml"
 RUNS_PARENT = "provenance"  # the chapter the run pages are sections of, in the table of contents
 CACHE_FOLDER = ".jupyter_cache"  # jupyter-book's default place for it, inside the build folder
 CHAPTERS_FILE = "chapters.json"  # in the build folder: the pages last pre-executed outside jupyter-book, and errors
+SNAPSHOT_FOLDER = "results"  # in the build folder: the results the pages read, copied at the build's start
 RUN_PAGES_CACHE = ".run-pages"  # rendered run pages by content, in the build folder; kept when it is wiped
 PAGE_JOBS = 2  # pages executed at once; each is one mostly single-threaded kernel
 
@@ -58,8 +59,11 @@ class BookError(ValueError):
     """A book that cannot be built (unknown profile, no results); the message says what to do."""
 
 
-def inputs_digest(profile: str, results_root: Path) -> str:
-    """A digest of what the pages read besides their own code: the results, and the code and data they import."""
+def inputs_digest(profile: str, results_root: Path, origin: Path | None = None) -> str:
+    """A digest of what the pages read besides their own code: the results, and the code and data they import.
+
+    origin: where the results were snapshotted from, when results_root is a snapshot.
+    """
     folder = profile_dir(profile, results_root)
     manifest = load_manifest(profile, results_root)
     digest = hashlib.sha256()
@@ -68,8 +72,10 @@ def inputs_digest(profile: str, results_root: Path) -> str:
         digest.update(label.encode() + b"\0" + content + b"\0")
 
     add("profile", profile.encode())
-    add("results", str(folder.resolve()).encode())
+    add("results", str(profile_dir(profile, origin or results_root).resolve()).encode())
     add("manifest", (folder / record.MANIFEST_FILE).read_bytes())
+    in_flight = folder / record.IN_FLIGHT_FILE
+    add("in flight", in_flight.read_bytes() if in_flight.is_file() else b"")
     for run in manifest["runs"]:
         summary = record.summary_path(folder / run["run_id"])
         add(run["run_id"], summary.read_bytes() if summary.is_file() else b"missing")
@@ -222,13 +228,21 @@ def build_book(profile: str, results_root: Path | None = None, output_dir: Path 
     results_root = Path(results_root or RESULTS_ROOT).resolve()
     _check_inputs(profile, results_root)
     build_dir = Path(output_dir or BOOK_DIR).resolve() / "_build"
-    digest = inputs_digest(profile, results_root)
+    # A sweep may publish runs while the pages execute, one after the other: every page reads
+    # one snapshot taken now, and the intro names the runs that were in flight.
+    shown_root = build_dir / SNAPSHOT_FOLDER
+    try:
+        record.snapshot_profile(profile, results_root, shown_root)
+    except record.RecordError as error:
+        raise BookError(str(error)) from None
+    digest = inputs_digest(profile, shown_root, results_root)
+    results_root = shown_root
     stored = build_dir / DIGEST_FILE
     if build_dir.exists() and not (stored.is_file() and stored.read_text().strip() == digest):
         # Cached pages were executed against other results (or a build that did not finish).
         # Run pages are cached by their own content, so they stay.
         for child in build_dir.iterdir():
-            if child.name != RUN_PAGES_CACHE:
+            if child.name not in (RUN_PAGES_CACHE, SNAPSHOT_FOLDER):
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
     env = {
         **os.environ, PROFILE_ENV: profile, RESULTS_ENV: str(results_root),

@@ -14,6 +14,7 @@ import pandas as pd
 from lab2.report import results
 from lab2.report.compare import NOT_MEASURED
 from lab2.report.sections import Costs, Section
+from lab2.runs import record
 
 
 @dataclass
@@ -24,6 +25,7 @@ class Page:
     runs: pd.DataFrame  # one row per planned run (results.load_runs)
     epochs: pd.DataFrame  # one row per finished run and epoch (results.load_epochs)
     reference: pd.DataFrame  # every number the original report printed
+    in_flight: dict  # {run id: holder} of the runs a sweep was executing when the book's snapshot was taken
 
     def section(self, model: str, roles) -> Section:
         """The runs of one model's experiment in a role (or of a few roles side by side), as a chapter shows them."""
@@ -36,7 +38,7 @@ def load() -> Page:
     pd.set_option("display.max_colwidth", None)  # settings and sentences whole
     profile, root = results.selected()
     return Page(profile, root, results.load_manifest(profile, root), results.load_runs(profile, root),
-                results.load_epochs(profile, root), results.load_reference())
+                results.load_epochs(profile, root), results.load_reference(), record.runs_in_flight(profile, root))
 
 
 def is_missing(value) -> bool:

@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from lab2 import PROJECT_ROOT
 from lab2.atomic import atomic_write, write_json
+from lab2.config import MODELS, RUN_ID_HASH_LENGTH
 
 RESULTS_ROOT = PROJECT_ROOT / "results"
 CONFIG_FILE = "config.json"
@@ -38,8 +40,11 @@ SUMMARY_FILE = "summary.json"
 NOTEBOOK_FILE = "run.ipynb"
 KERNEL_LOG = "kernel.log"
 MANIFEST_FILE = "manifest.json"
+IN_FLIGHT_FILE = "in-flight.json"  # in a snapshot of results: the runs a sweep was executing
 
-FINISHED_STATUSES = ("ok", "diverged")  # runs with metrics to read; a sweep keeps them
+OK = "ok"  # trained to its last epoch
+DIVERGED = "diverged"  # stopped when its loss ran away (lab2.train.DIVERGED_LOSS); keeps the epochs before
+FINISHED_STATUSES = (OK, DIVERGED)  # runs that ended as they should: a sweep keeps them
 FAILED = "failed"  # ended without metrics; the next sweep tries it again
 CORRUPT = "corrupt"  # summary.json is there but does not parse; the next sweep reruns it
 MISSING = "missing"  # no run folder (yet)
@@ -55,6 +60,19 @@ RUN_NOTEBOOK = PROJECT_ROOT / "book" / NOTEBOOK_FILE  # the notebook a sweep exe
 # (lab2.runs) and the book's analysis (lab2.report) schedule, store and show runs but
 # compute none of their numbers, so editing them leaves runs cached.
 NOT_FINGERPRINTED = ("lab2.runs", "lab2.report")
+
+
+# A run id as lab2.config.run_id makes it: the model and a hex digest. Checked before any id read
+# from a file becomes a path, so no manifest or archive entry can point outside results/.
+RUN_ID_PATTERN = re.compile(rf"^(?:{'|'.join(MODELS)})-[0-9a-f]{{{RUN_ID_HASH_LENGTH}}}$")
+
+
+class RecordError(ValueError):
+    """A results file that cannot be used (a damaged manifest, a foreign run id); names the file."""
+
+
+def is_run_id(name: str) -> bool:
+    return isinstance(name, str) and RUN_ID_PATTERN.fullmatch(name) is not None
 
 
 # ---------------------------------------------------------------- folders and statuses
@@ -207,7 +225,10 @@ def publish(run_dir: Path, seconds: float, error: str | None = None, code: dict 
         environment = read_json(staging / ENVIRONMENT_FILE)
         if environment:
             environment["code_fingerprint"] = {**environment.get("code_fingerprint", {}), **code}
-            write_json(staging / ENVIRONMENT_FILE, environment)
+            try:
+                write_json(staging / ENVIRONMENT_FILE, environment)
+            except OSError:
+                pass  # a full disk: the run keeps env.json as it wrote it (its modules' fingerprint), not lost for this
     if error is None and run_status(staging) in (MISSING, CORRUPT):
         error = f"the run ended without a summary; see {run_dir / KERNEL_LOG}"
     if error is not None:
@@ -292,6 +313,77 @@ def clean_stale_staging(folder: Path) -> list[Path]:
     return removed
 
 
+def claimed_runs(folder: Path, run_ids) -> dict[str, str]:
+    """{run id: holder} of the runs a live process holds a claim on: being executed right now.
+
+    Only looks: an existing claim file is opened read-only and tested with a shared lock, so a
+    read-only results folder can be asked too and no claim is ever taken.
+    """
+    held = {}
+    for rid in run_ids:
+        path = claim_path(Path(folder) / rid)
+        try:
+            descriptor = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+        except BlockingIOError:
+            held[rid] = claim_holder(Path(folder) / rid)
+        finally:
+            os.close(descriptor)
+    return held
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)  # a published file is never rewritten in place, so a link is a snapshot
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def snapshot_profile(profile: str, results_root: Path | None, target_root: Path) -> dict[str, str]:
+    """Copy a profile's results as they are now into target_root/<profile>/; returns the runs in flight.
+
+    What a reader of results sees while a sweep works on them: the manifest and each run that
+    has ended (its files, summary.json last, taken again if the run was replaced meanwhile),
+    never a run half-way. The runs a sweep was executing are written to IN_FLIGHT_FILE.
+    """
+    source = profile_dir(profile, results_root)
+    manifest = load_manifest(profile, results_root)
+    target = profile_dir(profile, target_root)
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    run_ids = [entry["run_id"] for entry in manifest["runs"]]
+    for rid in run_ids:
+        run_dir = source / rid
+        if run_dir.is_symlink() or not run_dir.is_dir():
+            continue  # not a run this folder holds (run ids are checked, links are not followed)
+        for _ in range(3):
+            stamp = summary_stamp(run_dir)
+            if stamp is None:
+                break
+            copy = target / rid
+            shutil.rmtree(copy, ignore_errors=True)
+            copy.mkdir()
+            files = sorted((p for p in run_dir.iterdir() if p.is_file() and not p.is_symlink()),
+                           key=lambda p: p.name == SUMMARY_FILE)
+            for path in files:
+                _link_or_copy(path, copy / path.name)
+            if summary_stamp(run_dir) == stamp:
+                break
+    write_manifest(target, manifest)
+    in_flight = claimed_runs(source, run_ids)
+    write_json(target / IN_FLIGHT_FILE, in_flight)
+    return in_flight
+
+
+def runs_in_flight(profile: str, results_root: Path | None = None) -> dict[str, str]:
+    """The runs a snapshot found in flight ({} for results that are not a snapshot)."""
+    return read_json(profile_dir(profile, results_root) / IN_FLIGHT_FILE)
+
+
 # ---------------------------------------------------------------- the manifest
 
 
@@ -299,17 +391,46 @@ def write_manifest(folder: Path, manifest: dict) -> None:
     write_json(Path(folder) / MANIFEST_FILE, manifest)
 
 
+def read_manifest(path: Path) -> dict:
+    """A manifest file, checked: it parses, and every entry has a well-formed run id, experiments and a config.
+
+    Raises RecordError naming the file and the entry, so a damaged or foreign manifest stops
+    the book or the sweep before any of its ids is used as a path.
+    """
+    path = Path(path)
+    where = project_path(path)
+    try:
+        manifest = json.loads(path.read_text())
+    except OSError as error:
+        raise RecordError(f"{where}: unreadable ({error.strerror})") from None
+    except ValueError as error:
+        raise RecordError(f"{where}: not valid JSON ({error}); remove it and sweep again to rewrite it") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("runs"), list):
+        raise RecordError(f"{where}: not a sweep manifest (no list of runs); remove it and sweep again to rewrite it")
+    for index, entry in enumerate(manifest["runs"]):
+        if not isinstance(entry, dict):
+            raise RecordError(f"{where}: runs[{index}] is not a mapping")
+        if not is_run_id(entry.get("run_id")):
+            raise RecordError(f"{where}: runs[{index}].run_id {entry.get('run_id')!r} is not a run id "
+                              f"(a model and {RUN_ID_HASH_LENGTH} hex digits, e.g. mlp-0123456789ab)")
+        for key, kind in (("config", dict), ("experiments", list)):
+            if not isinstance(entry.get(key), kind):
+                raise RecordError(f"{where}: runs[{index}] ({entry['run_id']}) has no {key} "
+                                  f"({'a mapping of settings' if kind is dict else 'a list of experiment names'})")
+    return manifest
+
+
 def load_manifest(profile: str, results_root: Path | None = None) -> dict:
-    """The profile's planned runs as its last sweep wrote them."""
+    """The profile's planned runs as its last sweep wrote them (checked by read_manifest)."""
     path = profile_dir(profile, results_root) / MANIFEST_FILE
     if not path.is_file():
         raise FileNotFoundError(f"No results for profile {profile!r}: {path} is missing; "
                                 f"run `python -m lab2 sweep --profile {profile}` first")
-    manifest = json.loads(path.read_text())
+    manifest = read_manifest(path)
     if "experiments" not in manifest:
-        raise ValueError(f"{project_path(path)} was written by an older sweep, without the experiments as params/ "
-                         f"declares them; sweep again (`python -m lab2 sweep --profile {profile} --keep-finished` "
-                         "executes only the runs that have not finished)")
+        raise RecordError(f"{project_path(path)} was written by an older sweep, without the experiments as params/ "
+                          f"declares them; sweep again (`python -m lab2 sweep --profile {profile} --keep-finished` "
+                          "executes only the runs that have not finished)")
     return manifest
 
 
