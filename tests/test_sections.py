@@ -81,3 +81,20 @@ def test_seeds_from_different_devices_are_marked_where_they_are_averaged():
     shown = section(runs).against_original()
     assert shown.loc[("", "seeds"), "batch size 50"] == "3 (2 on NVIDIA H200 tf32, 1 on cpu fp32: mixed)"
     assert shown.loc[("", "seeds"), "batch size 100"] == "1"
+
+
+def test_diverged_runs_show_as_diverged_with_their_epoch_never_as_missing():
+    runs = grid_runs({50: [0.56, 0.56, 0.57], 100: [0.55, 0.56], 200: [0.1]})
+    # Seed 2 of batch size 100 and the one run of batch size 200 diverged (lab2.train.divergence).
+    for size, seed, epoch in ((100, 2, 4), (200, 0, 2)):
+        row = (runs["batch_size"] == size) & (runs["seed"] == seed)
+        runs.loc[row, ["status", "diverged_epoch", "test_acc"]] = ["diverged", epoch, 0.1]
+    shown = section(runs).against_original()
+    assert list(shown.columns) == ["batch size 50", "batch size 100", "batch size 200"]
+    assert shown.loc[("", "seeds"), "batch size 100"] == "2; seed 2 diverged at epoch 4, not counted"
+    assert shown.loc[("test_acc", "ours"), "batch size 100"] == "0.555 ± 0.007"  # the diverged seed left out
+    assert shown.loc[("", "seeds"), "batch size 200"] == "0; seed 0 diverged at epoch 2, not counted"
+    assert set(shown["batch size 200"].iloc[1:]) == {"diverged"}
+    partial = section(runs)
+    assert partial.missing_line() is None  # nothing is missing: every setting ran
+    assert not partial.complete  # but batch size 200 has no number, so the section's sentences wait

@@ -66,7 +66,8 @@ def load_runs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
             "roles": [labels.get(experiment) for experiment in planned["experiments"]],
             # Fields added after a manifest was written read as their defaults.
             **RunConfig().to_dict(), **planned["config"],
-            **{key: summary.get(key) for key in METRICS + ("best_epoch", "seconds", "num_parameters", "error")},
+            **{key: summary.get(key) for key in METRICS + ("best_epoch", "seconds", "num_parameters", "error",
+                                                           "diverged_epoch")},
             "status": status,
             "corrupt_path": record.project_path(record.summary_path(run_dir)) if status == record.CORRUPT else None,
             "code_changed": _code_changed(run_dir),
@@ -139,8 +140,18 @@ def runs_of(runs: pd.DataFrame, model: str, experiment: Role | str) -> pd.DataFr
 
 
 def finished(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs that trained (ok or diverged), so have metrics."""
+    """The runs that trained to their last epoch (ok): every number the book computes is theirs."""
+    return runs[runs["status"] == record.OK]
+
+
+def ended(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that ran, finished or diverged: what a section does not call missing."""
     return runs[runs["status"].isin(FINISHED_STATUSES)]
+
+
+def diverged(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs whose loss ran away; `diverged_epoch` says when."""
+    return runs[runs["status"] == record.DIVERGED]
 
 
 def varying_fields(runs: pd.DataFrame) -> list[str]:

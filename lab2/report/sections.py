@@ -24,6 +24,7 @@ from lab2.report.experiments import REPORTED, Role
 from lab2.report.results import METRICS
 
 NOT_IN_REPORT = "–"  # a setting or metric the report did not print
+DIVERGED_CELL = "diverged"  # a setting every seed of which diverged (the seeds row says when)
 CPU_PATIENCE_MINUTES = 60  # a run longer than this on a CPU is sent to a GPU machine
 MODEL_NAMES = {"mlp": "MLP", "cnn": "CNN"}
 FIELD_WORDS = {"dropout_rate": "dropout rate", "batch_size": "batch size", "learning_rate": "learning rate",
@@ -55,6 +56,15 @@ class Column:
     @property
     def finished(self) -> pd.DataFrame:
         return results.finished(self.planned)
+
+    @property
+    def diverged(self) -> pd.DataFrame:
+        return results.diverged(self.planned)
+
+    @property
+    def ran(self) -> bool:
+        """Some run of this setting ended: trained to the end, or diverged."""
+        return not results.ended(self.planned).empty
 
 
 class Section:
@@ -94,21 +104,23 @@ class Section:
 
     @property
     def missing_columns(self) -> list[Column]:
-        return [column for column in self.columns if column.finished.empty]
+        """The settings no run of which has ended (diverged ones are not missing: they are said as diverged)."""
+        return [column for column in self.columns if not column.ran]
 
     @property
     def complete(self) -> bool:
-        """Every setting has at least one finished run: its sentences can be said."""
-        return not self.missing_columns
+        """Every setting has at least one run trained to the end: its sentences can be said."""
+        return all(not column.finished.empty for column in self.columns)
 
     @property
     def comparable(self) -> bool:
         """At least two settings have finished runs: a figure comparing them has something to compare."""
-        return len(self.columns) - len(self.missing_columns) >= 2
+        return sum(not column.finished.empty for column in self.columns) >= 2
 
     @property
     def empty(self) -> bool:
-        return self.finished.empty
+        """No run has ended: the section is one notice."""
+        return results.ended(self.planned).empty
 
     @property
     def name(self) -> str:
@@ -117,7 +129,7 @@ class Section:
     # ------------------------------------------------------------ what did not run
 
     def missing_runs(self) -> int:
-        return len(self.planned) - len(self.finished)
+        return len(self.planned) - len(results.ended(self.planned))
 
     def notice(self) -> Markdown:
         """The one notice of a section without a finished run."""
@@ -167,14 +179,17 @@ class Section:
 
     def against_original(self, metrics=METRICS) -> pd.DataFrame:
         """Rows (metric, ours | original | difference), a column per finished setting."""
-        finished = [column for column in self.columns if not column.finished.empty]
+        ran = [column for column in self.columns if column.ran]
         printed = _printed_numbers(self.reference)
         data, index = {}, []
         index.append(("", "seeds"))
         for metric in metrics:
             index += [(metric, "ours"), (metric, "original"), (metric, "difference")]
-        for column in finished:
-            cells = [_seeds_cell(column.finished)]
+        for column in ran:
+            cells = [_seeds_cell(column.finished, column.diverged)]
+            if column.finished.empty:  # every seed diverged: no number of ours to show or judge
+                data[column.label] = cells + [DIVERGED_CELL] * (3 * len(metrics))
+                continue
             setting = _setting_key(column.finished.iloc[0])
             for metric in metrics:
                 ours = Estimate.of(column.finished[metric])
@@ -232,14 +247,26 @@ def _printed_numbers(reference: pd.DataFrame) -> dict[tuple, list[float]]:
     return numbers
 
 
-def _seeds_cell(finished: pd.DataFrame) -> str:
-    """How many seeds, and on which devices and precisions when they differ."""
+def _seeds_cell(finished: pd.DataFrame, diverged: pd.DataFrame) -> str:
+    """How many seeds, on which devices and precisions when they differ, and which diverged when."""
     count = str(len(finished))
     kinds = (finished["device_name"].fillna("unknown device") + " " + finished["used_precision"].fillna("")).str.strip()
-    if kinds.nunique() <= 1:
-        return count
-    mix = ", ".join(f"{n} on {kind}" for kind, n in kinds.value_counts().items())
-    return f"{count} ({mix}: mixed)"
+    if kinds.nunique() > 1:
+        mix = ", ".join(f"{n} on {kind}" for kind, n in kinds.value_counts().items())
+        count = f"{count} ({mix}: mixed)"
+    if not diverged.empty:
+        count += f"; {diverged_words(diverged)}, not counted"
+    return count
+
+
+def diverged_words(diverged: pd.DataFrame) -> str:
+    """'seed 0 diverged at epoch 2': the diverged runs of one setting, with when."""
+    parts = [f"seed {run.seed} diverged at epoch {_epoch(run.diverged_epoch)}" for run in diverged.itertuples()]
+    return ", ".join(parts)
+
+
+def _epoch(value) -> str:
+    return "?" if pd.isna(value) else str(int(value))
 
 
 class Costs:

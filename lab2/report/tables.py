@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from lab2.config import MODELS
 from lab2.report import results
 from lab2.report.compare import (CLEAR, LARGE, NO_DIFFERENCE, SETTING_KEYS, SIZE_STEPS, SMALL, grid_axes,
                                  metric_kind, plus_minus)
 from lab2.report.experiments import ABLATIONS, Role
 from lab2.report.results import METRICS
+from lab2.report.sections import DIVERGED_CELL
 
 
 MISSING_CELL = "missing"  # a setting whose runs have not finished
@@ -20,15 +22,20 @@ def format_spread(spread: pd.DataFrame, by: list[str], metrics=METRICS, digits: 
                   planned: pd.DataFrame | None = None) -> pd.DataFrame:
     """A seed_spread table as 'mean ± std' strings per setting, with the number of seeds.
 
-    planned: every setting that should be there (columns `by`); one without finished runs shows as missing.
+    planned: every setting that should be there (columns `by`); one without finished runs shows as
+    missing, or as diverged when its runs (with a status column) diverged.
     """
+    diverged = set()
     if planned is not None:
+        if "status" in planned:
+            diverged = set(results.diverged(planned)[by].itertuples(index=False, name=None))
         spread = planned[by].drop_duplicates().merge(spread, on=by, how="left")
     count = spread[f"{metrics[0]}_count"].fillna(0).astype(int)
+    empty = [DIVERGED_CELL if key in diverged else MISSING_CELL for key in spread[by].itertuples(index=False, name=None)]
     table = spread[by].copy()
     for metric in metrics:
-        table[metric] = [plus_minus(m, s, digits) if n else MISSING_CELL
-                         for m, s, n in zip(spread[f"{metric}_mean"], spread[f"{metric}_std"], count)]
+        table[metric] = [plus_minus(m, s, digits) if n else none
+                         for m, s, n, none in zip(spread[f"{metric}_mean"], spread[f"{metric}_std"], count, empty)]
     table["seeds"] = count
     return table.set_index(by)
 
@@ -76,7 +83,7 @@ def ablation_table(runs: pd.DataFrame, model: str, roles=ABLATIONS, metrics=METR
 def model_table(best: pd.DataFrame) -> pd.DataFrame:
     """The best MLP and CNN side by side: size and speed (their accuracies: sections.side_by_side)."""
     summary = results.seed_spread(best, ["model"], ["num_parameters", "seconds_per_epoch"])
-    models = [model for model in ("mlp", "cnn") if model in set(summary["model"])]
+    models = [model for model in MODELS if model in set(summary["model"])]
     by_model = summary.set_index("model").reindex(models)
     table = pd.DataFrame(index=pd.Index(models, name="model"))
     table["parameters"] = by_model["num_parameters_mean"].astype("Int64")
@@ -165,7 +172,7 @@ def turning_summary(turning: pd.DataFrame) -> pd.DataFrame:
         "best val_acc": grouped["best_val_acc"].mean(),
         "median epoch of best val_acc": grouped["best_epoch"].median(),
     })
-    return summary.reindex([m for m in ("mlp", "cnn") if m in summary.index]).round(3)
+    return summary.reindex([m for m in MODELS if m in summary.index]).round(3)
 
 
 def stopping_early_table(runs: pd.DataFrame, epochs: pd.DataFrame, max_epoch: int) -> pd.DataFrame:
@@ -255,7 +262,7 @@ def progress_table(runs: pd.DataFrame) -> pd.DataFrame:
     counts = pd.crosstab(runs["model"], runs["status"])
     table = pd.DataFrame({"planned": runs.groupby("model").size(),
                           "finished": results.finished(runs).groupby("model").size()}).fillna(0).astype(int)
-    order = [m for m in ("mlp", "cnn") if m in counts.index] + [m for m in counts.index if m not in ("mlp", "cnn")]
+    order = [m for m in MODELS if m in counts.index] + [m for m in counts.index if m not in MODELS]
     return table.join(counts).reindex(order).rename_axis("model")
 
 
