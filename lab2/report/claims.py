@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from lab2.config import RunConfig
+from lab2.config import MODELS, RunConfig
 from lab2.report import compare, results
 from lab2.report.compare import Estimate
 from lab2.report.experiments import (BASELINE, DROPOUT_KIND_GRID, DROPOUT_RATE_GRID, GRIDS, LEARNING_RATE_GRID,
@@ -28,7 +28,6 @@ ENOUGH_EPOCHS = 30  # the report: "about 30 epochs are enough"
 # Accuracy that stopping early may cost and still count as "enough": one point, the
 # size of difference the report's single runs cannot resolve.
 ENOUGH_TOLERANCE = 0.01
-MODELS = ("mlp", "cnn")
 # Epoch counts have no size steps of their own: like losses, they are sized relative to the
 # number compared with (compare.SIZE_STEPS["loss"]).
 EPOCHS_SIZED_AS = "val_loss"

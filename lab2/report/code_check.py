@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from lab2 import PROJECT_ROOT
+from lab2.config import MODELS
 from lab2.report.results import METRICS
 
 # Each model's best setting (the CLI's defaults are the report's best MLP), at smoke size.
@@ -68,7 +69,7 @@ def _train(checkout: Path, model: str, out: Path, data: str | None, cache: Path 
     return {metric: json.loads(summary.read_text())[metric] for metric in METRICS}
 
 
-def check_commit(commit: str, models=("mlp", "cnn"), data: str | None = None) -> pd.DataFrame:
+def check_commit(commit: str, models=MODELS, data: str | None = None) -> pd.DataFrame:
     """Per model and metric: the number with the commit's code, with the checkout's, and their difference."""
     commit = commit.removesuffix("-dirty")
     rows = []

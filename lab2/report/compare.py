@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from lab2.config import MODELS
 from lab2.report import results
 from lab2.report.experiments import (BASELINE, DROPOUT_KIND_GRID, REPORTED, WITHOUT_BATCHNORM, WITHOUT_DROPOUT,
                                      Role)
@@ -308,7 +309,7 @@ def dropout_kind_facts(runs: pd.DataFrame, pairs: pd.DataFrame) -> dict:
 
 def best_runs(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
     """Each model's best-setting runs (every seed), with their mean seconds per epoch."""
-    parts = [results.finished(results.runs_of(runs, model, BASELINE)) for model in ("mlp", "cnn")]
+    parts = [results.finished(results.runs_of(runs, model, BASELINE)) for model in MODELS]
     chosen = pd.concat(parts, ignore_index=True)
     return chosen.assign(seconds_per_epoch=chosen["run_id"].map(results.epoch_seconds(epochs)))
 

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from lab2.config import MODELS
 from lab2.report import results
 from lab2.report.experiments import ABLATIONS, GRIDS, NARROW_DROPOUT_RATE_GRID, Role
 
@@ -244,7 +245,7 @@ def ablation_labels(runs: pd.DataFrame, seed: int | None = None) -> dict[str, st
     finished = results.finished(runs)
     seed = finished["seed"].min() if seed is None else seed
     labels = {}
-    for model in ("mlp", "cnn"):
+    for model in MODELS:
         for role in ABLATIONS:
             chosen = results.runs_of(finished[finished["seed"] == seed], model, role)
             if len(chosen):
