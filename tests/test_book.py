@@ -17,6 +17,7 @@ from conftest import make_arrays, write_image_folder, write_tar_gz
 
 from lab2.report.build import (CHAPTERS_FILE, DIGEST_FILE, LOG_FILE, RUNS_FOLDER, BookError, build_book,
                                inputs_digest)
+from lab2.runs import record
 from lab2.runs.sweep import sweep
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -61,12 +62,15 @@ def built(tmp_path_factory):
         left_out = [run["run_id"] for run in manifest["runs"] if set(run["experiments"]) <= set(LEFT_OUT)]
         for run_id in left_out:
             shutil.rmtree(root / "results" / "smoke" / run_id)
+        # One of them is being executed by a sweep (this test holds its claim) for as long as the book is tested.
+        in_flight = record.try_claim(root / "results" / "smoke" / left_out[0])
         code = build_book("smoke", results_root=root / "results", output_dir=root / "out")
     build_dir = root / "out" / "_build"
     assert code == 0, (build_dir / LOG_FILE).read_text()[-5000:]
-    return {"results": root / "results", "swept": root / "swept", "archive": archive, "output": root / "out",
-            "html": build_dir / "html", "left_out": left_out, "root": root,
-            "chapters": json.loads((build_dir / CHAPTERS_FILE).read_text())}
+    yield {"results": root / "results", "swept": root / "swept", "archive": archive, "output": root / "out",
+           "html": build_dir / "html", "left_out": left_out, "root": root,
+           "chapters": json.loads((build_dir / CHAPTERS_FILE).read_text())}
+    in_flight.release()
 
 
 def test_unknown_profile_is_refused(tmp_path):
@@ -327,7 +331,14 @@ def test_rebuild_with_nothing_changed_is_cached(built):
     assert build_book("smoke", results_root=built["results"], output_dir=built["output"]) == 0
     assert json.loads((build_dir / CHAPTERS_FILE).read_text()) == {}  # no page was executed again
     assert marker.exists()
-    assert (build_dir / DIGEST_FILE).read_text().strip() == inputs_digest("smoke", built["results"])
+    assert (build_dir / DIGEST_FILE).read_text().strip() == inputs_digest("smoke", build_dir / "results",
+                                                                          built["results"])
+
+
+def test_the_intro_names_the_runs_a_sweep_was_executing_while_the_book_was_built(built):
+    intro = (built["html"] / "intro.html").read_text()
+    text = " ".join(re.sub(r"<[^>]+>", " ", intro).split())
+    assert f"a sweep was executing 1 run of this profile ({built['left_out'][0]})" in text
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -386,3 +397,27 @@ def test_a_browser_loads_every_page_whole_at_1280_and_1920_px_with_no_error(buil
         finally:
             browser.close()
     assert problems == []
+
+
+@pytest.mark.parametrize("manifest, message", [
+    ("{", "manifest.json: not valid JSON"),
+    (json.dumps({"experiments": {}, "runs": [{"run_id": "mlp-0123456789ab", "experiments": []}]}),
+     "manifest.json: runs[0] (mlp-0123456789ab) has no config"),
+    (json.dumps({"experiments": {}, "runs": [{"run_id": "../../elsewhere/mlp-0123456789ab", "experiments": [],
+                                              "config": {}}]}),
+     "runs[0].run_id '../../elsewhere/mlp-0123456789ab' is not a run id"),
+], ids=["damaged", "no-config", "path-escape"])
+def test_a_bad_manifest_is_refused_naming_it_and_nothing_is_written(tmp_path, capsys, manifest, message):
+    from lab2.__main__ import main
+
+    results_root = tmp_path / "project" / "results"
+    (results_root / "smoke").mkdir(parents=True)
+    (results_root / "smoke" / "manifest.json").write_text(manifest)
+    elsewhere = tmp_path / "project" / "elsewhere" / "mlp-0123456789ab"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "summary.json").write_text(json.dumps({"status": "ok"}))
+    with pytest.raises(SystemExit) as exit_:
+        main(["book", "--profile", "smoke", "--results", str(results_root), "--output", str(tmp_path / "out")])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["summary.json"]
