@@ -145,3 +145,24 @@ def test_train_out_must_be_writable_before_training(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["train", "--out", str(blocker / "run")])
     assert exit_.value.code == 2 and f"--out: {blocker} is a file" in capsys.readouterr().err
+
+
+def test_a_snapshot_holds_the_runs_that_ended_and_names_those_in_flight(tmp_path, image_archive):
+    root = tmp_path / "results"
+    ended, running = fake_finished_runs(write_params(tmp_path / "params"), image_archive, root)
+    (running / record.SUMMARY_FILE).unlink()  # being executed: no summary yet
+    claim = record.try_claim(running)
+    try:
+        in_flight = record.snapshot_profile("tiny", root, tmp_path / "shown")
+    finally:
+        claim.release()
+    assert list(in_flight) == [running.name] and "pid" in in_flight[running.name]
+    shown = record.profile_dir("tiny", tmp_path / "shown")
+    assert sorted(p.name for p in shown.iterdir()) == sorted([ended.name, record.MANIFEST_FILE, record.IN_FLIGHT_FILE])
+    assert record.runs_in_flight("tiny", tmp_path / "shown") == in_flight
+    # The snapshot stays as it was when the run ended and is replaced (a new summary) in the results.
+    before = (shown / ended.name / record.SUMMARY_FILE).read_text()
+    (ended / record.SUMMARY_FILE).unlink()
+    (ended / record.SUMMARY_FILE).write_text(json.dumps({"status": "failed"}))
+    assert (shown / ended.name / record.SUMMARY_FILE).read_text() == before
+    assert record.claimed_runs(root / "tiny", [running.name]) == {}  # released: no longer in flight
