@@ -1,9 +1,11 @@
 """Training-step throughput of lab2's layers against torch.nn's, in the same models.
 
-Each measurement is a block of the trainer's own steps (lab2.step.TrainStep, eager or
-replayed from a CUDA graph) on random uint8 images already on the device; the two
-implementations alternate block by block so that drifts in clock speed or load hit both
-alike, and the median over blocks is reported.
+Each measurement is a block of the trainer's own steps (lab2.step.TrainStep, in one step
+mode: eager, replayed from a CUDA graph, or compiled) on random uint8 images already on
+the device; both implementations run in the same mode, so a compile fuses torch.nn's
+layers as it fuses lab2's. They alternate block by block so that drifts in clock speed or
+load hit both alike, and the median over blocks is reported. Compiling and capturing
+happen in the warm-up, outside the timed blocks.
 """
 
 import statistics
@@ -70,7 +72,7 @@ def measure(config: RunConfig, device: torch.device, repeats: int, steps_per_blo
     """Median images/s over `repeats` alternating blocks of each implementation."""
     images, labels = random_batch(config.batch_size, device)
     trainers = {layers: make_trainer(config, layers, device, images, labels, mode) for layers in ("lab2", "torch")}
-    for steps in trainers.values():  # warm-up: allocator, cuDNN autotuning, capture, first-call costs
+    for steps in trainers.values():  # warm-up: allocator, cuDNN autotuning, compile, capture, first-call costs
         steps(max(WARMUP_STEPS + 1, steps_per_block // 2))
     rates = {layers: [] for layers in trainers}
     for _ in range(repeats):
@@ -84,9 +86,10 @@ def measure(config: RunConfig, device: torch.device, repeats: int, steps_per_blo
 
 def run_bench(models, device: torch.device, channels: int, repeats: int, steps_per_block: int,
               dropout_rate: float = 0.5, modes=None) -> list[BenchResult]:
-    """Benchmark each model at the report's batch size in each step mode (both on a GPU).
+    """Benchmark each model at the report's batch size in each step mode.
 
-    Dropout is on, so both hand-written layers are timed.
+    Default: every mode on a GPU; eager only on a CPU, where a compile takes longer than the
+    bench. Dropout is on, so both hand-written layers are timed.
     """
     modes = modes or (STEP_MODES if device.type == "cuda" else ("eager",))
     results = []

@@ -1,12 +1,17 @@
-"""The device call's packing: archives per model that only grow, and an unpack that never overwrites."""
+"""The device call: the sweep of missing CNN runs, the step mode it chooses, its stop at the budget,
+and its packing: archives per model that only grow."""
 
 import json
+import os
+import sys
 import tarfile
+import time
 
 import pytest
+import torch
 
-from lab2.gpu_check import Packer, sweep_lanes
-from lab2.runs.archive import unpack_runs
+from lab2.gpu_check import Packer, check_verdict, choose_sweep_mode, run_sweep, start_mode_check, sweep_command
+from lab2.runs.grid import plan
 
 
 def make_run(profile_dir, name, device_name):
@@ -17,11 +22,51 @@ def make_run(profile_dir, name, device_name):
     return folder
 
 
-def test_lanes_run_the_first_seed_of_the_cnn_first_and_the_mlp_beside_it():
-    cnn, mlp = sweep_lanes([0, 1, 2])
-    assert cnn.sweeps == [("cnn/*", [0]), ("cnn/*", [1, 2])]
-    assert mlp.sweeps == [("mlp/*", None)]
-    assert sweep_lanes([0])[0].sweeps == [("cnn/*", [0])]
+def test_the_sweep_runs_the_missing_cnn_runs_seed_zero_first():
+    command = sweep_command("full", None, None, None)
+    assert command[3:] == ["sweep", "--profile", "full", "--only", "cnn/*", "--keep-finished"]  # the sweep's jobs
+    assert sweep_command("full", 6, None, None)[-2:] == ["--jobs", "6"]
+    # No --seeds: every seed, in the plan's seed-major order, so seed 0 of every setting comes first.
+    runs = [run for run in plan("full").runs if run.config.model == "cnn"]
+    seeds = [run.config.seed for run in runs]
+    assert seeds == sorted(seeds) and set(seeds) == {0, 1, 2} and len(runs) == 63
+
+
+def epoch_row(mode, first, epoch, precision="tf32"):
+    return {"model": "cnn", "precision": precision, "step_mode": mode, "first_epoch_seconds": first,
+            "epoch_seconds": epoch}
+
+
+def test_the_sweep_mode_is_the_fastest_run_compile_included():
+    epochs = [epoch_row("eager", 2.0, 1.456), epoch_row("cuda_graph", 1.5, 1.049), epoch_row("compiled", 90.0, 0.3),
+              epoch_row("compiled", 90.0, 0.1, precision="bf16"),  # bf16 is reported, never chosen
+              {"model": "cnn", "precision": "tf32", "step_mode": "broken", "error": "RuntimeError: ..."}]
+    compiles = {"cold": {"first_epoch_seconds": 60.0}, "warm": {"first_epoch_seconds": 6.0}}
+    # 50 epochs, 3 seeds: compiled pays (60 + 2 * 6) / 3 = 24 s once and saves 0.75 s an epoch.
+    choice = choose_sweep_mode(epochs, compiles, num_epochs=50, seeds=3)
+    assert choice["mode"] == "compiled"
+    assert choice["estimated_run_seconds"] == {"eager": 73.34, "cuda_graph": 52.9, "compiled": 38.7}
+    # Two epochs and one seed (the smoke profile): the compile never pays for itself.
+    assert choose_sweep_mode(epochs, compiles, num_epochs=2, seeds=1)["mode"] == "cuda_graph"
+    # Without the compile stage's numbers, the epoch stage's first epoch counts as the compile.
+    assert choose_sweep_mode(epochs, {"error": "..."}, num_epochs=50, seeds=3)["estimated_run_seconds"]["compiled"] == 104.7
+    assert choose_sweep_mode([], {}, num_epochs=50, seeds=3)["mode"] == "eager"
+
+
+def test_a_mode_whose_check_runs_no_test_has_not_passed():
+    verdict = check_verdict(start_mode_check("no_such_mode", torch.device("cpu")))
+    assert verdict["passed"] is False and verdict["exit_code"] == 5  # pytest: no tests collected
+
+
+def test_the_sweep_is_stopped_at_the_deadline_and_packed(tmp_path):
+    profile_dir, out = tmp_path / "results" / "full", tmp_path / "out"
+    out.mkdir()
+    packer = Packer(profile_dir, out)
+    started = time.time()
+    outcome = run_sweep([sys.executable, "-c", "import time; time.sleep(60)"], started + 1, packer, dict(os.environ))
+    assert outcome["exit_code"] == "stopped at the budget" and time.time() - started < 10
+    finished = run_sweep([sys.executable, "-c", "pass"], time.time() + 30, packer, dict(os.environ))
+    assert finished["exit_code"] == 0 and finished["wall_s"] < 10 and finished["runs_packed"] == 0
 
 
 def test_packer_packs_only_new_finished_runs_per_model(tmp_path):
@@ -53,33 +98,3 @@ def test_packer_packs_a_committed_run_done_again(tmp_path):
     assert packer() == 1
     with tarfile.open(out / "results-full-mlp.tgz") as tar:
         assert "results/full/mlp-committed/summary.json" in tar.getnames()
-
-
-def test_unpack_adds_new_runs_and_keeps_those_on_disk(tmp_path):
-    source = tmp_path / "device" / "results" / "full"
-    make_run(source, "cnn-aaa", "NVIDIA H200")
-    make_run(source, "cnn-bbb", "NVIDIA H200")
-    archive = tmp_path / "results-full-cnn.tgz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(source.parent, arcname="results")
-    results = tmp_path / "here" / "results"
-    make_run(results / "full", "cnn-bbb", "cpu")
-    outcome = unpack_runs(archive, results)
-    assert outcome["added"] == ["full/cnn-aaa"]
-    assert len(outcome["kept"]) == 1 and "cnn-bbb" in outcome["kept"][0] and "H200" in outcome["kept"][0]
-    assert json.loads((results / "full" / "cnn-bbb" / "env.json").read_text())["device_name"] == "cpu"
-    assert sorted(p.name for p in results.iterdir()) == ["full"]  # no temporary folder left
-
-
-def test_a_truncated_archive_names_itself_and_changes_nothing(tmp_path):
-    source = tmp_path / "device" / "results" / "full"
-    make_run(source, "cnn-aaa", "NVIDIA H200")
-    (source / "cnn-aaa" / "run.ipynb").write_bytes(bytes(range(256)) * 400)
-    archive = tmp_path / "results-full-cnn.tgz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(source.parent, arcname="results")
-    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
-    results = tmp_path / "here" / "results"
-    with pytest.raises(ValueError, match="results-full-cnn.tgz: cannot unpack"):
-        unpack_runs(archive, results)
-    assert not (results / "full").exists() and not list(results.iterdir())
