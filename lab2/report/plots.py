@@ -63,11 +63,6 @@ def curves_long(history: pd.DataFrame, keep=()) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def plot_curves(history: pd.DataFrame, title: str = "") -> plt.Figure:
-    """Loss and accuracy per epoch, training against validation, side by side."""
-    return plot_curves_by(history, hue=None, title=title)
-
-
 def _labelled(values: pd.Series, field: str | None) -> pd.Series:
     """Values as legend labels: '0.5', '0.0005', 'MLP'."""
     if field == "learning_rate":
