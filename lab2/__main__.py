@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 from lab2.config import DROPOUT_KINDS, MODELS, PRECISIONS, ConfigError, RunConfig
+from lab2.runs.executors import CLUSTERS
 from lab2.runs.grid import PARAMS_DIR
 
 CHOICES = {"model": MODELS, "dropout_kind": DROPOUT_KINDS, "precision": PRECISIONS}
-CLUSTER_KINDS = ("local", "local-gpus", "slurm")  # lab2.runs.sweep.CLUSTERS, without importing the sweep
 
 
 def flag(field_name: str) -> str:
@@ -101,6 +101,8 @@ def sweep_command(parser, args) -> int:
 
 
 def bench_command(parser, args) -> int:
+    if args.overhead:
+        return overhead_command(parser, args)
     from lab2.bench import format_results, run_bench
     from lab2.train import choose_device
 
@@ -112,6 +114,25 @@ def bench_command(parser, args) -> int:
         from lab2.atomic import write_json
 
         write_json(args.json, [dict(dataclasses.asdict(r), ratio=r.ratio) for r in results])
+    return 0
+
+
+def overhead_command(parser, args) -> int:
+    from lab2.runs import overhead
+
+    models = args.models.split(",")
+    unknown = [model for model in models if model not in MODELS]
+    if unknown:
+        parser.error(f"--models: {', '.join(unknown)} is no model; allowed: {', '.join(MODELS)}")
+    if args.repeats < 1:
+        parser.error(f"--repeats: must be an integer >= 1, got {args.repeats}")
+    _check_data_dir(parser, args.data_dir)
+    costs = overhead.measure(models, args.repeats, args.data_dir)
+    print(overhead.format_costs(costs))
+    if args.json:
+        from lab2.atomic import write_json
+
+        write_json(args.json, [dict(dataclasses.asdict(cost), fixed_s=cost.fixed_s) for cost in costs])
     return 0
 
 
@@ -179,7 +200,7 @@ def main(argv=None) -> int:
                        help="keep finished runs whose code has changed since they ran (default: run them again)")
     sweep.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="run on an existing Dask cluster, e.g. tcp://10.0.0.5:8786 (its workers share the results folder)")
-    sweep.add_argument("--cluster", default=None, choices=CLUSTER_KINDS,
+    sweep.add_argument("--cluster", default=None, choices=CLUSTERS,
                        help="start a Dask cluster: local (--jobs workers), local-gpus (one worker per GPU, --jobs runs "
                             "each), slurm (pip install .[cluster]; settings from Dask's jobqueue config)")
     sweep.add_argument("--results", type=Path, default=None, help="results root (default: results/)")
@@ -194,6 +215,10 @@ def main(argv=None) -> int:
     bench.add_argument("--steps", type=int, default=10, help="training steps per timed block")
     bench.add_argument("--device", default="auto", help="cpu, cuda or auto")
     bench.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    bench.add_argument("--overhead", action="store_true",
+                       help="instead: a run's fixed cost (wall time minus fit) over --repeats smoke runs executed as a "
+                            "sweep does, one at a time on the CPU, for each of --models")
+    bench.add_argument("--data-dir", type=Path, default=None, help="CIFAR-10 for --overhead (default: $LAB2_DATA, else data/)")
     bench.set_defaults(handler=bench_command)
 
     book = commands.add_parser("book", help="build the HTML book from a profile's results (warnings are errors)")
@@ -206,7 +231,7 @@ def main(argv=None) -> int:
     check = commands.add_parser("gpu-check", help="on a GPU: versions, bench, epoch times, then the sweep within a budget")
     check.add_argument("--profile", default="full", help="profile to sweep (default: full)")
     check.add_argument("--budget-s", type=float, default=480, help="wall-clock seconds for the whole check (default: 480)")
-    check.add_argument("--jobs", type=int, default=None, help="notebooks run at once in each lane of sweeps (default: 4 on a GPU)")
+    check.add_argument("--jobs", type=int, default=None, help="CNN runs at once in the sweep (default: the sweep's own, 4 on a GPU)")
     check.add_argument("--dry-run", action="store_true",
                        help="rehearse on a CPU: toy sizes, and real smoke-profile sweeps into --out")
     check.add_argument("--data-dir", type=Path, default=None, help="CIFAR-10 location (default: $LAB2_DATA, else data/)")

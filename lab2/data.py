@@ -305,6 +305,32 @@ def load_cifar10(path: Path | str | None = None) -> Cifar10:
     )
 
 
+def split_counts(data: Cifar10) -> dict[str, int]:
+    """How many images the split has for training, validation and test."""
+    count = len(data.train_images)
+    num_val = int(round(count * VALIDATION_FRACTION))
+    return {"train": count - num_val, "validation": num_val, "test": len(data.test_images)}
+
+
+def size_problem(data: Cifar10, train_size: int | None, eval_size: int | None,
+                 batch_size: int | None = None) -> str | None:
+    """Why a run's sizes do not fit this data, as 'field: what is allowed' (None if they fit).
+
+    Checked where a run starts, and by the sweep for every run before any starts.
+    """
+    counts = split_counts(data)
+    if train_size is not None and train_size > counts["train"]:
+        return f"train_size: must be at most the {counts['train']} training images, got {train_size}"
+    evaluated = min(counts["validation"], counts["test"])
+    if eval_size is not None and eval_size > evaluated:
+        return (f"eval_size: must be at most {evaluated} (the data has {counts['validation']} validation and "
+                f"{counts['test']} test images), got {eval_size}")
+    training = counts["train"] if train_size is None else train_size
+    if batch_size is not None and batch_size > training:
+        return f"batch_size: must be at most the {training} training images, got {batch_size}"
+    return None
+
+
 def split(data: Cifar10, train_size: int | None = None, eval_size: int | None = None) -> Splits:
     """Train/validation split of the official training set (see VALIDATION_FRACTION), with optional subsets.
 
@@ -312,7 +338,7 @@ def split(data: Cifar10, train_size: int | None = None, eval_size: int | None = 
     test images of the split's order.
     """
     count = len(data.train_images)
-    num_val = int(round(count * VALIDATION_FRACTION))
+    num_val = split_counts(data)["validation"]
     generator = torch.Generator().manual_seed(SPLIT_SEED)
     if data.kind == "pickle":
         order = torch.arange(count)
@@ -323,9 +349,10 @@ def split(data: Cifar10, train_size: int | None = None, eval_size: int | None = 
         val_index, train_index = order[:num_val], order[num_val:]
         # The test set is sorted by class in an image folder, so its subset is drawn at random too.
         test_index = torch.randperm(len(data.test_images), generator=generator)
+    problem = size_problem(data, train_size, eval_size)
+    if problem:
+        raise DataError(problem)
     if train_size is not None:
-        if train_size > len(train_index):
-            raise DataError(f"train_size {train_size} is larger than the {len(train_index)} training images available.")
         train_index = train_index[:train_size]
     if eval_size is not None:
         val_index, test_index = val_index[:eval_size], test_index[:eval_size]

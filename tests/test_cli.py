@@ -78,3 +78,16 @@ def test_bench_runs_and_reports_a_ratio(tmp_path, capsys):
     rows = json.loads(out.read_text())
     assert [row["model"] for row in rows] == ["mlp", "cnn"] and all(row["ratio"] > 0 for row in rows)
     assert "ratio" in capsys.readouterr().out
+
+
+def test_overhead_bench_times_a_real_run_and_splits_fit_from_fixed_cost(image_archive, tmp_path, capsys):
+    out = tmp_path / "overhead.json"
+    assert main(["bench", "--overhead", "--models", "mlp", "--repeats", "1", "--data-dir", str(image_archive),
+                 "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())
+    assert row["model"] == "mlp" and 0 < row["fit_s"] < row["wall_s"]
+    assert row["fixed_s"] == pytest.approx(row["wall_s"] - row["fit_s"])
+    assert "fixed s" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["bench", "--overhead", "--models", "rnn"])
+    assert "--models: rnn is no model; allowed: mlp, cnn" in capsys.readouterr().err

@@ -94,7 +94,10 @@ def test_sweep_cli_refuses_bad_input_before_writing(tmp_path, image_archive, cap
                            (["--jobs", "0"], "--jobs: must be an integer >= 1"),
                            (["--seeds", "0,3"], "--seeds: profile tiny has no seed 3; allowed: 0"),
                            (["--cluster", "local", "--scheduler", "tcp://127.0.0.1:1"], "give one"),
-                           (["--data-dir", str(tmp_path / "nothing")], "--data-dir: No CIFAR-10 found")]:
+                           (["--data-dir", str(tmp_path / "nothing")], "--data-dir: No CIFAR-10 found"),
+                           (["--params", str(tmp_path / "no-params")], "no-params: no such folder"),
+                           (["--scheduler", "foo://x:1"], "unknown address scheme 'foo'; allowed: "),
+                           (["--scheduler", "tcp://127.0.0.1:1"], "cannot connect (Connection refused)")]:
         with pytest.raises(SystemExit) as exit_:
             main(["sweep", "--profile", "tiny", "--params", str(params), "--results", str(results_root),
                   "--data-dir", str(image_archive), *extra])
@@ -137,12 +140,14 @@ def test_second_sweep_is_cached_and_a_changed_parameter_reruns_only_its_runs(tmp
 
 def test_a_failing_run_is_recorded_and_the_others_go_on(tmp_path, image_archive, capsys):
     experiments = json.loads(json.dumps(TINY_EXPERIMENTS))
-    experiments["experiments"]["too_big"] = {"train_size": 100_000}  # more than the test data holds
-    params = write_params(tmp_path / "params", experiments)
+    # A hidden layer of 3,072 x 10^9 weights passes every check and fails when the run allocates it.
+    experiments["experiments"]["too_big"] = {"hidden": 10**9}
+    profiles = {"tiny": {**TINY_PROFILES["tiny"], "set": {"num_epochs": 1, "eval_size": 50}}}
+    params = write_params(tmp_path / "params", experiments, profiles)
     root = tmp_path / "results"
     assert sweep("tiny", jobs=2, data_dir=image_archive, results_root=root, params_dir=params) == 1
     out = capsys.readouterr().out
-    assert "2 ran, 0 cached, 1 failed" in out and "DataError: train_size 100000" in out
+    assert "2 ran, 0 cached, 1 failed" in out and "RuntimeError" in out and "allocate" in out
     statuses = finished_runs(root / "tiny")
     assert sorted(statuses.values()) == ["failed", "ok", "ok"]
     failed = next(root / "tiny" / rid for rid, status in statuses.items() if status == "failed")
@@ -181,3 +186,74 @@ def test_run_notebook_executes_with_papermill(tmp_path, image_archive):
     assert any("image/png" in output.get("data", {}) for output in outputs)  # the curves
     assert any("text/html" in output.get("data", {}) for output in outputs)  # the summary table
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "ok"
+
+
+def edited(edit) -> tuple[dict, dict]:
+    experiments, profiles = json.loads(json.dumps(TINY_EXPERIMENTS)), json.loads(json.dumps(TINY_PROFILES))
+    edit(experiments, profiles)
+    return experiments, profiles
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda e, p: p["tiny"]["set"].update(train_size=100_000),
+     "mlp/best, mlp/grid_dropout_rate, mlp/no_dropout: train_size: must be at most the 1040 training images, got 100000"),
+    (lambda e, p: p["tiny"]["set"].update(eval_size=20_000), "eval_size: must be at most 260"),
+    (lambda e, p: e["experiments"].update(big_batches={"batch_size": 5000}),
+     "mlp/big_batches: batch_size: must be at most the 1040 training images, got 5000"),
+])
+def test_sizes_the_data_cannot_give_are_refused_before_any_run(tmp_path, image_archive, capsys, edit, message):
+    params = write_params(tmp_path / "params", *edited(edit))
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", "--profile", "tiny", "--params", str(params), "--results", str(tmp_path / "results"),
+              "--data-dir", str(image_archive)])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_key_given_twice_is_refused_naming_its_line(tmp_path):
+    params = write_params(tmp_path / "params")
+    text = (params / "mlp.yaml").read_text()
+    (params / "mlp.yaml").write_text(text.replace("  best: {}\n", "  best: {}\n  best:\n    dropout_rate: 0.3\n"))
+    with pytest.raises(GridError, match=r"mlp.yaml, line \d+: not valid YAML: found 'best' a second time"):
+        plan("tiny", params)
+    (params / "mlp.yaml").write_text(text)
+    (params / "profiles.yaml").write_text((params / "profiles.yaml").read_text() + "tiny:\n  seeds: [0]\n")
+    with pytest.raises(GridError, match=r"profiles.yaml, line \d+: not valid YAML: found 'tiny' a second time"):
+        plan("tiny", params)
+
+
+def test_a_profile_never_collapses_a_declared_grid(tmp_path):
+    params = write_params(tmp_path / "params", *edited(
+        lambda e, p: e["experiments"].update(width={"hidden": [32, 48]})))
+    with pytest.raises(GridError, match=r"experiments.width.hidden: the grid \[32, 48\] would become \[16, 16\] "
+                                        r"under profile tiny"):
+        plan("tiny", params)
+    mapped = write_params(tmp_path / "mapped", *edited(lambda e, p: (
+        e["experiments"].update(width={"hidden": [32, 48]}), p["tiny"]["set"].update(hidden={1024: 16, 32: 8, 48: 12}))))
+    widths = sorted(run.config.hidden for run in plan("tiny", mapped).runs)
+    assert widths == [8, 12, 16, 16]
+
+
+def test_a_mapping_error_names_the_params_folder_given(tmp_path):
+    params = write_params(tmp_path / "copy", *edited(lambda e, p: (
+        e.update(model="cnn"), e["baseline"].update(channels=256), p["tiny"]["set"].update(channels={128: 8}))))
+    with pytest.raises(GridError) as error:
+        plan("tiny", params)
+    assert str(error.value).startswith(f"{params / 'profiles.yaml'}: tiny.set.channels: no entry for 256")
+
+
+def test_a_port_held_by_another_server_is_no_scheduler(tmp_path, image_archive, capsys):
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(SystemExit):
+            main(["sweep", "--profile", "tiny", "--params", str(write_params(tmp_path / "params")),
+                  "--results", str(tmp_path / "results"), "--data-dir", str(image_archive),
+                  "--scheduler", f"tcp://127.0.0.1:{server.server_port}"])
+    finally:
+        server.shutdown()
+    assert "sent no Dask handshake" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()

@@ -67,6 +67,16 @@ def test_a_nan_loss_is_reported_as_diverged(splits, monkeypatch):
     result = fit(small(), splits, CPU, progress=False)
     assert result.summary["status"] == "diverged"
     assert result.history == [] and result.summary["test_acc"] is None
+    assert result.summary["diverged_epoch"] == 1 and result.summary["error"] == "diverged at epoch 1: training loss is nan"
+
+
+def test_a_loss_far_above_an_untrained_models_stops_the_run_as_diverged(splits):
+    # Adam at learning rate 1.0 throws a CNN's logits far out without BatchNorm: a finite loss, at chance accuracy.
+    result = fit(small(model="cnn", batchnorm=False, learning_rate=1.0), splits, CPU, progress=False)
+    assert result.summary["status"] == "diverged"
+    epoch = result.summary["diverged_epoch"]
+    assert len(result.history) == epoch - 1  # the epochs before are kept, the one that diverged is not
+    assert f"diverged at epoch {epoch}: " in result.summary["error"] and "is above 23.0" in result.summary["error"]
 
 
 def test_save_run_writes_every_file_summary_last(splits, tmp_path, monkeypatch):

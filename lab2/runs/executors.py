@@ -29,6 +29,8 @@ import psutil
 from lab2 import PROJECT_ROOT
 from lab2.runs import record
 
+# The clusters a sweep can start (--cluster): Dask on this machine, one worker per GPU, or Slurm jobs.
+CLUSTERS = ("local", "local-gpus", "slurm")
 POLL_S = 0.5  # how often a running run checks that it should go on
 STOP_GRACE_S = 10  # after SIGTERM, time for a papermill child to stop its kernel
 PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent thread dies
@@ -75,7 +77,9 @@ def _start(task: RunTask, staging: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "lab2.runs.executors", str(record.RUN_NOTEBOOK),
                str(staging / record.NOTEBOOK_FILE), json.dumps(parameters)]
     threads = task.threads or _default_threads()
-    environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "LAB2_PARENT_PID": str(os.getpid())}
+    # Both: a Dask nanny sets MKL_NUM_THREADS=1 for its workers, and torch heeds it over OMP_NUM_THREADS.
+    environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+                   "LAB2_PARENT_PID": str(os.getpid())}
     with open(staging / record.KERNEL_LOG, "wb") as log:
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
                                 start_new_session=True, env=environment)
@@ -118,7 +122,10 @@ def execute_run(task: RunTask, should_stop=lambda: False) -> dict:
         while process.poll() is None:
             if should_stop():
                 raise RunInterrupted
-            time.sleep(POLL_S)
+            try:
+                process.wait(POLL_S)  # returns as soon as the run ends, not at the next poll
+            except subprocess.TimeoutExpired:
+                pass
     except BaseException:
         stop_process_tree(process)
         record.discard(run_dir)
@@ -134,10 +141,26 @@ def execute_run(task: RunTask, should_stop=lambda: False) -> dict:
 
 
 def failed_outcome(task: RunTask, error: BaseException, where: str) -> dict:
-    """Record a run as failed because what executed it broke (not the run itself), and say why."""
-    reason = f"{type(error).__name__}: {error}"
-    status = record.publish(Path(task.run_dir), 0.0, f"{where} failed ({reason})")
+    """Record a run as failed because what executed it broke (not the run itself), and say why.
+
+    When the failure cannot be written either (a full disk, a folder that refuses changes),
+    nothing is published: the run stays as it was on disk and the next sweep tries it again.
+    """
+    reason = f"{where} failed: " + (_os_reason(error) if isinstance(error, OSError) else f"{type(error).__name__}: {error}")
+    try:
+        status = record.publish(Path(task.run_dir), 0.0, reason)
+    except OSError as unrecorded:
+        record.discard(Path(task.run_dir))
+        return {"run_id": task.run_id, "status": record.FAILED, "seconds": 0.0,
+                "error": f"{reason}; the failure could not be written either ({_os_reason(unrecorded)}), "
+                         "so nothing of it is kept and the next sweep runs it again"}
     return {"run_id": task.run_id, "status": status, "seconds": 0.0, "error": reason}
+
+
+def _os_reason(error: OSError) -> str:
+    """An OSError as 'what, where': 'No space left on device: results/smoke/.mlp-….partial'."""
+    where = error.filename and record.project_path(Path(error.filename))
+    return f"{error.strerror or error}" + (f": {where}" if where else "")
 
 
 # ---------------------------------------------------------------- executors
@@ -214,7 +237,8 @@ class DaskExecutor:
 
     def __init__(self, client, cluster=None, name: str = ""):
         self.client, self.cluster, self.name = client, cluster, name
-        self.capacity = max(1, sum(client.nthreads().values()))
+        self.capacity = max(1, sum(client.nthreads().values()))  # followed as workers come and go (wait)
+        self._members = self._cluster_members()
 
     def describe(self) -> str:
         workers = self.client.nthreads()
@@ -250,17 +274,54 @@ class DaskExecutor:
         from distributed import wait
         from distributed.client import FIRST_COMPLETED as DASK_FIRST_COMPLETED
 
+        self._replace_lost_workers()
+        # Workers join late (Slurm jobs start as the queue allows) and leave: submit as many runs as they can take.
+        try:
+            self.capacity = max(1, sum(self.client.nthreads().values()))
+        except OSError:  # the scheduler is unreachable just now: the runs' futures will say what became of them
+            pass
         try:
             return wait(list(futures), timeout=timeout, return_when=DASK_FIRST_COMPLETED).done
         except TimeoutError:
             return set()
+
+    def _cluster_members(self) -> dict:
+        """The workers a cluster this sweep started holds, by name: their Slurm job id (None elsewhere)."""
+        if self.cluster is None:
+            return {}
+        return {name: getattr(worker, "job_id", None) for name, worker in list(self.cluster.workers.items())}
+
+    def _replace_lost_workers(self) -> None:
+        """Keep a cluster this sweep started at the size it asked for.
+
+        A worker that ended for good (its Slurm job cancelled, out of walltime, its node lost) is
+        dropped by the cluster after `distributed.deploy.lost-worker-timeout` (15 s). Scaling to
+        the same size again starts another (a new Slurm job), and Dask retries there the runs the
+        lost one held, each up to `distributed.scheduler.allowed-failures` times, then it records
+        them failed (KilledWorker). Without this, a sweep whose jobs had all ended would wait
+        forever for a worker.
+        """
+        if self.cluster is None:
+            return
+        members = self._cluster_members()
+        for name, job in self._members.items():
+            if name not in members:
+                lost = f"Slurm job {job} (worker {name})" if job else f"worker {name}"
+                print(f"{self.name}: {lost} has ended; starting another in its place "
+                      "(Dask retries there the runs it held)", flush=True)
+        self._members = members
+        if set(self.cluster.worker_spec) - set(members):
+            self.cluster.scale(len(self.cluster.plan))  # the same size: starts only the missing ones
 
     def outcome(self, future, task: RunTask) -> dict:
         """The run's outcome; a run whose workers kept dying (or that raised) is recorded failed."""
         try:
             return future.result()
         except Exception as error:  # noqa: BLE001 - KilledWorker, a lost connection: any means the run failed
-            return failed_outcome(task, error, "the Dask worker running it")
+            # A worker of a Slurm cluster is a Slurm job: name it, its log and `scontrol show job` say how it ended.
+            job = self._members.get(getattr(getattr(error, "last_worker", None), "name", None))
+            return failed_outcome(task, error, f"the Dask worker running it (Slurm job {job})" if job
+                                  else "the Dask worker running it")
 
     def stop(self, running: dict) -> None:
         """Cancel the runs; wait while each worker notices, kills its processes and removes its staging folder."""
@@ -302,6 +363,10 @@ def _child_main(notebook: str, output: str, parameters: str) -> None:
     _die_with_parent()
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, _kill_children_and_exit)
+    # nbformat's validation imports jsonschema, which imports rfc3987_syntax when it is installed
+    # and builds a URI grammar for a format no notebook uses: a second of every run. Without it,
+    # jsonschema skips that format check.
+    sys.modules.setdefault("rfc3987_syntax", None)
     import papermill
 
     papermill.execute_notebook(notebook, output, parameters=json.loads(parameters), cwd=str(PROJECT_ROOT),

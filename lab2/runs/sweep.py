@@ -9,24 +9,26 @@ same run twice: the second waits for the runs the first has claimed and reports 
 """
 
 import fnmatch
+import json
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
 from lab2.config import run_id
-from lab2.data import DataError, default_data_dir, load_cifar10, locate
+from lab2.data import DataError, default_data_dir, load_cifar10, locate, size_problem
 from lab2.runs import record
-from lab2.runs.executors import DaskExecutor, LocalExecutor, RunTask
+from lab2.runs.executors import CLUSTERS, DaskExecutor, LocalExecutor, RunTask, failed_outcome
 from lab2.runs.grid import PARAMS_DIR, GridError, PlannedRun, plan
 
 CUDA_JOBS = 4  # small runs leave a GPU mostly idle; see the README for the measurement
-CLUSTERS = ("local", "local-gpus", "slurm")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # Ctrl-C is SIGINT, already a KeyboardInterrupt
 RETRY_CLAIMS_S = 2.0  # how often a sweep looks again at runs that another sweep holds
 CONNECT_TIMEOUT_S = 20
+HANDSHAKE_TIMEOUT_S = 5.0  # a Dask scheduler greets a new connection at once
 
 
 class SweepError(ValueError):
@@ -84,10 +86,53 @@ def check_seeds(seeds: list[int] | None, profile) -> None:
                          f"allowed: {', '.join(map(str, profile.seeds))}")
 
 
+def _check_sizes(selected, dataset) -> None:
+    """Refuse runs whose subset sizes the data cannot give, naming their experiments, before any run starts."""
+    problems = {}
+    for run, _ in selected:
+        problem = size_problem(dataset, run.config.train_size, run.config.eval_size, run.config.batch_size)
+        if problem:
+            problems.setdefault(problem, []).extend(e for e in run.experiments if e not in problems.get(problem, []))
+    def named(experiments: list[str]) -> str:
+        shown = ", ".join(experiments[:3])
+        return shown + (f" and {len(experiments) - 3} more experiments" if len(experiments) > 3 else "")
+
+    if problems:
+        raise SweepError("; ".join(f"{named(experiments)}: {problem}" for problem, experiments in problems.items())
+                         + f" ({dataset.source}); lower it in params/ or the profile")
+
+
+def _results_problem(out: Path, run_dirs: list[Path], writes: bool) -> str | None:
+    """Why this sweep could not record its runs in out (None if it can), found before any run starts.
+
+    A real write and a real rename, since permission bits do not tell for root, read-only
+    mounts, full disks or immutable folders.
+    """
+    if not writes:
+        return None
+    problem = record.check_writable(out)
+    if problem:
+        return f"--results: {problem}"
+    for run_dir in run_dirs:
+        if run_dir.exists():  # a failed or changed run, to be replaced by its new one
+            probe = run_dir.with_name(f".{run_dir.name}.replace-check")
+            try:
+                os.replace(run_dir, probe)
+                os.replace(probe, run_dir)
+            except OSError as error:
+                return (f"{run_dir} cannot be replaced ({error.strerror}), so its run could not be published; "
+                        "make it writable or remove it")
+    return None
+
+
 def _check_engine(scheduler: str | None, cluster: str | None) -> None:
     """Refuse engine flags that cannot work here, before the data is read."""
     if scheduler and cluster:
         raise SweepError("--scheduler and --cluster: give one (an existing cluster, or one to start)")
+    if scheduler:
+        problem = _scheduler_problem(scheduler)
+        if problem:
+            raise SweepError(f"--scheduler {scheduler}: {problem}")
     if cluster is not None and cluster not in CLUSTERS:
         raise SweepError(f"--cluster: must be one of {', '.join(CLUSTERS)}, got {cluster!r}")
     if cluster == "slurm":
@@ -127,11 +172,68 @@ def _start_engine(jobs: int | None, device: str, scheduler: str | None, cluster:
     else:
         from dask_jobqueue import SLURMCluster
 
-        started = SLURMCluster()  # queue, cores, memory, walltime: from Dask's config (jobqueue.slurm)
+        try:
+            started = SLURMCluster()  # queue, cores, memory, walltime: from Dask's config (jobqueue.slurm)
+        except ValueError as error:  # no cores or memory per job there, a memory that does not parse
+            raise SweepError("--cluster slurm: Dask's config (jobqueue.slurm, e.g. ~/.config/dask/jobqueue.yaml or "
+                             "DASK_JOBQUEUE__SLURM__CORES) describes no job: "
+                             + str(error).splitlines()[0].split(", for example")[0]) from None
+        # dask-jobqueue submits in the background and only logs a refusal, so a job Slurm cannot run
+        # (no such partition, more cores or memory than a node has, no sbatch here) would leave the
+        # sweep waiting forever. Slurm judges the job script first; --test-only submits nothing.
+        import subprocess
+
+        try:
+            test = subprocess.run(["sbatch", "--test-only"], input=started.job_script(), capture_output=True,
+                                  text=True, timeout=CONNECT_TIMEOUT_S)
+            refused = ("Slurm refuses the worker job that Dask's config (jobqueue.slurm) describes: "
+                       + " ".join(test.stderr.split())) if test.returncode else None
+        except (OSError, subprocess.TimeoutExpired) as error:
+            refused = f"sbatch could not be run here ({error})"
+        if refused:
+            started.close()
+            raise SweepError(f"--cluster slurm: {refused}")
         started.scale(jobs=jobs or 1)
     client = Client(started)
     client.wait_for_workers(1, timeout=None if cluster == "slurm" else 120)
     return DaskExecutor(client, started, name=f"--cluster {cluster}")
+
+
+def _scheduler_problem(address: str) -> str | None:
+    """Why address is no Dask scheduler (None if it may be one), told in seconds rather than at a timeout.
+
+    A Dask scheduler speaks first: on a new TCP connection it sends its handshake (a frame
+    naming its compression and pickle protocol) before reading anything. So a port where
+    nothing listens is refused at once, and one held by another server (which waits for a
+    request) is told apart within HANDSHAKE_TIMEOUT_S, where distributed itself would wait
+    forever.
+    """
+    from distributed.comm import parse_address
+    from distributed.comm.registry import backends
+
+    try:
+        scheme, location = parse_address(address)
+    except ValueError as error:
+        return str(error)
+    if scheme not in backends:
+        return f"unknown address scheme {scheme!r}; allowed: {', '.join(sorted(backends))} (e.g. tcp://HOST:8786)"
+    if scheme != "tcp":
+        return None  # encrypted or in-process: left to distributed
+    host, _, port = location.rpartition(":")
+    if not port.isdigit():
+        return "no port; give HOST:PORT, e.g. tcp://10.0.0.5:8786"
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=HANDSHAKE_TIMEOUT_S) as connection:
+            connection.settimeout(HANDSHAKE_TIMEOUT_S)
+            first = connection.recv(256)
+    except socket.timeout:
+        return (f"something listens there but sent no Dask handshake within {HANDSHAKE_TIMEOUT_S:g} s; "
+                "it is not a Dask scheduler")
+    except OSError as error:
+        return f"cannot connect ({error.strerror or error}); is the scheduler running, and is this its address?"
+    if b"compression" not in first:
+        return f"something answers there, but not a Dask scheduler (it sent {first[:24]!r})"
+    return None
 
 
 def gpu_cluster(gpus: list[int], runs_per_gpu: int):
@@ -176,6 +278,7 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
         raise SweepError(f"--data-dir: {error}") from None
     ids = [run_id(run.config, dataset.fingerprint) for run in runs]
     selected = _select(runs, ids, only, seeds)
+    _check_sizes(selected, dataset)
     out = record.profile_dir(chosen_profile.name, results_root)
     reasons = {rid: pending_reason(out / rid, keep_finished) for _, rid in selected}
     cached = [rid for _, rid in selected if reasons[rid] is None]
@@ -195,6 +298,22 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
     threads = max(1, (os.cpu_count() or 1) // (jobs or default_jobs(device))) if local else None
     tasks = [RunTask(rid, {**run.config.to_dict(), "device": device, "data_dir": data_path}, str(out / rid), threads)
              for run, rid in pending]
+    manifest = {
+        "profile": chosen_profile.name,
+        "description": chosen_profile.description,
+        "seeds": chosen_profile.seeds,
+        "data_source": dataset.source,
+        "data_fingerprint": dataset.fingerprint,
+        # As params/ declares them, so the book finds an experiment by what it changes.
+        "experiments": {experiment.id: experiment.fields for experiment in experiments},
+        "runs": [{"run_id": rid, "experiments": run.experiments, "config": run.config.to_dict()}
+                 for run, rid in zip(runs, ids)],
+    }
+    # Nothing to write when every run is cached and the plan is unchanged: a read-only results folder works.
+    manifest_changed = record.read_json(out / record.MANIFEST_FILE) != json.loads(json.dumps(manifest))
+    problem = _results_problem(out, [Path(task.run_dir) for task in tasks], bool(tasks) or manifest_changed)
+    if problem:
+        raise SweepError(problem)
     # A cluster that cannot be reached, or whose workers cannot run this sweep, is refused before anything is written.
     executor = _start_engine(jobs, device, scheduler, cluster) if tasks else None
     try:
@@ -206,18 +325,12 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
                 if created:
                     out.rmdir()
                 raise SweepError("the Dask workers cannot run this sweep:\n  " + "\n  ".join(problems))
-        record.clean_stale_staging(out)
-        record.write_manifest(out, {
-            "profile": chosen_profile.name,
-            "description": chosen_profile.description,
-            "seeds": chosen_profile.seeds,
-            "data_source": dataset.source,
-            "data_fingerprint": dataset.fingerprint,
-            # As params/ declares them, so the book finds an experiment by what it changes.
-            "experiments": {experiment.id: experiment.fields for experiment in experiments},
-            "runs": [{"run_id": rid, "experiments": run.experiments, "config": run.config.to_dict()}
-                     for run, rid in zip(runs, ids)],
-        })
+        try:
+            record.clean_stale_staging(out)
+            if manifest_changed:
+                record.write_manifest(out, manifest)
+        except OSError as error:
+            raise SweepError(f"cannot write to {out} ({error.strerror}); nothing was run") from None
         _report_corrupt(corrupt)
         outcomes, elsewhere, interrupted = [], [], 0
         if executor is not None:
@@ -270,7 +383,12 @@ def _drive(executor, tasks: list[RunTask], profile: str, stamps: dict):
             while queue and len(running) < executor.capacity:
                 task = queue.pop(0)
                 run_dir = Path(task.run_dir)
-                claim = record.try_claim(run_dir)
+                try:
+                    claim = record.try_claim(run_dir)
+                except OSError as error:  # a full disk: this run cannot start, the others may
+                    outcomes.append(failed_outcome(task, error, "claiming it"))
+                    bar.update(1)
+                    continue
                 if claim is None:
                     if task.run_id not in announced:
                         announced.add(task.run_id)
