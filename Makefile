@@ -12,7 +12,7 @@ DATA ?= $(firstword $(wildcard ../shared/data/cifar10-jpeg.tar.gz) data)
 export LAB2_DATA := $(DATA)
 ARGS ?=
 
-.PHONY: venv train test test-all bench sweep book lab gpu-check browser clean
+.PHONY: venv train test test-all bench sweep book lab gpu-check browser slurm clean
 
 venv: $(VENV)/.installed
 
@@ -34,8 +34,13 @@ browser:
 test: venv browser
 	$(PY) -m pytest $(ARGS)
 
-# Everything, the slow tests on real data included.
-test-all: venv browser
+# Debian's Slurm and munge (as root), for the test that sweeps through a real one-node Slurm; the
+# test starts its daemons and stops them after (by hand: tests/slurm/local_slurm.sh start|stop).
+slurm:
+	@bash tests/slurm/local_slurm.sh install
+
+# Everything, the slow tests on real data and the real Slurm included.
+test-all: venv browser slurm
 	$(PY) -m pytest -m '' $(ARGS)
 
 bench: venv
