@@ -179,8 +179,9 @@ def test_run_notebook_executes_with_papermill(tmp_path, image_archive):
     """The CI-executed notebook test: the run notebook with smoke parameters."""
     executed = papermill.execute_notebook(
         str(RUN_NOTEBOOK), str(tmp_path / "run.ipynb"), cwd=str(PROJECT_ROOT), progress_bar=False,
-        parameters={"model": "cnn", "channels": 4, "num_epochs": 2, "train_size": 200, "eval_size": 100,
-                    "batch_size": 50, "data_dir": str(image_archive), "out_dir": str(tmp_path / "run")},
+        parameters={"settings": {"model": "cnn", "channels": 4, "num_epochs": 2, "train_size": 200, "eval_size": 100,
+                                 "batch_size": 50},
+                    "data_dir": str(image_archive), "out_dir": str(tmp_path / "run")},
     )
     outputs = [output for cell in executed.cells for output in cell.get("outputs", [])]
     assert any("image/png" in output.get("data", {}) for output in outputs)  # the curves

@@ -45,9 +45,14 @@ class RunTask:
     """What an executor needs to execute one run."""
 
     run_id: str
-    parameters: dict  # the notebook's parameters: the resolved config, device, data_dir
+    parameters: dict  # the run notebook's parameters (notebook_parameters)
     run_dir: str
     threads: int | None  # OMP threads for the run (None: the worker's cores / its slots)
+
+
+def notebook_parameters(config, device: str, data_dir: str) -> dict:
+    """book/run.ipynb's parameters for a run: its whole config as `settings`, where it runs, what it reads."""
+    return {"settings": config.to_dict(), "device": device, "data_dir": data_dir}
 
 
 def _notebook_error(notebook: Path) -> str | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lab2.config import RunConfig, run_id
 from lab2.runs import record
-from lab2.runs.executors import RunTask, execute_run
+from lab2.runs.executors import RunTask, execute_run, notebook_parameters
 from lab2.runs.grid import get_profile
 
 PROFILE = "smoke"  # the smallest runs the project makes: the fixed cost is most of them
@@ -52,8 +52,7 @@ def measure(models=("mlp",), repeats: int = 5, data_dir=None, progress=print) ->
             config = smoke_config(model)
             for repeat in range(repeats):
                 run_dir = Path(folder) / run_id(config, f"overhead {repeat}")
-                task = RunTask(run_dir.name, {**config.to_dict(), "device": "cpu", "data_dir": data_path},
-                               str(run_dir), threads=1)
+                task = RunTask(run_dir.name, notebook_parameters(config, "cpu", data_path), str(run_dir), threads=1)
                 started = time.perf_counter()
                 outcome = execute_run(task)
                 wall = time.perf_counter() - started

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from lab2.config import run_id
 from lab2.data import DataError, default_data_dir, load_cifar10, locate, size_problem
 from lab2.runs import record
-from lab2.runs.executors import CLUSTERS, DaskExecutor, LocalExecutor, RunTask, failed_outcome
+from lab2.runs.executors import CLUSTERS, DaskExecutor, LocalExecutor, RunTask, failed_outcome, notebook_parameters
 from lab2.runs.grid import PARAMS_DIR, GridError, PlannedRun, plan
 
 CUDA_JOBS = 4  # small runs leave a GPU mostly idle; see the README for the measurement
@@ -296,7 +296,7 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
 
     local = not scheduler and not cluster
     threads = max(1, (os.cpu_count() or 1) // (jobs or default_jobs(device))) if local else None
-    tasks = [RunTask(rid, {**run.config.to_dict(), "device": device, "data_dir": data_path}, str(out / rid), threads)
+    tasks = [RunTask(rid, notebook_parameters(run.config, device, data_path), str(out / rid), threads)
              for run, rid in pending]
     manifest = {
         "profile": chosen_profile.name,
