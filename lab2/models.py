@@ -74,3 +74,34 @@ def layer_summary(model: nn.Module, batch: int = 2):
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters (BatchNorm's running statistics are buffers, not counted)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+_MULTIPLY_ADDS: dict = {}
+
+
+def multiply_adds(config: RunConfig) -> int:
+    """Multiply-adds of one image's forward pass through the Linear and Conv2d layers: a run's
+    cost per image and epoch, to compare runs (the book's CPU estimates, the sweep's order)."""
+    import torch
+
+    key = (config.model, config.hidden, config.channels)
+    if key not in _MULTIPLY_ADDS:
+        total = 0
+
+        def count(layer, inputs, output):
+            nonlocal total
+            if isinstance(layer, nn.Linear):
+                total += layer.in_features * layer.out_features
+            elif isinstance(layer, nn.Conv2d):
+                kernel = layer.kernel_size[0] * layer.kernel_size[1]
+                total += output[0].numel() * layer.in_channels * kernel // layer.groups
+
+        model = build_model(config).eval()
+        hooks = [layer.register_forward_hook(count) for layer in model.modules()
+                 if isinstance(layer, (nn.Linear, nn.Conv2d))]
+        with torch.no_grad():
+            model(torch.zeros(1, *IMAGE_SHAPE))
+        for hook in hooks:
+            hook.remove()
+        _MULTIPLY_ADDS[key] = total
+    return _MULTIPLY_ADDS[key]

@@ -258,3 +258,25 @@ def test_a_port_held_by_another_server_is_no_scheduler(tmp_path, image_archive, 
         server.shutdown()
     assert "sent no Dask handshake" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()
+
+
+def test_runs_of_each_seed_start_longest_first_and_seeds_stay_in_order(tmp_path):
+    from lab2.runs.sweep import longest_first
+
+    experiments = json.loads(json.dumps(TINY_EXPERIMENTS))
+    experiments["experiments"] = {"few": {"train_size": 100}, "all": {}, "many": {"train_size": 800}}
+    profiles = {"tiny": {**TINY_PROFILES["tiny"], "seeds": [0, 1]}}
+    runs = plan("tiny", write_params(tmp_path / "params", experiments, profiles)).runs
+    ordered = longest_first([(run, str(index)) for index, run in enumerate(runs)], data_images=1040)
+    names = [(run.config.seed, run.experiments[0]) for run, _ in ordered]
+    # All 1040 training images > 800 > 100 (one epoch each, as the profile sets); seed 0 before seed 1.
+    assert names == [(0, "mlp/all"), (0, "mlp/many"), (0, "mlp/few"), (1, "mlp/all"), (1, "mlp/many"), (1, "mlp/few")]
+
+
+def test_a_run_gets_the_free_cores_of_its_share(monkeypatch):
+    from lab2.runs import sweep as sweeping
+
+    monkeypatch.setattr(sweeping, "usable_cores", lambda: 2)
+    for load, jobs, threads in ((0.1, 1, 2), (1.2, 1, 1), (0.1, 2, 1), (3.0, 1, 1), (0.0, 4, 1)):
+        monkeypatch.setattr(sweeping.os, "getloadavg", lambda: (load, load, load))
+        assert sweeping.run_threads(jobs) == threads, (load, jobs)

@@ -17,6 +17,7 @@ from functools import cached_property
 import pandas as pd
 from IPython.display import Markdown
 
+from lab2.models import multiply_adds
 from lab2.report import results
 from lab2.report.compare import (SETTING_KEYS, Estimate, _comparable_keys, judge_against_original, plus_minus,
                                   printed_numbers)
@@ -317,39 +318,7 @@ def _work(run: pd.Series) -> float:
 
     all_training = round(50_000 * (1 - VALIDATION_FRACTION))  # CIFAR-10's training set less validation
     images = run["train_size"] if pd.notna(run["train_size"]) else all_training
-    return _multiply_adds(results.run_config(run)) * images * run["num_epochs"]
-
-
-_MULTIPLY_ADDS: dict = {}
-
-
-def _multiply_adds(config) -> int:
-    """Multiply-adds of one image's forward pass through the Linear and Conv2d layers."""
-    import torch
-
-    from lab2.models import IMAGE_SHAPE, build_model
-
-    key = (config.model, config.hidden, config.channels)
-    if key not in _MULTIPLY_ADDS:
-        total = 0
-
-        def count(layer, inputs, output):
-            nonlocal total
-            if isinstance(layer, torch.nn.Linear):
-                total += layer.in_features * layer.out_features
-            elif isinstance(layer, torch.nn.Conv2d):
-                kernel = layer.kernel_size[0] * layer.kernel_size[1]
-                total += output[0].numel() * layer.in_channels * kernel // layer.groups
-
-        model = build_model(config).eval()
-        hooks = [layer.register_forward_hook(count) for layer in model.modules()
-                 if isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d))]
-        with torch.no_grad():
-            model(torch.zeros(1, *IMAGE_SHAPE))
-        for hook in hooks:
-            hook.remove()
-        _MULTIPLY_ADDS[key] = total
-    return _MULTIPLY_ADDS[key]
+    return multiply_adds(results.run_config(run)) * images * run["num_epochs"]
 
 
 def _duration(minutes: float) -> str:
