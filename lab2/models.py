@@ -96,10 +96,11 @@ def multiply_adds(config: RunConfig) -> int:
                 kernel = layer.kernel_size[0] * layer.kernel_size[1]
                 total += output[0].numel() * layer.in_channels * kernel // layer.groups
 
-        model = build_model(config).eval()
-        hooks = [layer.register_forward_hook(count) for layer in model.modules()
-                 if isinstance(layer, (nn.Linear, nn.Conv2d))]
-        with torch.no_grad():
+        # On the meta device: shapes only, so a config too large to build (hidden = 10^9) is counted too.
+        with torch.device("meta"), torch.no_grad():
+            model = build_model(config).eval()
+            hooks = [layer.register_forward_hook(count) for layer in model.modules()
+                     if isinstance(layer, (nn.Linear, nn.Conv2d))]
             model(torch.zeros(1, *IMAGE_SHAPE))
         for hook in hooks:
             hook.remove()

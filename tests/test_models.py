@@ -35,3 +35,11 @@ def test_print_shows_the_real_architecture():
 def test_unknown_impl_is_refused():
     with pytest.raises(ValueError, match="lab2, torch"):
         build_model(RunConfig(), "keras")
+
+
+def test_multiply_adds_count_the_layers_without_building_their_weights():
+    from lab2.models import multiply_adds
+
+    # conv1 28x28x256 outputs of 3x5x5, conv2 10x10x256 of 256x5x5, then the linear layer: the report's CNN.
+    assert multiply_adds(RunConfig(model="cnn")) == 28 * 28 * 256 * 3 * 25 + 10 * 10 * 256 * 256 * 25 + 6400 * 10
+    assert multiply_adds(RunConfig(model="mlp", hidden=10**9)) == 3072 * 10**9 + 10**9 * 10  # 12 TB of weights if built
