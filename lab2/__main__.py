@@ -95,7 +95,7 @@ def sweep_command(parser, args) -> int:
         return sweep(profile=args.profile, jobs=args.jobs, only=args.only, dry_run=args.dry_run,
                      data_dir=args.data_dir, device=args.device, results_root=args.results,
                      params_dir=args.params, seeds=args.seeds, scheduler=args.scheduler, cluster=args.cluster,
-                     keep_finished=args.keep_finished)
+                     keep_finished=args.keep_finished, threads=args.threads)
     except SweepError as error:
         parser.error(str(error))
 
@@ -192,6 +192,9 @@ def main(argv=None) -> int:
     sweep = commands.add_parser("sweep", help="run every experiment of params/ under a profile, with papermill")
     sweep.add_argument("--profile", default="quick", help="full, quick (default) or smoke; see params/profiles.yaml")
     sweep.add_argument("--jobs", type=int, default=None, help="notebooks run at once (default: by device)")
+    sweep.add_argument("--threads", type=int, default=None,
+                       help="torch threads per run (default: the free cores shared by the jobs, at most cores // jobs; "
+                            "on Dask workers: the worker's cores per run slot)")
     sweep.add_argument("--only", default=None, help="run only experiments or run ids matching this glob")
     sweep.add_argument("--seeds", type=_seed_list, default=None,
                        help="run only these of the profile's seeds, e.g. 0,1 (default: all; runs stay seed-major)")

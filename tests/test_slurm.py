@@ -159,8 +159,8 @@ def test_a_sweep_through_slurm_runs_in_slurm_jobs_and_equals_a_local_sweep(slurm
     # The same grid swept here, with as many threads per run as the Slurm runs had: the same runs, the same numbers.
     threads = {numbers(tmp_path / "slurm" / "tiny" / rid)[2] for rid in runs}
     assert len(threads) == 1
-    jobs_here = str(max(1, (os.cpu_count() or 1) // threads.pop()))
-    local = subprocess.run(sweep_command(slurm_sweep["params"], tmp_path / "local", image_archive, "--jobs", jobs_here),
+    local = subprocess.run(sweep_command(slurm_sweep["params"], tmp_path / "local", image_archive,
+                                         "--threads", str(threads.pop())),
                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=SWEEP_TIMEOUT_S)
     assert local.returncode == 0, local.stdout + local.stderr
     assert sorted(published(tmp_path / "local" / "tiny")) == sorted(runs)

@@ -92,6 +92,7 @@ def test_sweep_cli_refuses_bad_input_before_writing(tmp_path, image_archive, cap
     results_root = tmp_path / "results"
     for extra, message in [(["--profile", "huge"], "unknown profile 'huge'"),
                            (["--jobs", "0"], "--jobs: must be an integer >= 1"),
+                           (["--threads", "0"], "--threads: must be an integer >= 1"),
                            (["--seeds", "0,3"], "--seeds: profile tiny has no seed 3; allowed: 0"),
                            (["--cluster", "local", "--scheduler", "tcp://127.0.0.1:1"], "give one"),
                            (["--data-dir", str(tmp_path / "nothing")], "--data-dir: No CIFAR-10 found"),

@@ -289,7 +289,8 @@ def _print_table(rows: list[tuple[str, str, str, str]]) -> None:
 def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = None, dry_run: bool = False,
           data_dir=None, device: str = "auto", results_root: Path | None = None,
           params_dir: Path = PARAMS_DIR, seeds: list[int] | None = None,
-          scheduler: str | None = None, cluster: str | None = None, keep_finished: bool = False) -> int:
+          scheduler: str | None = None, cluster: str | None = None, keep_finished: bool = False,
+          threads: int | None = None) -> int:
     """Execute every pending run of the profile's grid; 0 if every selected run has finished, 1 otherwise."""
     try:
         chosen_profile, runs, experiments = plan(profile, Path(params_dir))
@@ -297,6 +298,8 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
         raise SweepError(str(error)) from None
     if jobs is not None and jobs < 1:
         raise SweepError(f"--jobs: must be an integer >= 1, got {jobs}")
+    if threads is not None and threads < 1:
+        raise SweepError(f"--threads: must be an integer >= 1, got {threads}")
     check_seeds(seeds, chosen_profile)
     _check_engine(scheduler, cluster)
     try:
@@ -324,7 +327,7 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
         return 0
 
     local = not scheduler and not cluster
-    threads = run_threads(jobs or default_jobs(device)) if local else None
+    threads = threads or (run_threads(jobs or default_jobs(device)) if local else None)
     pending = longest_first(pending, split_counts(dataset)["train"])
     tasks = [RunTask(rid, notebook_parameters(run.config, device, data_path), str(out / rid), threads)
              for run, rid in pending]
