@@ -1,5 +1,6 @@
 """Small CIFAR-10-shaped data sets, made by the tests, in every on-disk format lab2 reads."""
 
+import json
 import pickle
 import tarfile
 from pathlib import Path
@@ -68,6 +69,15 @@ def write_tar_gz(folder: Path, archive: Path, top: str | None) -> Path:
             relative = path.relative_to(folder)
             tar.add(path, arcname=str(Path(top) / relative) if top else str(relative), recursive=False)
     return archive
+
+
+def make_run(profile_dir: Path, name: str, device_name: str) -> Path:
+    """A finished run folder as a device call brings it back: env.json naming the device, summary.json ok."""
+    folder = profile_dir / name
+    folder.mkdir(parents=True)
+    (folder / "env.json").write_text(json.dumps({"device": "cuda", "device_name": device_name}))
+    (folder / "summary.json").write_text(json.dumps({"status": "ok"}))
+    return folder
 
 
 @pytest.fixture(autouse=True)

@@ -7,19 +7,12 @@ import sys
 import tarfile
 
 import pytest
+from conftest import make_run
 
 from lab2 import PROJECT_ROOT
 from lab2.runs.archive import unpack_runs
 
 CNN_A, CNN_B = "cnn-0000000000aa", "cnn-0000000000bb"
-
-
-def make_run(profile_dir, name, device_name):
-    folder = profile_dir / name
-    folder.mkdir(parents=True)
-    (folder / "env.json").write_text(json.dumps({"device": "cuda", "device_name": device_name}))
-    (folder / "summary.json").write_text(json.dumps({"status": "ok"}))
-    return folder
 
 
 def pack(tmp_path, build) -> "Path":

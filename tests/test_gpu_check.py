@@ -9,17 +9,10 @@ import time
 
 import pytest
 import torch
+from conftest import make_run
 
 from lab2.gpu_check import Packer, check_verdict, choose_sweep_mode, run_sweep, start_mode_check, sweep_command
 from lab2.runs.grid import plan
-
-
-def make_run(profile_dir, name, device_name):
-    folder = profile_dir / name
-    folder.mkdir(parents=True)
-    (folder / "env.json").write_text(json.dumps({"device": "cuda", "device_name": device_name}))
-    (folder / "summary.json").write_text(json.dumps({"status": "ok"}))
-    return folder
 
 
 def test_the_sweep_runs_the_missing_cnn_runs_seed_zero_first():

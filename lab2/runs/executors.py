@@ -151,7 +151,8 @@ def failed_outcome(task: RunTask, error: BaseException, where: str) -> dict:
     When the failure cannot be written either (a full disk, a folder that refuses changes),
     nothing is published: the run stays as it was on disk and the next sweep tries it again.
     """
-    reason = f"{where} failed: " + (_os_reason(error) if isinstance(error, OSError) else f"{type(error).__name__}: {error}")
+    cause = _os_reason(error) if isinstance(error, OSError) else f"{type(error).__name__}: {error}"
+    reason = f"{where} failed: {cause}"
     try:
         status = record.publish(Path(task.run_dir), 0.0, reason)
     except OSError as unrecorded:

@@ -117,18 +117,20 @@ def check_seeds(seeds: list[int] | None, profile) -> None:
 
 def _check_sizes(selected, dataset) -> None:
     """Refuse runs whose subset sizes the data cannot give, naming their experiments, before any run starts."""
-    problems = {}
+    problems: dict[str, dict[str, None]] = {}  # problem -> its experiments, in order, once each
     for run, _ in selected:
         problem = size_problem(dataset, run.config.train_size, run.config.eval_size, run.config.batch_size)
         if problem:
-            problems.setdefault(problem, []).extend(e for e in run.experiments if e not in problems.get(problem, []))
-    def named(experiments: list[str]) -> str:
-        shown = ", ".join(experiments[:3])
-        return shown + (f" and {len(experiments) - 3} more experiments" if len(experiments) > 3 else "")
-
+            problems.setdefault(problem, {}).update(dict.fromkeys(run.experiments))
     if problems:
-        raise SweepError("; ".join(f"{named(experiments)}: {problem}" for problem, experiments in problems.items())
-                         + f" ({dataset.source}); lower it in params/ or the profile")
+        named = (f"{_first_of(list(experiments))}: {problem}" for problem, experiments in problems.items())
+        raise SweepError("; ".join(named) + f" ({dataset.source}); lower it in params/ or the profile")
+
+
+def _first_of(experiments: list[str]) -> str:
+    """'a, b, c and 13 more experiments'."""
+    shown = ", ".join(experiments[:3])
+    return shown + (f" and {len(experiments) - 3} more experiments" if len(experiments) > 3 else "")
 
 
 def _results_problem(out: Path, run_dirs: list[Path], writes: bool) -> str | None:
