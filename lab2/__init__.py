@@ -11,13 +11,14 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]  # the checkout: params/, boo
 
 # Public name -> the lab2 module that defines it.
 _EXPORTS = {
-    "ConfigError": "config", "RunConfig": "config", "run_id": "config",
-    "Cifar10": "data", "DataError": "data", "Splits": "data", "load_cifar10": "data", "normalize": "data",
-    "split": "data",
-    "BatchNorm1d": "layers", "BatchNorm2d": "layers", "Dropout": "layers", "Dropout2d": "layers",
-    "batch_norm": "layers", "dropout": "layers",
-    "build_model": "models", "count_parameters": "models",
-    "RunResult": "train", "evaluate": "train", "fit": "train", "run": "train", "save_run": "runs.record",
+    "ConfigError": "core.config", "RunConfig": "core.config", "run_id": "core.config",
+    "Cifar10": "core.data", "DataError": "core.data", "Splits": "core.data", "load_cifar10": "core.data",
+    "normalize": "core.data", "split": "core.data",
+    "BatchNorm1d": "core.layers", "BatchNorm2d": "core.layers", "Dropout": "core.layers",
+    "Dropout2d": "core.layers", "batch_norm": "core.layers", "dropout": "core.layers",
+    "build_model": "core.models", "count_parameters": "core.models",
+    "RunResult": "core.train", "evaluate": "core.train", "fit": "core.train", "run": "core.train",
+    "save_run": "runs.record",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from lab2.config import DROPOUT_KINDS, MODELS, PRECISIONS, ConfigError, RunConfig
+from lab2.core.config import DROPOUT_KINDS, MODELS, PRECISIONS, ConfigError, RunConfig
 from lab2.runs.executors import CLUSTERS
 from lab2.runs.grid import PARAMS_DIR
 
@@ -41,7 +41,7 @@ def _add_common_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_data_dir(parser, data_dir) -> None:
-    from lab2.data import DataError, locate
+    from lab2.core.data import DataError, locate
 
     if data_dir is not None:
         try:
@@ -51,9 +51,9 @@ def _check_data_dir(parser, data_dir) -> None:
 
 
 def train_command(parser, args) -> int:
-    from lab2.data import DataError
+    from lab2.core.data import DataError
     from lab2.runs.record import FINISHED_STATUSES, check_writable, failed_result, save_run
-    from lab2.train import run
+    from lab2.core.train import run
 
     values = {field.name: getattr(args, field.name) for field in dataclasses.fields(RunConfig)}
     try:
@@ -103,22 +103,22 @@ def sweep_command(parser, args) -> int:
 def bench_command(parser, args) -> int:
     if args.overhead:
         return overhead_command(parser, args)
-    from lab2.bench import format_results, run_bench
-    from lab2.train import choose_device
+    from lab2.tools.bench import format_results, run_bench
+    from lab2.core.train import choose_device
 
     device = choose_device(args.device)
     channels = args.channels or (256 if device.type == "cuda" else 64)
     results = run_bench(args.models.split(","), device, channels, args.repeats, args.steps)
     print(format_results(results))
     if args.json:
-        from lab2.atomic import write_json
+        from lab2.core.atomic import write_json
 
         write_json(args.json, [dict(dataclasses.asdict(r), ratio=r.ratio) for r in results])
     return 0
 
 
 def overhead_command(parser, args) -> int:
-    from lab2.runs import overhead
+    from lab2.tools import overhead
 
     models = args.models.split(",")
     unknown = [model for model in models if model not in MODELS]
@@ -130,7 +130,7 @@ def overhead_command(parser, args) -> int:
     costs = overhead.measure(models, args.repeats, args.data_dir)
     print(overhead.format_costs(costs))
     if args.json:
-        from lab2.atomic import write_json
+        from lab2.core.atomic import write_json
 
         write_json(args.json, [dict(dataclasses.asdict(cost), fixed_s=cost.fixed_s) for cost in costs])
     return 0
@@ -146,7 +146,7 @@ def book_command(parser, args) -> int:
 
 
 def gpu_check_command(parser, args) -> int:
-    from lab2.gpu_check import gpu_check
+    from lab2.tools.gpu_check import gpu_check
     from lab2.runs.grid import GridError, get_profile
 
     if args.budget_s <= 0:

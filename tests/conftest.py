@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lab2.data import CLASSES, PICKLE_TEST, PICKLE_TRAIN
+from lab2.core.data import CLASSES, PICKLE_TEST, PICKLE_TRAIN
 
 TRAIN_PER_CLASS = 130  # 1,300 training images: 1,040 train + 260 validation after the split
 TEST_PER_CLASS = 30
@@ -91,7 +91,7 @@ def splits(arrays):
     """The made arrays split as training splits them, as tensors: for the trainer's tests."""
     import torch
 
-    from lab2.data import Cifar10, split
+    from lab2.core.data import Cifar10, split
 
     tensors = [torch.from_numpy(arrays[name][i]) for name in ("train", "test") for i in (0, 1)]
     return split(Cifar10(*tensors, source="synthetic", fingerprint="synthetic"))

@@ -6,7 +6,7 @@ import itertools
 import pandas as pd
 import pytest
 
-from lab2.config import RunConfig
+from lab2.core.config import RunConfig
 from lab2.report import claims, results
 from lab2.report.compare import Estimate
 from lab2.report.experiments import (BASELINE, BATCH_SIZE_GRID, GRIDS, LEARNING_RATE_GRID, WITHOUT_BATCHNORM,

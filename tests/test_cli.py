@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from lab2.__main__ import main
-from lab2.config import FIELD_NAMES
+from lab2.core.config import FIELD_NAMES
 
 
 def train_args(data, out, *extra):

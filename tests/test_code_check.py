@@ -16,11 +16,11 @@ def test_the_checkouts_own_commit_gives_the_same_numbers(image_archive, monkeypa
 
 
 def test_a_commit_not_in_git_is_not_checked_and_says_why(image_archive):
-    runs = pd.DataFrame([{"run_id": "mlp-1", "model": "mlp", "code_changed": "lab2/train.py"}])
+    runs = pd.DataFrame([{"run_id": "mlp-1", "model": "mlp", "code_changed": "lab2/core/train.py"}])
     environments = pd.DataFrame([{"run_id": "mlp-1", "git_commit": "0" * 40}])
     checked = code_check.check_changed_runs(runs, environments, str(image_archive))
     assert checked.loc[0, "outcome"].startswith("not checked: commit 000000000000 is not in this clone's git history")
-    assert checked.loc[0, "runs"] == 1 and checked.loc[0, "files that differ"] == "lab2/train.py"
+    assert checked.loc[0, "runs"] == 1 and checked.loc[0, "files that differ"] == "lab2/core/train.py"
 
 
 def test_runs_with_the_checkouts_code_need_no_check():

@@ -153,7 +153,7 @@ def test_turning_point_is_the_epoch_of_lowest_validation_loss():
 
 def test_a_setting_run_on_a_gpu_and_a_cpu_stays_one_setting(tmp_path):
     # A CPU computes in fp32 whatever the setting says; env.json records that, config.json the setting.
-    from lab2.config import RunConfig, run_id
+    from lab2.core.config import RunConfig, run_id
     from lab2.runs import record
 
     folder = tmp_path / "full"

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import file_order, write_image_folder, write_tar_gz
-from lab2 import data as cifar
-from lab2.data import DataError, load_cifar10, split
+from lab2.core import data as cifar
+from lab2.core.data import DataError, load_cifar10, split
 
 
 def assert_same_as(dataset, arrays):

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from lab2.data import PROJECT_ROOT
+from lab2.core.data import PROJECT_ROOT
 from lab2.runs import record
 from lab2.runs.sweep import gpu_cluster
 from test_sweep import write_params

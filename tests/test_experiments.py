@@ -38,10 +38,10 @@ def write_profile(folder, experiments: dict, runs: list) -> None:
 
 
 def test_runs_are_found_by_role_and_the_rest_go_to_the_appendix(tmp_path):
-    from lab2.config import RunConfig
+    from lab2.core.config import RunConfig
     from lab2.report.page import uncovered_experiments
 
-    from lab2.config import run_id
+    from lab2.core.config import run_id
 
     configs = {rate: RunConfig(model="mlp", dropout_rate=rate) for rate in (0.0, 0.5)}
     ids = {rate: run_id(config, "test data") for rate, config in configs.items()}

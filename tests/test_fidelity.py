@@ -1,4 +1,4 @@
-"""Data fidelity as a run setting: JPEG re-encoding and fixed pixel noise (lab2.fidelity)."""
+"""Data fidelity as a run setting: JPEG re-encoding and fixed pixel noise (lab2.core.fidelity)."""
 
 import io
 import json
@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lab2 import PROJECT_ROOT, fidelity
-from lab2.config import ConfigError, RunConfig, run_id
-from lab2.data import load_cifar10
+from lab2 import PROJECT_ROOT
+from lab2.core import fidelity
+from lab2.core.config import ConfigError, RunConfig, run_id
+from lab2.core.data import load_cifar10
 
 
 def test_jpeg_round_trip_is_pillows_encoding_deterministic_and_lossy(arrays):

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import make_run
 
-from lab2.gpu_check import Packer, check_verdict, choose_sweep_mode, run_sweep, start_mode_check, sweep_command
+from lab2.tools.gpu_check import Packer, check_verdict, choose_sweep_mode, run_sweep, start_mode_check, sweep_command
 from lab2.runs.grid import plan
 
 

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from lab2.layers import BatchNorm1d, BatchNorm2d, Dropout, Dropout2d
+from lab2.core.layers import BatchNorm1d, BatchNorm2d, Dropout, Dropout2d
 
 BATCHNORM_PAIRS = [(BatchNorm1d, nn.BatchNorm1d, (32, 6)), (BatchNorm2d, nn.BatchNorm2d, (8, 6, 5, 4))]
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from lab2.config import RunConfig
-from lab2.models import build_model, count_parameters
+from lab2.core.config import RunConfig
+from lab2.core.models import build_model, count_parameters
 
 
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
@@ -38,7 +38,7 @@ def test_unknown_impl_is_refused():
 
 
 def test_multiply_adds_count_the_layers_without_building_their_weights():
-    from lab2.models import multiply_adds
+    from lab2.core.models import multiply_adds
 
     # conv1 28x28x256 outputs of 3x5x5, conv2 10x10x256 of 256x5x5, then the linear layer: the report's CNN.
     assert multiply_adds(RunConfig(model="cnn")) == 28 * 28 * 256 * 3 * 25 + 10 * 10 * 256 * 256 * 25 + 6400 * 10

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from lab2.config import RunConfig
-from lab2.data import PROJECT_ROOT, load_cifar10
-from lab2.train import run
+from lab2.core.config import RunConfig
+from lab2.core.data import PROJECT_ROOT, load_cifar10
+from lab2.core.train import run
 
 ARCHIVE = PROJECT_ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path(ARCHIVE).is_file(), reason=f"needs {ARCHIVE}")]

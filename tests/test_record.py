@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from lab2.__main__ import main
-from lab2.config import run_id
-from lab2.data import load_cifar10
+from lab2.core.config import run_id
+from lab2.core.data import load_cifar10
 from lab2.report import results
 from lab2.runs import record
 from lab2.runs.grid import plan
@@ -40,16 +40,16 @@ def test_changed_code_reruns_and_says_why_unknown_code_stays_cached(tmp_path, im
     root = tmp_path / "results"
     changed, unknown = fake_finished_runs(params, image_archive, root)
     environment = json.loads((changed / record.ENVIRONMENT_FILE).read_text())
-    environment["code_fingerprint"]["lab2/layers.py"] = "0" * 64  # as if layers.py was edited since
+    environment["code_fingerprint"]["lab2/core/layers.py"] = "0" * 64  # as if layers.py was edited since
     (changed / record.ENVIRONMENT_FILE).write_text(json.dumps(environment))
     (unknown / record.ENVIRONMENT_FILE).write_text("{}")  # a run made before runs recorded their code
 
     assert sweep("tiny", dry_run=True, data_dir=image_archive, results_root=root, params_dir=params) == 0
     out = capsys.readouterr().out
-    assert f"{changed.name}   would run" in out and "[code changed: lab2/layers.py]" in out
+    assert f"{changed.name}   would run" in out and "[code changed: lab2/core/layers.py]" in out
     assert f"{unknown.name}   cached" in out and "1 cached, 1 to run" in out
     runs = results.load_runs("tiny", root).set_index("run_id")
-    assert runs.loc[changed.name, "code_changed"] == "lab2/layers.py"
+    assert runs.loc[changed.name, "code_changed"] == "lab2/core/layers.py"
     assert runs.loc[unknown.name, "code_changed"] == "unknown"
 
     # --keep-finished: the changed run stays (the book still names what changed).

@@ -85,7 +85,7 @@ def test_seeds_from_different_devices_are_marked_where_they_are_averaged():
 
 def test_diverged_runs_show_as_diverged_with_their_epoch_never_as_missing():
     runs = grid_runs({50: [0.56, 0.56, 0.57], 100: [0.55, 0.56], 200: [0.1]})
-    # Seed 2 of batch size 100 and the one run of batch size 200 diverged (lab2.train.divergence).
+    # Seed 2 of batch size 100 and the one run of batch size 200 diverged (lab2.core.train.divergence).
     for size, seed, epoch in ((100, 2, 4), (200, 0, 2)):
         row = (runs["batch_size"] == size) & (runs["seed"] == seed)
         runs.loc[row, ["status", "diverged_epoch", "test_acc"]] = ["diverged", epoch, 0.1]

@@ -18,7 +18,7 @@ import psutil
 import pytest
 import yaml
 
-from lab2.data import PROJECT_ROOT
+from lab2.core.data import PROJECT_ROOT
 from lab2.runs import record
 from test_engine import leftovers, published, sweep_command, wait_for
 from test_sweep import write_params

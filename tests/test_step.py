@@ -9,12 +9,12 @@ C++ there); its compiles take tens of seconds on a 2-core machine, so most are m
 import pytest
 import torch
 
-from lab2 import layers
-from lab2.config import RunConfig
-from lab2.models import build_model
-from lab2.step import (STEP_MODE_ENV, WARMUP_STEPS, TrainStep, choose_step_mode, compile_fused, make_optimizer,
+from lab2.core import layers
+from lab2.core.config import RunConfig
+from lab2.core.models import build_model
+from lab2.core.step import (STEP_MODE_ENV, WARMUP_STEPS, TrainStep, choose_step_mode, compile_fused, make_optimizer,
                        model_input)
-from lab2.train import evaluate, fit
+from lab2.core.train import evaluate, fit
 
 CPU = torch.device("cpu")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

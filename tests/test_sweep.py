@@ -13,7 +13,7 @@ import yaml
 
 from lab2.report import results
 from lab2.__main__ import main
-from lab2.data import PROJECT_ROOT
+from lab2.core.data import PROJECT_ROOT
 from lab2.runs.grid import GridError, plan
 from lab2.runs.record import RUN_NOTEBOOK
 from lab2.runs.sweep import sweep

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from lab2 import step, train
+from lab2.core import step, train
 from lab2.runs import record
-from lab2.config import RunConfig
+from lab2.core.config import RunConfig
 from lab2.runs.record import SUMMARY_KEYS, save_run
-from lab2.train import fit
+from lab2.core.train import fit
 
 CPU = torch.device("cpu")
 
@@ -95,7 +95,7 @@ def test_save_run_writes_every_file_summary_last(splits, tmp_path, monkeypatch):
     assert written[-1].endswith("summary.json")  # the file that marks the run complete comes last
     # The code that computed the numbers, per file; the run machinery and the book's analysis excluded.
     code = json.loads((tmp_path / "env.json").read_text())["code_fingerprint"]
-    assert {"lab2/layers.py", "lab2/train.py", "lab2/models.py"} <= set(code)
+    assert {"lab2/core/layers.py", "lab2/core/train.py", "lab2/core/models.py"} <= set(code)
     assert not [name for name in code if name.startswith(("lab2/runs/", "lab2/report/"))]
     assert record.changed_code(code) == []
 

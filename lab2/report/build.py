@@ -13,7 +13,7 @@ every table naming the run links to, with its executed notebook beside it as
 `runs/<run_id>.ipynb`. jupyter-book reads a staged copy of book/ in the build folder: the
 book's files linked one by one, the run pages written beside them, and a table of contents
 that lists the run pages under the provenance chapter; beside it the rest of the project is
-linked, for the pages that include its files (`../lab2/layers.py`). So two builds at once
+linked, for the pages that include its files (`../lab2/core/layers.py`). So two builds at once
 never share a generated file, and book/ holds none.
 """
 

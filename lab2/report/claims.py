@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from lab2.config import MODELS, RunConfig
+from lab2.core.config import MODELS, RunConfig
 from lab2.report import compare, results
 from lab2.report.compare import Estimate
 from lab2.report.experiments import (BASELINE, DROPOUT_KIND_GRID, DROPOUT_RATE_GRID, GRIDS, LEARNING_RATE_GRID,
@@ -401,7 +401,7 @@ def dropout_scaling() -> Claim:
     # torch only here and in cnn_channels: pages that judge other claims need not load it.
     import torch
 
-    from lab2 import layers
+    from lab2.core import layers
 
     p = 0.5
     torch.manual_seed(0)
@@ -412,7 +412,7 @@ def dropout_scaling() -> Claim:
 
 
 def cnn_channels() -> Claim:
-    from lab2.models import build_model
+    from lab2.core.models import build_model
 
     features = {channels: build_model(RunConfig(model="cnn", channels=channels))[-1].in_features
                 for channels in (256, 1024)}

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from lab2 import PROJECT_ROOT
-from lab2.config import MODELS
+from lab2.core.config import MODELS
 from lab2.report.results import METRICS
 
 # Each model's best setting (the CLI's defaults are the report's best MLP), at smoke size.

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from lab2.config import MODELS
+from lab2.core.config import MODELS
 from lab2.report import results
 from lab2.report.experiments import (BASELINE, DROPOUT_KIND_GRID, REPORTED, WITHOUT_BATCHNORM, WITHOUT_DROPOUT,
                                      Role)

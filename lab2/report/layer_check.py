@@ -10,9 +10,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lab2 import layers
-from lab2.config import RunConfig
-from lab2.models import build_model
+from lab2.core import layers
+from lab2.core.config import RunConfig
+from lab2.core.models import build_model
 
 CHANNELS = 16
 # (lab2 layer, torch.nn twin, input shape): an MLP's (N, C) and a CNN's (N, C, H, W).

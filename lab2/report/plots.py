@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from lab2.config import MODELS
+from lab2.core.config import MODELS
 from lab2.report import results
 from lab2.report.experiments import ABLATIONS, GRIDS, NARROW_DROPOUT_RATE_GRID, Role
 

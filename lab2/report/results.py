@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from lab2 import PROJECT_ROOT
-from lab2.config import FIELD_NAMES, FIELD_TYPES, RunConfig
+from lab2.core.config import FIELD_NAMES, FIELD_TYPES, RunConfig
 from lab2.report.experiments import REPORTED, Role, shown_roles
 from lab2.runs import record
 from lab2.runs.record import FINISHED_STATUSES, RESULTS_ROOT, load_manifest, profile_dir  # noqa: F401 - read here
@@ -75,7 +75,7 @@ def load_runs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
             # What the device computed in (a CPU always fp32): the setting `precision` stays the
             # config's, so that runs of one setting from a GPU and a CPU stay one setting.
             "used_precision": environment.get("precision"),
-            # RMS pixel difference of the training images from the data as read (lab2.fidelity): 0 as read.
+            # RMS pixel difference of the training images from the data as read (lab2.core.fidelity): 0 as read.
             "pixel_rmse": environment.get("fidelity", {}).get("train_pixel_rmse", 0.0) if environment else None,
             "notebook": str(run_dir / record.NOTEBOOK_FILE) if (run_dir / record.NOTEBOOK_FILE).is_file() else None,
         })

@@ -21,8 +21,8 @@ import shutil
 from pathlib import Path
 
 from lab2 import PROJECT_ROOT
-from lab2.config import FIELD_NAMES, HASHED_ONLY_WHEN_SET, RunConfig
-from lab2.data import VALIDATION_FRACTION
+from lab2.core.config import FIELD_NAMES, HASHED_ONLY_WHEN_SET, RunConfig
+from lab2.core.data import VALIDATION_FRACTION
 from lab2.report import results
 from lab2.report.experiments import chapter_of, shown_roles
 from lab2.report.tables import data_name

@@ -17,7 +17,7 @@ from functools import cached_property
 import pandas as pd
 from IPython.display import Markdown
 
-from lab2.models import multiply_adds
+from lab2.core.models import multiply_adds
 from lab2.report import results
 from lab2.report.compare import (SETTING_KEYS, Estimate, _comparable_keys, judge_against_original, plus_minus,
                                   printed_numbers)
@@ -314,7 +314,7 @@ class Costs:
 
 def _work(run: pd.Series) -> float:
     """Multiply-adds of one run's training: per image, times images, times epochs."""
-    from lab2.data import VALIDATION_FRACTION
+    from lab2.core.data import VALIDATION_FRACTION
 
     all_training = round(50_000 * (1 - VALIDATION_FRACTION))  # CIFAR-10's training set less validation
     images = run["train_size"] if pd.notna(run["train_size"]) else all_training

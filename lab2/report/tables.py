@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lab2.config import MODELS
+from lab2.core.config import MODELS
 from lab2.report import results
 from lab2.report.compare import (CLEAR, LARGE, NO_DIFFERENCE, SETTING_KEYS, SIZE_STEPS, SMALL, grid_axes,
                                  metric_kind, plus_minus)

@@ -2,7 +2,7 @@
 
 - `lr_rule_firings`: how often the course framework's learning-rate rule, which lab2 does not
   follow, would have fired in our runs.
-- `fidelity_runs` / `fidelity_table`: the data-fidelity experiment (lab2.fidelity) per level,
+- `fidelity_runs` / `fidelity_table`: the data-fidelity experiment (lab2.core.fidelity) per level,
   with the pixel error each level causes.
 - `jpeg_error_on_lossless`: the pixel error a JPEG round trip causes on lossless natural
   photographs shrunk to CIFAR-10's size, from the images scikit-image ships.
@@ -108,8 +108,8 @@ def lossless_tiles() -> np.ndarray:
 
 def jpeg_round_trip_error(images: np.ndarray, quality: int) -> float:
     """RMS difference in grey levels between (N, 32, 32, 3) images and their JPEG round trip, made
-    as the fidelity setting makes it (lab2.fidelity: Pillow's defaults)."""
-    from lab2 import fidelity
+    as the fidelity setting makes it (lab2.core.fidelity: Pillow's defaults)."""
+    from lab2.core import fidelity
 
     channels_first = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
     with contextlib.redirect_stderr(io.StringIO()):  # its progress bar: a page would print it as an error
@@ -182,7 +182,7 @@ def first_jpeg(data_source: str) -> bytes | None:
 
 def encoded_like_pillow(data_source: str, quality: int = SHARED_COPY_QUALITY) -> bool | None:
     """Whether the data's JPEGs carry the quantization tables and chroma subsampling that Pillow
-    writes at `quality` (so lab2.fidelity re-encodes the way the copy was made); None if no JPEG is here."""
+    writes at `quality` (so lab2.core.fidelity re-encodes the way the copy was made); None if no JPEG is here."""
     from PIL import JpegImagePlugin
 
     raw = first_jpeg(data_source)

@@ -225,7 +225,7 @@ def _execute_on_worker(task: RunTask) -> dict:
 
 def check_worker(data_dir: str | None, results_dir: str, probe: str) -> dict:
     """What one worker sees: the results folder (the client's probe file in it), the data, the code."""
-    from lab2.data import DataError, load_cifar10
+    from lab2.core.data import DataError, load_cifar10
 
     seen = {"host": socket.gethostname(), "problems": []}
     if not (Path(results_dir) / probe).is_file():

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import yaml
 
-from lab2.config import FIELD_NAMES, ConfigError, RunConfig
+from lab2.core.config import FIELD_NAMES, ConfigError, RunConfig
 
 PARAMS_DIR = Path(__file__).resolve().parents[2] / "params"
 PROFILES_FILE = "profiles.yaml"

@@ -29,8 +29,8 @@ import traceback
 from pathlib import Path
 
 from lab2 import PROJECT_ROOT
-from lab2.atomic import atomic_write, write_json
-from lab2.config import MODELS, RUN_ID_HASH_LENGTH
+from lab2.core.atomic import atomic_write, write_json
+from lab2.core.config import MODELS, RUN_ID_HASH_LENGTH
 
 RESULTS_ROOT = PROJECT_ROOT / "results"
 CONFIG_FILE = "config.json"
@@ -43,7 +43,7 @@ MANIFEST_FILE = "manifest.json"
 IN_FLIGHT_FILE = "in-flight.json"  # in a snapshot of results: the runs a sweep was executing
 
 OK = "ok"  # trained to its last epoch
-DIVERGED = "diverged"  # stopped when its loss ran away (lab2.train.DIVERGED_LOSS); keeps the epochs before
+DIVERGED = "diverged"  # stopped when its loss ran away (lab2.core.train.DIVERGED_LOSS); keeps the epochs before
 FINISHED_STATUSES = (OK, DIVERGED)  # runs that ended as they should: a sweep keeps them
 FAILED = "failed"  # ended without metrics; the next sweep tries it again
 CORRUPT = "corrupt"  # summary.json is there but does not parse; the next sweep reruns it
@@ -56,13 +56,14 @@ SUMMARY_KEYS = (
 )
 
 RUN_NOTEBOOK = PROJECT_ROOT / "book" / NOTEBOOK_FILE  # the notebook a sweep executes per run
-# The code a run's numbers depend on is the lab2 core it imports. The run machinery
-# (lab2.runs) and the book's analysis (lab2.report) schedule, store and show runs but
-# compute none of their numbers, so editing them leaves runs cached.
-NOT_FINGERPRINTED = ("lab2.runs", "lab2.report")
+# The code a run's numbers depend on is the lab2 core it imports (and lab2/__init__.py, which
+# resolves its public names). The run machinery (lab2.runs), the tools and the book's analysis
+# (lab2.report) schedule, measure, store and show runs but compute none of their numbers, so
+# editing them leaves runs cached.
+FINGERPRINTED_MODULES = ("lab2", "lab2.core")
 
 
-# A run id as lab2.config.run_id makes it: the model and a hex digest. Checked before any id read
+# A run id as lab2.core.config.run_id makes it: the model and a hex digest. Checked before any id read
 # from a file becomes a path, so no manifest or archive entry can point outside results/.
 RUN_ID_PATTERN = re.compile(rf"^(?:{'|'.join(MODELS)})-[0-9a-f]{{{RUN_ID_HASH_LENGTH}}}$")
 
@@ -161,7 +162,7 @@ def failed_summary(error: str, seconds: float) -> dict:
 
 def failed_result(error: BaseException, seconds: float):
     """The record of a run that raised."""
-    from lab2.train import RunResult
+    from lab2.core.train import RunResult
 
     return RunResult([], failed_summary("".join(traceback.format_exception_only(error)).strip(), seconds))
 
@@ -446,9 +447,7 @@ def imported_code_files() -> list[Path]:
     """
     files = []
     for name, module in list(sys.modules.items()):
-        if not (name == "lab2" or name.startswith("lab2.")):
-            continue
-        if any(name == skip or name.startswith(skip + ".") for skip in NOT_FINGERPRINTED):
+        if not (name in FINGERPRINTED_MODULES or name.startswith("lab2.core.")):
             continue
         path = getattr(module, "__file__", None)
         if path:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lab2.config import run_id
-from lab2.data import DataError, default_data_dir, load_cifar10, locate, size_problem, split_counts
+from lab2.core.config import run_id
+from lab2.core.data import DataError, default_data_dir, load_cifar10, locate, size_problem, split_counts
 from lab2.runs import record
 from lab2.runs.executors import CLUSTERS, DaskExecutor, LocalExecutor, RunTask, failed_outcome, notebook_parameters
 from lab2.runs.grid import PARAMS_DIR, GridError, PlannedRun, plan
@@ -63,7 +63,7 @@ def run_threads(jobs: int) -> int:
 def longest_first(pending: list, data_images: int) -> list:
     """Pending (run, run id) pairs in seed-major order, the longest runs of each seed first, so
     that a long run does not end alone after the others (work = multiply-adds x images x epochs)."""
-    from lab2.models import multiply_adds
+    from lab2.core.models import multiply_adds
 
     def work(run) -> int:
         images = run.config.train_size or data_images

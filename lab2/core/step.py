@@ -23,7 +23,7 @@ generator (seeded from torch's, new draws every step and every replay) rather th
 A compile costs tens of seconds per distinct model, paid once per process; inductor's
 on-disk caches (`COMPILE_CACHE_ENV`) let the runs of one call share it.
 
-The trainer (lab2.train) and the benchmark (lab2.bench) both use these classes, so the
+The trainer (lab2.core.train) and the benchmark (lab2.tools.bench) both use these classes, so the
 benchmark times the very step that training runs.
 """
 
@@ -33,7 +33,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from lab2 import data as cifar
+from lab2.core import data as cifar
 
 STEP_MODES = ("eager", "cuda_graph", "compiled")
 STEP_MODE_ENV = "LAB2_STEP_MODE"  # auto (default), eager, cuda_graph or compiled: lets a device call choose

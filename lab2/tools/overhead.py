@@ -5,7 +5,7 @@ of its own (lab2.runs.executors.execute_run). Before and after the fit it pays f
 processes, the imports (torch, papermill, pandas, the plotting stack), loading the data,
 the figure and writing the record. `measure(...)` executes smoke-size runs exactly as a
 sweep does, one at a time and single-threaded, into a temporary folder, and takes the
-run's wall time minus the training time its summary records (lab2.train.fit's `seconds`).
+run's wall time minus the training time its summary records (lab2.core.train.fit's `seconds`).
 """
 
 import statistics
@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab2.config import RunConfig, run_id
+from lab2.core.config import RunConfig, run_id
 from lab2.runs import record
 from lab2.runs.executors import RunTask, execute_run, notebook_parameters
 from lab2.runs.grid import get_profile
@@ -43,7 +43,7 @@ def smoke_config(model: str) -> RunConfig:
 
 def measure(models=("mlp",), repeats: int = 5, data_dir=None, progress=print) -> list[RunCost]:
     """Execute `repeats` smoke runs of each model as a sweep does; their wall and fit seconds."""
-    from lab2.data import default_data_dir, locate
+    from lab2.core.data import default_data_dir, locate
 
     data_path = str(locate(data_dir if data_dir is not None else default_data_dir())[1].resolve())
     costs = []

@@ -8,7 +8,7 @@ whenever validation accuracy reaches a new best (>=).
 The same code runs on a CPU and on a GPU. The data sits on the device as uint8 and is
 normalised there, batches are taken by index, and metrics are accumulated on the device
 and read once per epoch, so a GPU step never waits for the host. On a GPU the step and
-the evaluation are replayed from captured CUDA graphs (lab2.step); a CPU runs them eagerly;
+the evaluation are replayed from captured CUDA graphs (lab2.core.step); a CPU runs them eagerly;
 either may compile them first (step mode `compiled`, chosen by $LAB2_STEP_MODE). The step
 mode is how a run executes, like its device: recorded in env.json, not part of its config
 or run id.
@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
-from lab2 import data as cifar
-from lab2 import fidelity
-from lab2.config import RunConfig
-from lab2.models import build_model, count_parameters
-from lab2.step import Evaluator, TrainStep, autocast_context, choose_step_mode, make_optimizer, uses_channels_last
+from lab2.core import data as cifar
+from lab2.core import fidelity
+from lab2.core.config import RunConfig
+from lab2.core.models import build_model, count_parameters
+from lab2.core.step import Evaluator, TrainStep, autocast_context, choose_step_mode, make_optimizer, uses_channels_last
 
 
 @dataclass

@@ -42,15 +42,15 @@ import torch
 
 from lab2 import PROJECT_ROOT
 from lab2.__main__ import flag
-from lab2.atomic import write_json
-from lab2.bench import make_trainer, random_batch, run_bench
-from lab2.config import RunConfig
-from lab2.data import load_cifar10, split
+from lab2.core.atomic import write_json
+from lab2.tools.bench import make_trainer, random_batch, run_bench
+from lab2.core.config import RunConfig
+from lab2.core.data import load_cifar10, split
 from lab2.runs import record
 from lab2.runs.archive import pack_runs
 from lab2.runs.grid import plan
-from lab2.step import COMPILE_CACHE_ENV, STEP_MODE_ENV, choose_step_mode, modes_on
-from lab2.train import fit
+from lab2.core.step import COMPILE_CACHE_ENV, STEP_MODE_ENV, choose_step_mode, modes_on
+from lab2.core.train import fit
 
 # Training FLOPs per image of the report's CNN (C = 256): forward conv1 + conv2 + linear
 # = 2 * (28*28*256*3*25 + 10*10*256*256*25 + 6400*10) = 0.35 GFLOP, times 3 with backward.

@@ -23,7 +23,7 @@ from PIL import Image
 from tqdm import tqdm  # tqdm.auto warns in a kernel without ipywidgets, naming a local path
 
 from lab2 import PROJECT_ROOT
-from lab2.atomic import atomic_write
+from lab2.core.atomic import atomic_write
 
 DATA_ENV = "LAB2_DATA"  # where to look for CIFAR-10 when --data-dir is not given
 CACHE_ENV = "LAB2_CACHE"  # where decoded arrays are kept
@@ -66,7 +66,7 @@ class Cifar10:
     test_labels: torch.Tensor
     source: str  # what was read, e.g. "image-folder:/path/cifar10-jpeg.tar.gz"
     fingerprint: str  # sha256 of the decoded pixels and labels: same data, same hash
-    fidelity: dict = field(default_factory=dict)  # how lab2.fidelity degraded the images; empty: as read
+    fidelity: dict = field(default_factory=dict)  # how lab2.core.fidelity degraded the images; empty: as read
 
     @property
     def kind(self) -> str:

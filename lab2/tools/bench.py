@@ -1,6 +1,6 @@
 """Training-step throughput of lab2's layers against torch.nn's, in the same models.
 
-Each measurement is a block of the trainer's own steps (lab2.step.TrainStep, in one step
+Each measurement is a block of the trainer's own steps (lab2.core.step.TrainStep, in one step
 mode: eager, replayed from a CUDA graph, or compiled) on random uint8 images already on
 the device; both implementations run in the same mode, so a compile fuses torch.nn's
 layers as it fuses lab2's. They alternate block by block so that drifts in clock speed or
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from lab2.config import RunConfig
-from lab2.models import build_model
-from lab2.step import STEP_MODES, WARMUP_STEPS, TrainStep, make_optimizer, uses_channels_last
+from lab2.core.config import RunConfig
+from lab2.core.models import build_model
+from lab2.core.step import STEP_MODES, WARMUP_STEPS, TrainStep, make_optimizer, uses_channels_last
 
 # The report's batch sizes for each model's best setting.
 REPORT_BATCH_SIZE = {"mlp": 500, "cnn": 100}

@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from lab2.atomic import atomic_write
-from lab2.data import Cifar10, cache_dir
+from lab2.core.atomic import atomic_write
+from lab2.core.data import Cifar10, cache_dir
 
 # The noise is drawn once from this seed (one stream per split), so every run adds the same noise.
 NOISE_SEED = 20_261_129

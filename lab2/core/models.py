@@ -2,8 +2,8 @@
 
 from torch import nn
 
-from lab2 import layers
-from lab2.config import RunConfig
+from lab2.core import layers
+from lab2.core.config import RunConfig
 
 IMAGE_SHAPE = (3, 32, 32)  # CIFAR-10: RGB, 32 x 32 pixels
 NUM_CLASSES = 10
