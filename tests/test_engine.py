@@ -61,8 +61,22 @@ def test_two_sweeps_on_one_folder_execute_every_run_once(tmp_path, image_archive
     assert not any("Traceback" in output for output in outputs)
     ran = [int(re.search(r"(\d+) ran, ", output).group(1)) for output in outputs]
     assert sum(ran) == 2, outputs  # each run executed by exactly one of the two
-    assert sorted(published(root / "tiny").values()) == ["ok", "ok"]
+    assert sorted(published(root / "tiny").values()) == [record.OK, record.OK]
     assert leftovers(root / "tiny") == []
+
+
+def run_processes(tree: psutil.Process) -> tuple[list, list]:
+    """The runs' child processes under `tree` (each leads a session of its own) and their kernels (in it)."""
+    sessions = {}
+    for process in tree.children(recursive=True):
+        try:
+            sessions[process] = os.getsid(process.pid)
+        except ProcessLookupError:
+            pass
+    children = [process for process, session in sessions.items() if session == process.pid]
+    leaders = {process.pid for process in children}
+    kernels = [process for process, session in sessions.items() if session in leaders and process.pid not in leaders]
+    return children, kernels
 
 
 def test_sighup_stops_every_process_the_sweep_started(tmp_path, image_archive):
@@ -71,10 +85,8 @@ def test_sighup_stops_every_process_the_sweep_started(tmp_path, image_archive):
     sweeper = subprocess.Popen(sweep_command(params, root, image_archive, "--jobs", "2"), cwd=PROJECT_ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     tree = psutil.Process(sweeper.pid)
-    kernels = wait_for(lambda: [p for p in tree.children(recursive=True) if "ipykernel" in " ".join(p.cmdline())],
-                       120, "a run's kernel to start")
-    started = tree.children(recursive=True)
-    assert kernels and any("lab2.runs.executors" in " ".join(p.cmdline()) for p in started)
+    wait_for(lambda: run_processes(tree)[1], 120, "a run's kernel to start")
+    started = tree.children(recursive=True)  # the fork server, the runs' processes and their kernels
     sweeper.send_signal(signal.SIGHUP)
     output = sweeper.communicate(timeout=60)[0]
     assert sweeper.returncode == 1 and "interrupted" in output and "Traceback" not in output
@@ -95,27 +107,19 @@ def test_a_dask_worker_killed_mid_run_is_retried_and_nothing_is_lost(tmp_path, i
                                cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env=environment)
 
-    def a_running_run():
-        for process in psutil.Process(sweeper.pid).children(recursive=True):
-            try:
-                if "lab2.runs.executors" in " ".join(process.cmdline()):
-                    return process
-            except psutil.NoSuchProcess:
-                pass
-        return None
-
-    run = wait_for(a_running_run, 180, "a run to start on a Dask worker")
-    worker = run.parent()
+    run = wait_for(lambda: run_processes(psutil.Process(sweeper.pid))[0], 180, "a run to start on a Dask worker")[0]
+    worker = run.parent()  # a Dask worker is a daemon, which may have no fork server: it starts its runs itself
+    assert "lab2.runs.child" in " ".join(run.cmdline())
     worker.kill()  # the worker process dies mid-run; its nanny starts a new one
     output = sweeper.communicate(timeout=300)[0]
     assert "Traceback" not in output
     if retries is None:
         assert sweeper.returncode == 0 and "2 ran, 0 cached, 0 failed" in output, output
-        assert sorted(published(root / "tiny").values()) == ["ok", "ok"]
+        assert sorted(published(root / "tiny").values()) == [record.OK, record.OK]
     else:
         assert sweeper.returncode == 1 and "1 ran, 0 cached, 1 failed" in output and "KilledWorker" in output, output
         assert sorted(json.loads((folder / record.SUMMARY_FILE).read_text())["status"]
-                      for folder in (root / "tiny").iterdir() if folder.is_dir()) == ["failed", "ok"]
+                      for folder in (root / "tiny").iterdir() if folder.is_dir()) == sorted([record.FAILED, record.OK])
     assert leftovers(root / "tiny") == []
     assert not run.is_running() or run.status() == psutil.STATUS_ZOMBIE  # the killed worker's run died with it
 

@@ -1,16 +1,19 @@
 """Where runs execute: a local pool of processes, or a Dask cluster. Both call `execute_run`.
 
-`execute_run(task)` executes one run: book/run.ipynb through papermill in a child process,
-into the run's staging folder, then published by lab2.runs.record. The child is this
-module run as a script: it asks Linux to send it SIGTERM when the thread that started it
-dies (so a sweep killed outright still stops its runs), and on SIGTERM or SIGHUP it kills
-its kernel before it exits. A run that is told to stop kills that whole process tree and
+`execute_run(task)` executes one run: book/run.ipynb through papermill in a child process
+(lab2.runs.child), into the run's staging folder, then published by lab2.runs.record. A CPU
+run's child is forked from a fork server that has imported everything a run needs, once
+per sweep; a CUDA run's child (which must not inherit a parent's CUDA state) and any run on
+a Dask worker that may not have children of its own starts as a fresh Python. Either way
+the child dies with whatever started it, kills its kernel when it is told to stop, and runs
+in a process group of its own: a run that is told to stop kills that whole process tree and
 leaves nothing behind.
 """
 
-import ctypes
 import json
 import logging
+import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import socket
@@ -33,7 +36,11 @@ from lab2.runs import record
 CLUSTERS = ("local", "local-gpus", "slurm")
 POLL_S = 0.5  # how often a running run checks that it should go on
 STOP_GRACE_S = 10  # after SIGTERM, time for a papermill child to stop its kernel
-PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent thread dies
+CHILD_MODULE = "lab2.runs.child"  # the run's process: imported once by the fork server, forked per run
+
+# The fork server is started on the first forked run and lives as long as this process.
+FORK_SERVER = multiprocessing.get_context("forkserver")
+FORK_SERVER.set_forkserver_preload([CHILD_MODULE])
 
 
 class RunInterrupted(Exception):
@@ -76,21 +83,73 @@ def _default_threads() -> int:
     return max(1, (os.cpu_count() or 1) // slots)
 
 
-def _start(task: RunTask, staging: Path) -> subprocess.Popen:
-    """Launch the papermill child for one run, in a process group of its own, its output to kernel.log."""
+def _start(task: RunTask, staging: Path):
+    """Launch the child that executes one run, in a process group of its own, its output to kernel.log.
+
+    Returns the child as a subprocess.Popen, or as a ForkedRun with the part of Popen's interface used here.
+    """
     parameters = {**task.parameters, "out_dir": str(staging)}
-    command = [sys.executable, "-m", "lab2.runs.executors", str(record.RUN_NOTEBOOK),
-               str(staging / record.NOTEBOOK_FILE), json.dumps(parameters)]
-    threads = task.threads or _default_threads()
+    arguments = (str(record.RUN_NOTEBOOK), str(staging / record.NOTEBOOK_FILE), parameters,
+                 task.threads or _default_threads())
     # Both: a Dask nanny sets MKL_NUM_THREADS=1 for its workers, and torch heeds it over OMP_NUM_THREADS.
-    environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-                   "LAB2_PARENT_PID": str(os.getpid())}
-    with open(staging / record.KERNEL_LOG, "wb") as log:
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
-                                start_new_session=True, env=environment)
+    environment = {**os.environ, "OMP_NUM_THREADS": str(arguments[3]), "MKL_NUM_THREADS": str(arguments[3])}
+    log = staging / record.KERNEL_LOG
+    if parameters["device"] == "cpu" and not multiprocessing.current_process().daemon:
+        process = FORK_SERVER.Process(target=_forked_child, args=(*arguments, str(log), environment),
+                                      name=f"lab2-run-{task.run_id}")
+        process.start()
+        return ForkedRun(process)
+    command = [sys.executable, "-m", CHILD_MODULE, *arguments[:2], json.dumps(parameters), str(arguments[3])]
+    with open(log, "wb") as output:
+        return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
+                                start_new_session=True, env={**environment, "LAB2_PARENT_PID": str(os.getpid())})
 
 
-def stop_process_tree(process: subprocess.Popen) -> None:
+def start_fork_server() -> None:
+    """Start the fork server now rather than with the first CPU run (it imports what every run needs)."""
+    multiprocessing.forkserver.ensure_running()
+
+
+def _forked_child(notebook: str, output: str, parameters: dict, threads: int, log: str, environment: dict) -> None:
+    """The forked child: what Popen does for a fresh one (session, log, environment), then the run."""
+    from lab2.runs import child  # imported already: the fork server preloaded it
+
+    os.setsid()
+    descriptor = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(descriptor, 1)
+    os.dup2(descriptor, 2)
+    os.close(descriptor)
+    os.environ.clear()
+    os.environ.update(environment)  # this sweep's environment now, not the fork server's when it started
+    child.die_with_parent(os.getppid())
+    child.main(notebook, output, parameters, threads)
+
+
+class ForkedRun:
+    """A run's child forked by the fork server, with the part of subprocess.Popen's interface execute_run uses."""
+
+    def __init__(self, process: multiprocessing.Process):
+        self._process = process
+        self.pid = process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode  # -N when killed by signal N, as Popen's
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired(f"run child {self.pid}", timeout)
+        return self._process.exitcode
+
+    def terminate(self) -> None:
+        self._process.terminate()
+
+
+def stop_process_tree(process) -> None:
     """Stop a papermill child and everything under it (its kernel runs in a session of its own)."""
     try:
         descendants = psutil.Process(process.pid).children(recursive=True)
@@ -341,43 +400,3 @@ class DaskExecutor:
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
-
-
-# ---------------------------------------------------------------- the papermill child
-
-
-def _die_with_parent() -> None:
-    """Ask Linux for SIGTERM when the thread that started us dies; exit if it already has."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        return  # not Linux: the sweep's own stop path still kills the tree
-    if os.environ.get("LAB2_PARENT_PID") and os.getppid() != int(os.environ["LAB2_PARENT_PID"]):
-        os._exit(1)
-
-
-def _kill_children_and_exit(signum, frame) -> None:
-    for child in psutil.Process().children(recursive=True):
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
-    os._exit(128 + signum)
-
-
-def _child_main(notebook: str, output: str, parameters: str) -> None:
-    _die_with_parent()
-    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(signum, _kill_children_and_exit)
-    # nbformat's validation imports jsonschema, which imports rfc3987_syntax when it is installed
-    # and builds a URI grammar for a format no notebook uses: a second of every run. Without it,
-    # jsonschema skips that format check.
-    sys.modules.setdefault("rfc3987_syntax", None)
-    import papermill
-
-    papermill.execute_notebook(notebook, output, parameters=json.loads(parameters), cwd=str(PROJECT_ROOT),
-                               progress_bar=False)
-
-
-if __name__ == "__main__":
-    _child_main(*sys.argv[1:4])

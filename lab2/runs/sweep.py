@@ -329,6 +329,11 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
         return 0
 
     local = not scheduler and not cluster
+    if local and device == "auto":
+        from lab2.core.train import choose_device  # torch: only once runs are to execute
+
+        # Resolved here, where the runs will execute: a CPU run's process is forked (lab2.runs.executors).
+        device = choose_device(device).type
     threads = threads or (run_threads(jobs or default_jobs(device)) if local else None)
     pending = longest_first(pending, split_counts(dataset)["train"])
     tasks = [RunTask(rid, notebook_parameters(run.config, device, data_path), str(out / rid), threads)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lab2.core.config import RunConfig, run_id
 from lab2.runs import record
-from lab2.runs.executors import RunTask, execute_run, notebook_parameters
+from lab2.runs.executors import RunTask, execute_run, notebook_parameters, start_fork_server
 from lab2.runs.grid import get_profile
 
 PROFILE = "smoke"  # the smallest runs the project makes: the fixed cost is most of them
@@ -46,6 +46,10 @@ def measure(models=("mlp",), repeats: int = 5, data_dir=None, progress=print) ->
     from lab2.core.data import default_data_dir, locate
 
     data_path = str(locate(data_dir if data_dir is not None else default_data_dir())[1].resolve())
+    started = time.perf_counter()
+    start_fork_server()
+    progress(f"fork server started in {time.perf_counter() - started:.2f} s (once per sweep: "
+             "the imports every run shares)")
     costs = []
     with tempfile.TemporaryDirectory(prefix="lab2-overhead-") as folder:
         for model in models:
