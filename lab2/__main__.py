@@ -52,8 +52,9 @@ def _check_data_dir(parser, data_dir) -> None:
 
 def train_command(parser, args) -> int:
     from lab2.core.data import DataError
+    from lab2.core.step import choose_step_mode
+    from lab2.core.train import choose_device, run
     from lab2.runs.record import FINISHED_STATUSES, check_writable, failed_result, save_run
-    from lab2.core.train import run
 
     values = {field.name: getattr(args, field.name) for field in dataclasses.fields(RunConfig)}
     try:
@@ -64,15 +65,17 @@ def train_command(parser, args) -> int:
     if problem:
         parser.error(f"--out: {problem}")
     _check_data_dir(parser, args.data_dir)
+    try:  # the device asked for, and the step mode $LAB2_STEP_MODE asks for, exist here
+        choose_step_mode(choose_device(args.device))
+    except ValueError as error:
+        parser.error(str(error))
     started = time.perf_counter()
     try:
         result = run(config, args.data_dir, args.device, progress=not args.quiet)
-    except DataError as error:  # the data is incomplete or too small for the run: nothing is written
+    except DataError as error:  # the data is incomplete: nothing is written
         parser.error(str(error))
-    except ValueError as error:
-        # Checks that need the data (a batch larger than the training set) come here, before training.
-        field, _, message = str(error).partition(": ")
-        parser.error(f"{flag(field) if field in RunConfig.__dataclass_fields__ else field}: {message}")
+    except ConfigError as error:  # a size the data cannot give (a batch larger than the training set), before training
+        parser.error(f"{flag(error.field)}: {error.message}")
     except Exception as error:  # noqa: BLE001 - recorded as a failed run, then reported
         result = failed_result(error, time.perf_counter() - started)
     save_run(args.out, config, result)
@@ -212,7 +215,7 @@ def main(argv=None) -> int:
     sweep.set_defaults(handler=sweep_command)
 
     bench = commands.add_parser("bench", help="training-step throughput, lab2 layers vs torch.nn")
-    bench.add_argument("--models", default="mlp,cnn", help="comma-separated: mlp,cnn (default both)")
+    bench.add_argument("--models", default=",".join(MODELS), help=f"comma-separated: {','.join(MODELS)} (default: all)")
     bench.add_argument("--channels", type=int, default=None, help="CNN channels (default: 256 on CUDA, 64 on a CPU)")
     bench.add_argument("--repeats", type=int, default=7, help="timed blocks per implementation (median reported)")
     bench.add_argument("--steps", type=int, default=10, help="training steps per timed block")

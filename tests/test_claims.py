@@ -9,15 +9,14 @@ import pytest
 from lab2.core.config import RunConfig
 from lab2.report import claims, results
 from lab2.report.compare import Estimate
-from lab2.report.experiments import (BASELINE, BATCH_SIZE_GRID, GRIDS, LEARNING_RATE_GRID, WITHOUT_BATCHNORM,
-                                     WITHOUT_DROPOUT, Role)
+from lab2.report.experiments import (BASELINE, BATCH_SIZE_GRID, GRIDS, LEARNING_RATE_GRID, NO_BATCHNORM,
+                                     NO_DROPOUT, Role)
 from lab2.report.results import METRICS
+from lab2.runs import record
 
 BEST = {"mlp": {"dropout_rate": 0.5, "batch_size": 500, "learning_rate": 1e-3},
         "cnn": {"dropout_rate": 0.0, "batch_size": 100, "learning_rate": 1e-3}}
-NAMES = {BASELINE: "best", WITHOUT_DROPOUT: "no_dropout", WITHOUT_BATCHNORM: "no_batchnorm",
-         **{role: f"grid_{field}" for field, role in GRIDS.items()}}
-ROLE_SETTINGS = {WITHOUT_DROPOUT: {"dropout_rate": 0.0}, WITHOUT_BATCHNORM: {"batchnorm": False}}
+ROLE_SETTINGS = {NO_DROPOUT: {"dropout_rate": 0.0}, NO_BATCHNORM: {"batchnorm": False}}
 EPOCHS = 4
 
 
@@ -25,10 +24,10 @@ def fake_run(model: str, role: Role, seed: int = 0, finished: bool = True, test_
     """One planned run of the report's `role` for `model`, finished (ok) with the given test accuracy or missing."""
     settings = {**ROLE_SETTINGS.get(role, {}), **settings}
     config = RunConfig(model=model, **{**BEST[model], **settings}, num_epochs=EPOCHS, seed=seed).to_dict()
-    run_id = f"{model}-{NAMES[role]}-{'-'.join(f'{v}' for v in settings.values())}-{seed}"
+    run_id = f"{model}-{role.name}-{'-'.join(f'{v}' for v in settings.values())}-{seed}"
     metrics = {metric: (0.5 if finished else None) for metric in METRICS}
-    return {"run_id": run_id, "experiments": [f"{model}/{NAMES[role]}"], "roles": [role.label], **config, **metrics,
-            "test_acc": test_acc if finished else None, "status": "ok" if finished else "missing"}
+    return {"run_id": run_id, "experiments": [f"{model}/{role.name}"], "roles": [role.label], **config, **metrics,
+            "test_acc": test_acc if finished else None, "status": record.OK if finished else record.MISSING}
 
 
 def grid(model: str, field: str, accuracies: dict, seeds=(0,)) -> list[dict]:
@@ -62,7 +61,7 @@ def test_a_grid_with_missing_values_is_not_judged_and_names_them():
 
 
 def test_a_claim_comparing_a_missing_setting_is_not_judged():
-    runs = pd.DataFrame([fake_run("mlp", BASELINE, test_acc=0.56), fake_run("mlp", WITHOUT_BATCHNORM, finished=False)])
+    runs = pd.DataFrame([fake_run("mlp", BASELINE, test_acc=0.56), fake_run("mlp", NO_BATCHNORM, finished=False)])
     claim = claims.batchnorm_helps(runs, "mlp")
     assert claim.verdict == "not judged: the MLP without BatchNorm has no finished run"
     unplanned = claims.batchnorm_helps(runs[runs["roles"].map(lambda roles: BASELINE.label in roles)], "mlp")
@@ -102,7 +101,7 @@ def test_judge_uses_the_noise_rule_for_losses_relative_to_the_number_compared_wi
 
 
 def test_batchnorm_convergence_and_jitter_are_judged_from_the_epochs():
-    runs = pd.DataFrame([fake_run("mlp", role, seed) for role in (BASELINE, WITHOUT_BATCHNORM) for seed in (0, 1, 2)])
+    runs = pd.DataFrame([fake_run("mlp", role, seed) for role in (BASELINE, NO_BATCHNORM) for seed in (0, 1, 2)])
     curves = {}
     for run in runs.itertuples():
         with_bn = run.batchnorm
@@ -115,7 +114,7 @@ def test_batchnorm_convergence_and_jitter_are_judged_from_the_epochs():
     assert faster.outcome == claims.HOLDS and "1.510 ± 0.010 with BatchNorm, 1.810 ± 0.010 without" in faster.evidence
     steadier = claims.batchnorm_steadies_training(runs, epochs, "mlp")
     assert steadier.verdict == "holds: large difference, beyond noise"
-    without = runs[~runs["batchnorm"]].assign(status="missing")
+    without = runs[~runs["batchnorm"]].assign(status=record.MISSING)
     partial = pd.concat([runs[runs["batchnorm"]], without])
     assert claims.batchnorm_converges_faster(partial, epochs, "mlp").verdict == (
         "not judged: the MLP without BatchNorm has no finished run")
@@ -140,7 +139,7 @@ def test_learning_rate_turning_points_are_judged_over_the_grid():
                               "3 of 3 steps between neighbouring rates beyond noise")
     later = claims.larger_learning_rate_turns_earlier(runs, epochs_turning_at(dict(zip(rates, [1, 2, 3, 4]))), "mlp")
     assert later.outcome == claims.FAILS and later.detail.startswith("lr 0.0005 turns later than lr 0.0001")
-    partial = runs.assign(status=["missing" if rate == 1e-2 else "ok" for rate in runs["learning_rate"]])
+    partial = runs.assign(status=[record.MISSING if rate == 1e-2 else record.OK for rate in runs["learning_rate"]])
     missing = claims.larger_learning_rate_turns_earlier(partial, fake_epochs(partial, {}), "mlp")
     assert missing.verdict == "not judged: the MLP's learning rate 0.01 has no finished run"
 
@@ -148,11 +147,11 @@ def test_learning_rate_turning_points_are_judged_over_the_grid():
 def partial_plan() -> pd.DataFrame:
     """Both models' report experiments: the MLP's all finished over three seeds, the CNN's best only."""
     rows = [fake_run("mlp", role, seed, test_acc=0.55 + 0.01 * seed) for role, seed in
-            itertools.product((BASELINE, WITHOUT_DROPOUT, WITHOUT_BATCHNORM), (0, 1, 2))]
+            itertools.product((BASELINE, NO_DROPOUT, NO_BATCHNORM), (0, 1, 2))]
     rows += grid("mlp", "dropout_rate", {p: [0.55, 0.56, 0.555] for p in (0.0, 0.1, 0.3, 0.5, 0.7)}, seeds=(0, 1, 2))
     rows += grid("mlp", "batch_size", {b: [0.55, 0.56, 0.555] for b in (50, 100, 200, 500)}, seeds=(0, 1, 2))
     rows += grid("mlp", "learning_rate", {r: [0.55, 0.56, 0.555] for r in (1e-2, 1e-3, 5e-4, 1e-4)}, seeds=(0, 1, 2))
-    rows += [fake_run("cnn", BASELINE, test_acc=0.76), fake_run("cnn", WITHOUT_BATCHNORM, finished=False)]
+    rows += [fake_run("cnn", BASELINE, test_acc=0.76), fake_run("cnn", NO_BATCHNORM, finished=False)]
     rows += grid("cnn", "batch_size", {50: None, 100: 0.76, 200: None, 500: None})
     rows += grid("cnn", "learning_rate", {1e-2: None, 1e-3: 0.76, 5e-4: None, 1e-4: None})
     return pd.DataFrame(rows)

@@ -7,7 +7,9 @@ import sys
 import pytest
 
 from lab2.__main__ import main
-from lab2.core.config import FIELD_NAMES
+from lab2.core.config import FIELD_NAMES, MODELS, RunConfig
+from lab2.runs import record
+from lab2.runs.grid import baseline_config
 
 
 def train_args(data, out, *extra):
@@ -20,7 +22,7 @@ def test_train_writes_its_four_files(pickle_dir, tmp_path):
     assert main(train_args(pickle_dir, out, "--train-size", "400")) == 0
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "env.json", "metrics.csv", "summary.json"]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["status"] == "ok" and summary["test_acc"] > 0.3
+    assert summary["status"] == record.OK and summary["test_acc"] > 0.3
     env = json.loads((out / "env.json").read_text())
     assert env["data_source"].startswith("pickle:") and len(env["data_fingerprint"]) == 64
     assert {"torch", "device", "git_commit"} <= set(env)
@@ -36,12 +38,18 @@ def test_every_config_field_has_a_flag_with_help():
         assert common in usage
 
 
+def test_train_without_flags_runs_the_reports_best_mlp():
+    assert RunConfig() == baseline_config("mlp")
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--learning-rate", "-0.1"], "--learning-rate: must be in (0, 1], got -0.1"),
     (["--dropout-rate", "1.5"], "--dropout-rate: must be in [0, 1), got 1.5"),
     (["--model", "rnn"], "--model: invalid choice: 'rnn'"),
     (["--batch-size", "600", "--train-size", "500"], "--batch-size: must be at most train_size (500), got 600"),
     (["--batch-size", "5000"], "--batch-size: must be at most the 1040 training images, got 5000"),
+    (["--train-size", "5000"], "--train-size: must be at most the 1040 training images, got 5000"),
+    (["--eval-size", "5000"], "--eval-size: must be at most 260 (the data has 260 validation and"),
     (["--num-epochs", "0"], "--num-epochs: must be an integer >= 1, got 0"),
 ])
 def test_bad_values_are_refused_naming_the_flag(pickle_dir, tmp_path, capsys, extra, message):
@@ -51,6 +59,16 @@ def test_bad_values_are_refused_naming_the_flag(pickle_dir, tmp_path, capsys, ex
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()  # refused before any work: nothing written
+
+
+def test_a_batch_larger_than_the_training_set_is_one_error_naming_the_flag(pickle_dir, tmp_path, capsys):
+    """The check needs the data, so it runs after the flags are parsed, and still speaks in flags."""
+    with pytest.raises(SystemExit) as exit_:
+        main(train_args(pickle_dir, tmp_path / "run", "--batch-size", "5000"))
+    assert exit_.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert errors == ["python -m lab2 train: error: --batch-size: must be at most the 1040 training images, got 5000"]
+    assert not (tmp_path / "run").exists()
 
 
 def test_missing_data_path_is_refused(tmp_path, capsys):
@@ -73,10 +91,12 @@ def test_finished_run_is_not_overwritten(pickle_dir, tmp_path, capsys):
 
 def test_bench_runs_and_reports_a_ratio(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["bench", "--models", "mlp,cnn", "--channels", "4", "--repeats", "1", "--steps", "2",
+    assert main(["bench", "--models", ",".join(MODELS), "--channels", "4", "--repeats", "1", "--steps", "2",
                  "--device", "cpu", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
-    assert [row["model"] for row in rows] == ["mlp", "cnn"] and all(row["ratio"] > 0 for row in rows)
+    assert [row["model"] for row in rows] == list(MODELS) and all(row["ratio"] > 0 for row in rows)
+    # Each model's best setting, as params/ declares it.
+    assert [row["batch_size"] for row in rows] == [baseline_config(model).batch_size for model in MODELS]
     assert "ratio" in capsys.readouterr().out
 
 
@@ -90,4 +110,4 @@ def test_overhead_bench_times_a_real_run_and_splits_fit_from_fixed_cost(image_ar
     assert "fixed s" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["bench", "--overhead", "--models", "rnn"])
-    assert "--models: rnn is no model; allowed: mlp, cnn" in capsys.readouterr().err
+    assert f"--models: rnn is no model; allowed: {', '.join(MODELS)}" in capsys.readouterr().err

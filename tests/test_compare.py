@@ -1,5 +1,6 @@
 """The book's statistics: seed spread, differences against noise, the reference match, turning points."""
 
+import json
 import math
 
 import pandas as pd
@@ -9,6 +10,7 @@ from lab2.report import claims, compare, results, tables
 from lab2.report.compare import Estimate
 from lab2.report.experiments import BASELINE
 from lab2.report.results import METRICS
+from lab2.runs import record
 
 
 def fake_runs(test_accs: list[float], model: str = "mlp") -> pd.DataFrame:
@@ -17,7 +19,7 @@ def fake_runs(test_accs: list[float], model: str = "mlp") -> pd.DataFrame:
         "run_id": f"{model}-{seed}", "experiments": [f"{model}/baseline"], "roles": [BASELINE.label], "model": model,
         "dropout_rate": 0.5,
         "batch_size": 500, "learning_rate": 1e-3, "batchnorm": True, "dropout_kind": "2d", "seed": seed,
-        "status": "ok", **{metric: 0.5 for metric in METRICS}, "test_acc": accuracy,
+        "status": record.OK, **{metric: 0.5 for metric in METRICS}, "test_acc": accuracy,
     } for seed, accuracy in enumerate(test_accs)])
 
 
@@ -133,12 +135,30 @@ def test_the_original_page_counts_each_number_once_and_the_counts_add_up():
     assert (by_metric["beyond noise"] + by_metric["within noise"] + by_metric["one seed"]).sum() == counts["with_runs"]
     shown = tables.reference_table(comparison)
     assert len(shown) == len(comparison)
-    assert not shown.astype(str).apply(lambda column: column.str.contains("nan|not measured", case=False)).any().any()
+    assert not shown.astype(str).apply(lambda column: column.str.contains("nan", case=False)).any().any()
+    # A number without runs says so in its own column, and has no difference or verdict.
+    unmeasured = shown["seeds"] == 0
+    assert unmeasured.any() and (shown.loc[unmeasured, "reproduced"] == compare.NOT_MEASURED).all()
+    assert (shown.loc[unmeasured, ["difference", "verdict"]] == "").all().all()
+    assert not shown.loc[~unmeasured].astype(str).apply(lambda column: column.str.contains(compare.NOT_MEASURED)).any().any()
     # Largest disagreements first; numbers without runs last.
     assert list(shown["seeds"].iloc[:len(METRICS)] > 0) == [True] * len(METRICS)
     ranks = [tables.SIZE_ORDER.index(size) for size in
              comparison.loc[tables.disagreement_order(comparison).index[:len(METRICS)], "size"]]
     assert ranks == sorted(ranks)
+
+
+def test_a_number_whose_runs_are_missing_reads_the_same_wherever_it_is_shown():
+    nothing = Estimate.of([])
+    assert not compare.measured(nothing.mean) and not compare.measured(None) and compare.measured(0.0)
+    assert nothing.format() == compare.judge_difference(nothing, Estimate.of([0.5])).text == compare.NOT_MEASURED
+    assert compare.difference_phrase(nothing, Estimate.of([0.5])) == compare.NOT_MEASURED
+    table = tables.ablation_table(fake_runs([0.55, 0.56]), "mlp")  # the best setting ran; the other two did not
+    assert (table.drop(index=BASELINE.label).drop(columns="seeds") == compare.NOT_MEASURED).all().all()
+    comparison = compare.compare_with_reference(fake_runs([0.55, 0.56]), results.load_reference())
+    by_metric = tables.agreement_by_metric(comparison)
+    unmeasured = by_metric[by_metric["with runs"] == 0]
+    assert len(unmeasured) and (unmeasured[["median difference", "range", "direction"]] == compare.NOT_MEASURED).all().all()
 
 
 def test_turning_point_is_the_epoch_of_lowest_validation_loss():
@@ -154,7 +174,6 @@ def test_turning_point_is_the_epoch_of_lowest_validation_loss():
 def test_a_setting_run_on_a_gpu_and_a_cpu_stays_one_setting(tmp_path):
     # A CPU computes in fp32 whatever the setting says; env.json records that, config.json the setting.
     from lab2.core.config import RunConfig, run_id
-    from lab2.runs import record
 
     folder = tmp_path / "full"
     planned = []
@@ -163,7 +182,7 @@ def test_a_setting_run_on_a_gpu_and_a_cpu_stays_one_setting(tmp_path):
         run_dir = folder / run_id(config, "test data")
         run_dir.mkdir(parents=True)
         (run_dir / record.ENVIRONMENT_FILE).write_text(f'{{"precision": "{device_precision}"}}')
-        (run_dir / record.SUMMARY_FILE).write_text('{"status": "ok", "test_acc": 0.5}')
+        (run_dir / record.SUMMARY_FILE).write_text(json.dumps({"status": record.OK, "test_acc": 0.5}))
         planned.append({"run_id": run_dir.name, "experiments": ["mlp/best"], "config": config.to_dict()})
     record.write_manifest(folder, {"profile": "full", "experiments": {"mlp/best": {}}, "runs": planned})
     runs = results.load_runs("full", tmp_path)

@@ -8,6 +8,7 @@ import torch
 
 from conftest import file_order, write_image_folder, write_tar_gz
 from lab2.core import data as cifar
+from lab2.core.config import ConfigError
 from lab2.core.data import DataError, load_cifar10, split
 
 
@@ -99,8 +100,9 @@ def test_split_subsets(image_dir):
     subset = split(load_cifar10(image_dir), train_size=100, eval_size=50)
     assert len(subset.train_images) == 100 and len(subset.val_images) == 50 and len(subset.test_images) == 50
     assert len(subset.test_labels.unique()) > 5  # a random subset of the test set, not its first class
-    with pytest.raises(DataError, match="train_size"):
+    with pytest.raises(ConfigError) as refused:
         split(load_cifar10(image_dir), train_size=10**6)
+    assert refused.value.field == "train_size"
 
 
 def test_normalize_scales_as_the_report():

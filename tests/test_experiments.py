@@ -4,9 +4,10 @@ import json
 
 import pytest
 
+from lab2.report import experiments as roles
 from lab2.report import results
 from lab2.report.experiments import (BASELINE, DROPOUT_KIND_GRID, DROPOUT_RATE_GRID, NARROW_DROPOUT_RATE_GRID,
-                                     WITHOUT_DROPOUT, shown_roles)
+                                     NO_DROPOUT, REPORTED, Role, shown_roles)
 from lab2.runs import record
 from lab2.runs.grid import read_experiments
 
@@ -15,10 +16,18 @@ def test_the_report_experiments_in_params_each_have_their_role():
     experiments, _ = read_experiments()
     labels = shown_roles({experiment.id: experiment.fields for experiment in experiments})
     # The CNN's baseline has no dropout, yet "no dropout" (which says dropout_rate: 0.0) is its own role.
-    assert labels["cnn/best"] == BASELINE.label and labels["cnn/no_dropout"] == WITHOUT_DROPOUT.label
+    assert labels["cnn/best"] == BASELINE.label and labels["cnn/no_dropout"] == NO_DROPOUT.label
     assert labels["cnn/dropout_kind"] == DROPOUT_KIND_GRID.label
     assert labels["cnn/narrow_dropout_rate"] == NARROW_DROPOUT_RATE_GRID.label
     assert len(labels) == len(experiments)  # every experiment of params/ has a chapter
+
+
+def test_each_role_has_a_name_and_a_label_of_its_own():
+    """The name is the identifier (the CSV's experiment, the facts' keys), the label the reader's words."""
+    defined = [value for value in vars(roles).values() if isinstance(value, Role)]
+    assert len({role.name for role in defined}) == len({role.label for role in defined}) == len(defined)
+    assert set(results.load_reference()["experiment"]) == set(REPORTED)
+    assert all(REPORTED[name].name == name for name in REPORTED)
 
 
 def test_roles_follow_the_declared_fields_not_the_names():

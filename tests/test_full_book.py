@@ -14,14 +14,19 @@ from pathlib import Path
 import pytest
 
 from lab2 import PROJECT_ROOT
+from lab2.core.config import MODELS
+from lab2.report.compare import NOT_MEASURED
 from lab2.report.build import LOG_FILE, build_book
+from lab2.runs import record
 
 FULL = PROJECT_ROOT / "results" / "full"
 REFERENCE_CSV = PROJECT_ROOT / "book" / "data" / "original_report_results.csv"
-CHAPTERS = ("intro", "mlp", "cnn", "hyperparameters", "mlp_vs_cnn", "overfitting", "why", "original", "appendix",
+# Each model has a chapter of its own name (lab2.report.experiments.CHAPTERS: "{model}").
+CHAPTERS = ("intro", *MODELS, "hyperparameters", "mlp_vs_cnn", "overfitting", "why", "original", "appendix",
             "provenance")
-# What a reader must never meet in a chapter's prose: glued placeholders of missing runs.
-GLUED_MISSING = ("not measured", "0 seed(s)", "0 of the 0", "seed(s)")
+# What a reader must never meet in a chapter's prose: glued placeholders of missing runs. NOT_MEASURED
+# too, outside tables (a table's cell of a number without runs says it on purpose).
+GLUED_MISSING = ("0 seed(s)", "0 of the 0", "seed(s)")
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +43,7 @@ def finished_runs() -> list[dict]:
     runs = []
     for summary in sorted(FULL.glob("*/summary.json")):
         values = json.loads(summary.read_text())
-        if values.get("status") == "ok":
+        if values.get("status") == record.OK:
             runs.append({**json.loads((summary.parent / "config.json").read_text()), **values})
     return runs
 
@@ -71,11 +76,11 @@ def original(model: str, metric: str, **setting) -> list[float]:
     return distinct
 
 
-def page_text(full_book: Path, chapter: str) -> str:
-    """A page's visible text, tags removed and whitespace collapsed."""
+def page_text(full_book: Path, chapter: str, tables: bool = True) -> str:
+    """A page's visible text, tags removed and whitespace collapsed; its sentences only without `tables`."""
     html = (full_book / f"{chapter}.html").read_text()
     # Scripts, styles and code (the cells' source a reader may unfold) are not the page's prose.
-    html = re.sub(r"<(script|style|pre)\b.*?</\1>", " ", html, flags=re.S)
+    html = re.sub(rf"<(script|style|pre{'' if tables else '|table'})\b.*?</\1>", " ", html, flags=re.S)
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
     return text.replace("&#177;", "±").replace("&amp;", "&").replace("\u2019", "'").replace("&#8217;", "'")
 
@@ -125,6 +130,7 @@ def test_no_page_glues_missing_numbers_or_shows_nan_or_empty_tables(full_book, c
     text = page_text(full_book, chapter)
     for phrase in GLUED_MISSING:
         assert phrase not in text, f"{chapter}: {phrase!r}"
+    assert NOT_MEASURED not in page_text(full_book, chapter, tables=False), chapter
     assert not re.search(r"\bNaN\b|\bnan\b|\bNone\b", text), chapter
     for body in re.findall(r"<tbody>(.*?)</tbody>", html, flags=re.S):
         assert "<tr" in body, f"{chapter}: a table without rows"

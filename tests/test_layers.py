@@ -1,11 +1,14 @@
 """lab2's BatchNorm and Dropout against torch.nn's twins: outputs, gradients, statistics, modes."""
 
+import re
+
 import pytest
 import torch
 from torch import nn
 from torch.testing import assert_close
 
-from lab2.core.layers import BatchNorm1d, BatchNorm2d, Dropout, Dropout2d
+from lab2.core.config import DROPOUT_RATES, ConfigError, RunConfig
+from lab2.core.layers import BatchNorm1d, BatchNorm2d, Dropout, Dropout2d, dropout
 
 BATCHNORM_PAIRS = [(BatchNorm1d, nn.BatchNorm1d, (32, 6)), (BatchNorm2d, nn.BatchNorm2d, (8, 6, 5, 4))]
 
@@ -121,16 +124,20 @@ def test_dropout_mask_follows_input_dtype():
     assert y.dtype == torch.float64
 
 
-@pytest.mark.parametrize("p", [-0.1, 1.5])
-def test_dropout_refuses_probability_outside_unit_interval(p):
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        Dropout(p)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        Dropout2d(p)
+@pytest.mark.parametrize("p", [-0.1, 1.0, 1.5])
+def test_dropout_refuses_the_rates_the_run_config_refuses(p):
+    """p = 1 keeps nothing, so has no 1 / (1 - p) scale: the layers and RunConfig allow the same rates."""
+    for refuse in (Dropout, Dropout2d, lambda p: dropout(torch.ones(4), p, training=True)):
+        with pytest.raises(ValueError, match=re.escape(f"must be in {DROPOUT_RATES}, got {p}")):
+            refuse(p)
+    with pytest.raises(ConfigError, match=re.escape(f"must be in {DROPOUT_RATES}, got {p}")):
+        RunConfig(dropout_rate=p).validate()
 
 
-def test_dropout_with_p_one_drops_everything():
-    assert torch.count_nonzero(Dropout(1.0)(torch.ones(10))) == 0
+@pytest.mark.parametrize("p", [0.0, 0.5, 0.99])
+def test_dropout_accepts_the_rates_the_run_config_accepts(p):
+    RunConfig(dropout_rate=p).validate()
+    assert Dropout(p).p == Dropout2d(p).p == p
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from lab2.core.config import RunConfig
+from lab2.core.config import MODELS, RunConfig
 from lab2.core.models import build_model, count_parameters
 
 
-@pytest.mark.parametrize("model", ["mlp", "cnn"])
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("impl", ["lab2", "torch"])
 def test_output_shape(model, impl):
     net = build_model(RunConfig(model=model, channels=8, hidden=16), impl)

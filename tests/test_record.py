@@ -26,7 +26,7 @@ def fake_finished_runs(params, data, root) -> list:
         code = record.code_fingerprint([record.PROJECT_ROOT / "lab2" / "layers.py", record.RUN_NOTEBOOK])
         (folder).mkdir(parents=True)
         (folder / record.ENVIRONMENT_FILE).write_text(json.dumps({"code_fingerprint": code}))
-        (folder / record.SUMMARY_FILE).write_text(json.dumps({"status": "ok", "test_acc": 0.5}))
+        (folder / record.SUMMARY_FILE).write_text(json.dumps({"status": record.OK, "test_acc": 0.5}))
         folders.append(folder)
     record.write_manifest(record.profile_dir(profile.name, root), {
         "profile": "tiny", "experiments": {experiment.id: experiment.fields for experiment in experiments},
@@ -62,16 +62,16 @@ def test_a_garbled_summary_is_listed_as_corrupt_and_rerun(tmp_path, image_archiv
     params = write_params(tmp_path / "params")
     root = tmp_path / "results"
     garbled, fine = fake_finished_runs(params, image_archive, root)
-    (garbled / record.SUMMARY_FILE).write_text('{"status": "ok", "test_acc": 0.4')  # cut short
+    (garbled / record.SUMMARY_FILE).write_text(json.dumps({"status": record.OK, "test_acc": 0.4})[:-1])  # cut short
 
     assert sweep("tiny", dry_run=True, data_dir=image_archive, results_root=root, params_dir=params) == 0
     out = capsys.readouterr().out
     assert f"corrupt: {garbled / record.SUMMARY_FILE} does not parse" in out
     assert f"{garbled.name}   would run" in out and "[corrupt]" in out and "Traceback" not in out
     runs = results.load_runs("tiny", root).set_index("run_id")
-    assert runs.loc[garbled.name, "status"] == "corrupt"
+    assert runs.loc[garbled.name, "status"] == record.CORRUPT
     assert runs.loc[garbled.name, "corrupt_path"].endswith(f"{garbled.name}/{record.SUMMARY_FILE}")
-    assert runs.loc[fine.name, "status"] == "ok" and runs.loc[fine.name, "code_changed"] == ""
+    assert runs.loc[fine.name, "status"] == record.OK and runs.loc[fine.name, "code_changed"] == ""
     assert pd_isnull(runs.loc[fine.name, "corrupt_path"])
 
 
@@ -95,7 +95,7 @@ def test_publish_records_a_run_that_wrote_no_summary_as_failed(tmp_path):
     run_dir = tmp_path / "tiny" / "mlp-1"
     staging = record.stage(run_dir)
     (staging / record.KERNEL_LOG).write_text("killed\n")
-    assert record.publish(run_dir, 1.0) == "failed"
+    assert record.publish(run_dir, 1.0) == record.FAILED
     assert not staging.exists() and "ended without a summary" in record.read_summary(run_dir)["error"]
 
 
@@ -163,6 +163,6 @@ def test_a_snapshot_holds_the_runs_that_ended_and_names_those_in_flight(tmp_path
     # The snapshot stays as it was when the run ended and is replaced (a new summary) in the results.
     before = (shown / ended.name / record.SUMMARY_FILE).read_text()
     (ended / record.SUMMARY_FILE).unlink()
-    (ended / record.SUMMARY_FILE).write_text(json.dumps({"status": "failed"}))
+    (ended / record.SUMMARY_FILE).write_text(json.dumps({"status": record.FAILED}))
     assert (shown / ended.name / record.SUMMARY_FILE).read_text() == before
     assert record.claimed_runs(root / "tiny", [running.name]) == {}  # released: no longer in flight

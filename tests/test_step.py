@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from lab2.core import layers
-from lab2.core.config import RunConfig
+from lab2.core.config import MODELS, RunConfig
 from lab2.core.models import build_model
-from lab2.core.step import (STEP_MODE_ENV, WARMUP_STEPS, TrainStep, choose_step_mode, compile_fused, make_optimizer,
-                       model_input)
+from lab2.core.step import (EVAL_CHUNK_SIZE, STEP_MODE_ENV, WARMUP_STEPS, Evaluator, TrainStep, choose_step_mode,
+                            compile_fused, make_optimizer, model_input)
 from lab2.core.train import evaluate, fit
 
 CPU = torch.device("cpu")
@@ -55,10 +55,12 @@ def test_a_run_records_its_step_mode(splits, monkeypatch):
     assert fit(small(num_epochs=1), splits, CPU, progress=False).environment["numerics"]["step_mode"] == "eager"
 
 
-def test_evaluation_in_batches_equals_one_pass(splits):
+def test_evaluation_in_chunks_equals_one_pass(splits, monkeypatch):
+    monkeypatch.setitem(EVAL_CHUNK_SIZE, "cpu", 100)
     torch.manual_seed(0)
     model = build_model(small()).eval()
-    images, labels = splits.val_images[:1030], splits.val_labels[:1030]  # one full batch and a remainder
+    images, labels = splits.val_images[:250], splits.val_labels[:250]  # two whole chunks and a remainder
+    assert Evaluator(model, images, labels).chunk_size == 100
     with torch.no_grad():
         logits = model(model_input(images))
     loss = torch.nn.functional.cross_entropy(logits, labels).item()
@@ -138,7 +140,7 @@ def exact_arithmetic():
 def step_cases() -> list:
     """(device, mode, model, layers) for each mode case; on a CPU only the MLP with lab2's layers compiles quickly."""
     return [pytest.param(*case.values, model, layers, id=f"{case.id}-{model}-{layers}", marks=case.marks)
-            for model in ("mlp", "cnn") for layers in ("lab2", "torch")
+            for model in MODELS for layers in ("lab2", "torch")
             for case in modes(cpu_is_slow=(model, layers) != ("mlp", "lab2"))]
 
 

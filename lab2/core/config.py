@@ -10,6 +10,16 @@ DROPOUT_KINDS = ("2d", "1d")
 PRECISIONS = ("tf32", "fp32", "bf16")
 
 
+# Inverted dropout scales the units it keeps by 1 / (1 - p), so p = 1 (keep nothing) has no
+# scale: the run config and the layers (lab2.core.layers) both allow exactly these rates.
+DROPOUT_RATES = "[0, 1)"
+
+
+def is_dropout_rate(p: float) -> bool:
+    """Whether p is a dropout probability the layers can apply: in DROPOUT_RATES."""
+    return 0.0 <= p < 1.0
+
+
 class ConfigError(ValueError):
     """A config value that is not allowed; names the field and what is allowed."""
 
@@ -17,16 +27,26 @@ class ConfigError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field, self.message = field, message
 
+    # Equal by what they say: the sweep finds one problem for many runs and names it once.
+    def __eq__(self, other) -> bool:
+        return isinstance(other, ConfigError) and (self.field, self.message) == (other.field, other.message)
+
+    def __hash__(self) -> int:
+        return hash((self.field, self.message))
+
 
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that decides the numbers one training run produces.
 
-    The defaults are the report's best MLP setting under its full protocol.
+    The defaults, what `python -m lab2 train` runs without flags, are params/mlp.yaml's baseline
+    (the report's best MLP setting) under the report's protocol; a test keeps them equal.
     """
 
     model: str = dataclasses.field(default="mlp", metadata={"help": "mlp or cnn"})
-    dropout_rate: float = dataclasses.field(default=0.5, metadata={"help": "probability of dropping a unit, in [0, 1)"})
+    dropout_rate: float = dataclasses.field(
+        default=0.5, metadata={"help": f"probability of dropping a unit, in {DROPOUT_RATES}"}
+    )
     batch_size: int = dataclasses.field(default=500, metadata={"help": "images per optimizer step"})
     learning_rate: float = dataclasses.field(default=1e-3, metadata={"help": "Adam's fixed learning rate, > 0"})
     num_epochs: int = dataclasses.field(default=50, metadata={"help": "passes over the training set"})
@@ -74,7 +94,7 @@ class RunConfig:
             _check_type(name, getattr(self, name))
         checks = [
             ("model", self.model in MODELS, f"must be one of {', '.join(MODELS)}"),
-            ("dropout_rate", 0.0 <= self.dropout_rate < 1.0, "must be in [0, 1)"),
+            ("dropout_rate", is_dropout_rate(self.dropout_rate), f"must be in {DROPOUT_RATES}"),
             ("batch_size", self.batch_size >= 2, "must be an integer >= 2 (BatchNorm needs two samples)"),
             ("learning_rate", 0.0 < self.learning_rate <= 1.0, "must be in (0, 1]"),
             ("num_epochs", self.num_epochs >= 1, "must be an integer >= 1"),

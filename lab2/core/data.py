@@ -24,6 +24,7 @@ from tqdm import tqdm  # tqdm.auto warns in a kernel without ipywidgets, naming 
 
 from lab2 import PROJECT_ROOT
 from lab2.core.atomic import atomic_write
+from lab2.core.config import ConfigError
 
 DATA_ENV = "LAB2_DATA"  # where to look for CIFAR-10 when --data-dir is not given
 CACHE_ENV = "LAB2_CACHE"  # where decoded arrays are kept
@@ -313,21 +314,21 @@ def split_counts(data: Cifar10) -> dict[str, int]:
 
 
 def size_problem(data: Cifar10, train_size: int | None, eval_size: int | None,
-                 batch_size: int | None = None) -> str | None:
-    """Why a run's sizes do not fit this data, as 'field: what is allowed' (None if they fit).
+                 batch_size: int | None = None) -> ConfigError | None:
+    """Why a run's sizes do not fit this data, naming the field (None if they fit).
 
     Checked where a run starts, and by the sweep for every run before any starts.
     """
     counts = split_counts(data)
     if train_size is not None and train_size > counts["train"]:
-        return f"train_size: must be at most the {counts['train']} training images, got {train_size}"
+        return ConfigError("train_size", f"must be at most the {counts['train']} training images, got {train_size}")
     evaluated = min(counts["validation"], counts["test"])
     if eval_size is not None and eval_size > evaluated:
-        return (f"eval_size: must be at most {evaluated} (the data has {counts['validation']} validation and "
-                f"{counts['test']} test images), got {eval_size}")
+        return ConfigError("eval_size", f"must be at most {evaluated} (the data has {counts['validation']} "
+                                        f"validation and {counts['test']} test images), got {eval_size}")
     training = counts["train"] if train_size is None else train_size
     if batch_size is not None and batch_size > training:
-        return f"batch_size: must be at most the {training} training images, got {batch_size}"
+        return ConfigError("batch_size", f"must be at most the {training} training images, got {batch_size}")
     return None
 
 
@@ -335,7 +336,7 @@ def split(data: Cifar10, train_size: int | None = None, eval_size: int | None = 
     """Train/validation split of the official training set (see VALIDATION_FRACTION), with optional subsets.
 
     Subsets are the first train_size training images and the first eval_size validation and
-    test images of the split's order.
+    test images of the split's order; a subset larger than the data is a ConfigError naming its field.
     """
     count = len(data.train_images)
     num_val = split_counts(data)["validation"]
@@ -351,7 +352,7 @@ def split(data: Cifar10, train_size: int | None = None, eval_size: int | None = 
         test_index = torch.randperm(len(data.test_images), generator=generator)
     problem = size_problem(data, train_size, eval_size)
     if problem:
-        raise DataError(problem)
+        raise problem
     if train_size is not None:
         train_index = train_index[:train_size]
     if eval_size is not None:

@@ -9,6 +9,8 @@ plain formula makes about ten; that is what keeps it close to torch's fused kern
 import torch
 from torch import nn
 
+from lab2.core.config import DROPOUT_RATES, is_dropout_rate
+
 BATCHNORM_EPS = 1e-5  # torch.nn's default, added to the variance before the square root
 BATCHNORM_MOMENTUM = 0.1  # weight of the newest batch in the running statistics
 
@@ -120,21 +122,20 @@ class BatchNorm2d(_BatchNorm):
 
 
 def _check_rate(p: float) -> float:
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+    if not is_dropout_rate(p):
+        raise ValueError(f"dropout probability must be in {DROPOUT_RATES}, got {p}")
     return float(p)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool, mask_shape: tuple[int, ...] | None = None) -> torch.Tensor:
-    """Inverted dropout: zero units with probability p and scale the kept ones by 1/(1-p).
+    """Inverted dropout: zero units with probability p (in DROPOUT_RATES) and scale the kept ones by 1/(1-p).
 
     mask_shape lets whole channels share one draw (Dropout2d); by default every element
     is drawn independently.
     """
+    _check_rate(p)
     if not training or p == 0.0:
         return x
-    if p == 1.0:
-        return x * 0.0
     shape = x.shape if mask_shape is None else mask_shape
     # Drawn on x's device and dtype, and holding 1/(1-p) where a unit is kept, 0 where it
     # is dropped, so the forward and the backward each cost one multiply. Thresholding

@@ -46,7 +46,10 @@ COMPILES_PER_FUNCTION = 64
 # Eager steps before a capture: cuDNN's autotuning and the allocator's first requests
 # happen there, outside the graph. They are real steps of the first epoch.
 WARMUP_STEPS = 3
-EVAL_BATCH_SIZE = {"cpu": 1000, "cuda": 2500}  # no gradients are kept, so larger batches are cheaper
+# Images per chunk of an evaluation pass. Not a batch size: in eval mode nothing is computed across
+# images (BatchNorm uses its running statistics), so a chunk changes only the speed, and no
+# gradients are kept, so chunks larger than a training batch are cheaper.
+EVAL_CHUNK_SIZE = {"cpu": 1000, "cuda": 2500}
 
 
 def choose_step_mode(device: torch.device, requested: str | None = None) -> str:
@@ -190,9 +193,9 @@ class TrainStep:
 class Evaluator:
     """Mean cross-entropy and accuracy over a whole set in eval mode; captured on a GPU, compiled in compiled mode.
 
-    The set is walked in batches of EVAL_BATCH_SIZE through one static input buffer; a last,
-    smaller batch (only when the set size is not a multiple) runs eagerly, uncompiled: a
-    compile for one batch an epoch would cost more than it saves.
+    The set is walked in chunks of EVAL_CHUNK_SIZE images through one static input buffer; a
+    last, smaller chunk (only when the set size is not a multiple) runs eagerly, uncompiled: a
+    compile for one chunk an epoch would cost more than it saves.
     """
 
     def __init__(self, model, images, labels, mode: str = "eager", autocast=nullcontext(),
@@ -200,17 +203,17 @@ class Evaluator:
         self.model, self.images, self.labels = model, images, labels
         self.mode, self.autocast, self.channels_last = mode, autocast, channels_last
         device = images.device
-        self.batch_size = min(len(images), EVAL_BATCH_SIZE[device.type])
+        self.chunk_size = min(len(images), EVAL_CHUNK_SIZE[device.type])
         self.loss_sum = torch.zeros((), device=device)
         self.correct = torch.zeros((), device=device)
-        self.batch_images = torch.empty_like(images[:self.batch_size])
-        self.batch_labels = torch.empty_like(labels[:self.batch_size])
+        self.chunk_images = torch.empty_like(images[:self.chunk_size])
+        self.chunk_labels = torch.empty_like(labels[:self.chunk_size])
         self.captured = captures(mode, device)
-        self.batch_sums = compile_fused(self._sums) if mode == "compiled" else self._sums
+        self.chunk_sums = compile_fused(self._sums) if mode == "compiled" else self._sums
         self.graph = None
 
     def _sums(self, images, labels) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed cross-entropy and number of correct predictions of one batch."""
+        """Summed cross-entropy and number of correct predictions of one chunk."""
         with self.autocast:
             logits = self.model(model_input(images, self.channels_last))
         return F.cross_entropy(logits.float(), labels, reduction="sum"), (logits.argmax(1) == labels).sum()
@@ -220,28 +223,28 @@ class Evaluator:
         self.loss_sum += loss_sum
         self.correct += correct
 
-    def _add_batch(self) -> None:
-        self._add(self.batch_images, self.batch_labels, self.batch_sums)
+    def _add_chunk(self) -> None:
+        self._add(self.chunk_images, self.chunk_labels, self.chunk_sums)
 
     @torch.no_grad()
     def __call__(self) -> tuple[float, float]:
         self.model.eval()
         self.loss_sum.zero_()
         self.correct.zero_()
-        whole = len(self.images) - len(self.images) % self.batch_size
-        for start in range(0, whole, self.batch_size):
-            self.batch_images.copy_(self.images[start:start + self.batch_size])
-            self.batch_labels.copy_(self.labels[start:start + self.batch_size])
+        whole = len(self.images) - len(self.images) % self.chunk_size
+        for start in range(0, whole, self.chunk_size):
+            self.chunk_images.copy_(self.images[start:start + self.chunk_size])
+            self.chunk_labels.copy_(self.labels[start:start + self.chunk_size])
             if not self.captured:
-                self._add_batch()
+                self._add_chunk()
             elif self.graph is not None:
                 self.graph.replay()
             else:
                 # The eager pass both warms up and counts; the capture that follows runs nothing.
-                _side_stream_warmup(self._add_batch, 1)
+                _side_stream_warmup(self._add_chunk, 1)
                 self.graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(self.graph):
-                    self._add_batch()
+                    self._add_chunk()
         if whole < len(self.images):
             self._add(self.images[whole:], self.labels[whole:], self._sums)
         return (self.loss_sum / len(self.images)).item(), (self.correct / len(self.images)).item()

@@ -29,6 +29,7 @@ from lab2.core import fidelity
 from lab2.core.config import RunConfig
 from lab2.core.models import build_model, count_parameters
 from lab2.core.step import Evaluator, TrainStep, autocast_context, choose_step_mode, make_optimizer, uses_channels_last
+from lab2.runs import record
 
 
 @dataclass
@@ -120,7 +121,7 @@ def fit(config: RunConfig, splits: cifar.Splits, device: torch.device, progress:
         for images, labels in ((splits.val_images, splits.val_labels), (splits.test_images, splits.test_labels))
     )
 
-    history, status, diverged = [], "ok", None
+    history, status, diverged = [], record.OK, None
     best = {"best_val_acc": -1.0, "best_epoch": 0, "test_loss": None, "test_acc": None}
     epochs = tqdm(range(1, config.num_epochs + 1), desc=f"{config.model} training", unit="epoch",
                   disable=not progress, mininterval=1.0)
@@ -136,7 +137,7 @@ def fit(config: RunConfig, splits: cifar.Splits, device: torch.device, progress:
         val_loss, val_acc = evaluate_val()
         diverged = divergence(epoch, train_loss, val_loss)
         if diverged:
-            status = "diverged"
+            status = record.DIVERGED
             break
         if val_acc >= best["best_val_acc"]:
             test_loss, test_acc = evaluate_test()
@@ -165,7 +166,7 @@ def run(config: RunConfig, data_dir=None, device: str = "auto", progress: bool =
     dataset = fidelity.degrade(cifar.load_cifar10(data_dir), config.jpeg_quality, config.pixel_noise)
     problem = cifar.size_problem(dataset, config.train_size, config.eval_size, config.batch_size)
     if problem:
-        raise ValueError(problem)
+        raise problem
     splits = cifar.split(dataset, config.train_size, config.eval_size)
     result = fit(config, splits, torch_device, progress, layers)
     result.environment = describe_environment(torch_device, dataset, result.environment["numerics"])

@@ -78,7 +78,7 @@ def inputs_digest(profile: str, results_root: Path, origin: Path | None = None) 
     add("in flight", in_flight.read_bytes() if in_flight.is_file() else b"")
     for run in manifest["runs"]:
         summary = record.summary_path(folder / run["run_id"])
-        add(run["run_id"], summary.read_bytes() if summary.is_file() else b"missing")
+        add(run["run_id"], summary.read_bytes() if summary.is_file() else record.MISSING.encode())
     # A change to the code the pages import (a figure, a table) or to the reference changes pages whose
     # code did not; the rest of lab2 (training, sweeps, benchmarks) does not.
     sources = sorted(path for pattern in PAGE_SOURCES for path in (PROJECT_ROOT / "lab2").glob(pattern))

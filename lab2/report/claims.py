@@ -18,7 +18,7 @@ from lab2.core.config import MODELS, RunConfig
 from lab2.report import compare, results
 from lab2.report.compare import Estimate
 from lab2.report.experiments import (BASELINE, DROPOUT_KIND_GRID, DROPOUT_RATE_GRID, GRIDS, LEARNING_RATE_GRID,
-                                     NARROW_DROPOUT_RATE_GRID, WITHOUT_BATCHNORM, WITHOUT_DROPOUT, Role)
+                                     NARROW_DROPOUT_RATE_GRID, NO_BATCHNORM, NO_DROPOUT, Role)
 
 HOLDS, FAILS, NOISE, ONE_SEED, NOT_JUDGED = (
     "holds", "does not hold", "within seed noise", "one seed, noise unknown", "not judged")
@@ -34,7 +34,7 @@ EPOCHS_SIZED_AS = "val_loss"
 # A grid's field in words, singular and plural.
 FIELD_WORDS = {"dropout_rate": ("dropout rate", "dropout rates"), "batch_size": ("batch size", "batch sizes"),
                "learning_rate": ("learning rate", "learning rates"), "dropout_kind": ("dropout kind", "dropout kinds")}
-NO_EVIDENCE = "—"  # the evidence of a claim whose runs have not finished
+NO_EVIDENCE = "—"  # the evidence of a claim that is not judged: its detail says why
 
 
 @dataclass
@@ -78,7 +78,7 @@ def _values_text(field: str, values) -> str:
     return f"{plural if len(values) > 1 else singular} {', '.join(f'{value:g}' for value in values)}"
 
 
-def missing(runs: pd.DataFrame, model: str, *roles: Role, who: str = "") -> str:
+def what_is_missing(runs: pd.DataFrame, model: str, *roles: Role, who: str = "") -> str:
     """What of these experiments has no finished run, in words ('' when every setting has one).
 
     'the MLP without BatchNorm has no finished run', 'the CNN's batch sizes 50, 200, 500 have no finished run';
@@ -98,10 +98,11 @@ def missing(runs: pd.DataFrame, model: str, *roles: Role, who: str = "") -> str:
                 parts.append(f"{name} has no finished run")
             continue
         field = axes[0]
-        absent = sorted(set(planned[field]) - set(done[field]))
-        if absent:
-            have = "have" if len(absent) > 1 else "has"
-            parts.append(f"{who or 'the ' + _name(model)}'s {_values_text(field, absent)} {have} no finished run")
+        missing_values = sorted(set(planned[field]) - set(done[field]))
+        if missing_values:
+            have = "have" if len(missing_values) > 1 else "has"
+            values = _values_text(field, missing_values)
+            parts.append(f"{who or 'the ' + _name(model)}'s {values} {have} no finished run")
     return "; ".join(parts)
 
 
@@ -110,10 +111,10 @@ def _not_judged(source: str, claim: str, why: str, evidence: str = NO_EVIDENCE) 
 
 
 def _judged(source: str, claim: str, evidence: str, larger: Estimate, smaller: Estimate, metric: str,
-            absent: str) -> Claim:
-    """The claim larger > smaller, judged unless something it compares is missing (`absent`)."""
-    if absent:
-        return _not_judged(source, claim, absent)
+            missing: str) -> Claim:
+    """The claim larger > smaller, judged unless something it compares is missing (`missing`, in words)."""
+    if missing:
+        return _not_judged(source, claim, missing)
     return Claim(source, claim, evidence, *judge(larger, smaller, metric))
 
 
@@ -147,31 +148,31 @@ def validation_jitter(history: pd.DataFrame) -> float:
 
 
 def dropout_helps_mlp(runs) -> Claim:
-    with_dropout, without = _test(runs, "mlp", BASELINE), _test(runs, "mlp", WITHOUT_DROPOUT)
+    with_dropout, without = _test(runs, "mlp", BASELINE), _test(runs, "mlp", NO_DROPOUT)
     return _judged("1 MLP", "Dropout (p = 0.5) raises the MLP's test accuracy",
                    f"test accuracy {with_dropout.format()} with, {without.format()} without", with_dropout, without,
-                   "test_acc", missing(runs, "mlp", BASELINE, WITHOUT_DROPOUT))
+                   "test_acc", what_is_missing(runs, "mlp", BASELINE, NO_DROPOUT))
 
 
 def dropout_narrows_gap_mlp(runs) -> Claim:
     with_dropout = _gap(results.runs_of(runs, "mlp", BASELINE))
-    without = _gap(results.runs_of(runs, "mlp", WITHOUT_DROPOUT))
+    without = _gap(results.runs_of(runs, "mlp", NO_DROPOUT))
     return _judged("3 analysis", "Dropout reduces the MLP's overfitting (train - validation accuracy gap)",
                    f"gap {without.format()} without dropout, {with_dropout.format()} with", without, with_dropout,
-                   "train_acc", missing(runs, "mlp", BASELINE, WITHOUT_DROPOUT))
+                   "train_acc", what_is_missing(runs, "mlp", BASELINE, NO_DROPOUT))
 
 
 def batchnorm_helps(runs, model: str) -> Claim:
-    with_bn, without = _test(runs, model, BASELINE), _test(runs, model, WITHOUT_BATCHNORM)
+    with_bn, without = _test(runs, model, BASELINE), _test(runs, model, NO_BATCHNORM)
     return _judged(f"{1 if model == 'mlp' else 2} {_name(model)}",
                    f"BatchNorm raises the {_name(model)}'s test accuracy",
                    f"test accuracy {with_bn.format()} with, {without.format()} without", with_bn, without, "test_acc",
-                   missing(runs, model, BASELINE, WITHOUT_BATCHNORM))
+                   what_is_missing(runs, model, BASELINE, NO_BATCHNORM))
 
 
 def _with_and_without_batchnorm(runs, epochs, model: str, measure) -> tuple[Estimate, Estimate]:
     return (_per_run(epochs, results.runs_of(runs, model, BASELINE), measure),
-            _per_run(epochs, results.runs_of(runs, model, WITHOUT_BATCHNORM), measure))
+            _per_run(epochs, results.runs_of(runs, model, NO_BATCHNORM), measure))
 
 
 def batchnorm_converges_faster(runs, epochs, model: str) -> Claim:
@@ -180,20 +181,20 @@ def batchnorm_converges_faster(runs, epochs, model: str) -> Claim:
     return _judged("3.1 analysis", f"BatchNorm makes the {_name(model)} converge faster",
                    f"training loss after the first epoch: {with_bn.format()} with BatchNorm, "
                    f"{without.format()} without",
-                   without, with_bn, "train_loss", missing(runs, model, BASELINE, WITHOUT_BATCHNORM))
+                   without, with_bn, "train_loss", what_is_missing(runs, model, BASELINE, NO_BATCHNORM))
 
 
 def batchnorm_steadies_training(runs, epochs, model: str) -> Claim:
     """The report (3.1): with BatchNorm training jitters less; measured on the validation-loss curve."""
     claim = f"BatchNorm makes the {_name(model)}'s training jitter less"
-    absent = missing(runs, model, BASELINE, WITHOUT_BATCHNORM)
-    if not absent and epochs["num_epochs"].max() < JITTER_EPOCHS:
+    missing = what_is_missing(runs, model, BASELINE, NO_BATCHNORM)
+    if not missing and epochs["num_epochs"].max() < JITTER_EPOCHS:
         return _not_judged("3.1 analysis", claim, f"this profile's runs train fewer than {JITTER_EPOCHS} epochs, "
                            "too few changes of validation loss to have a spread")
     with_bn, without = _with_and_without_batchnorm(runs, epochs, model, validation_jitter)
     return _judged("3.1 analysis", claim,
                    f"standard deviation of the epoch-to-epoch change in validation loss: {with_bn.format(4)} with "
-                   f"BatchNorm, {without.format(4)} without", without, with_bn, "val_loss", absent)
+                   f"BatchNorm, {without.format(4)} without", without, with_bn, "val_loss", missing)
 
 
 def reported_best(reference: pd.DataFrame, model: str, field: str):
@@ -206,9 +207,9 @@ def best_setting(runs, reference, model: str, field: str) -> Claim:
     claimed = reported_best(reference, model, field)
     singular = FIELD_WORDS[field][0]
     claim = f"The {_name(model)}'s best {singular} is {claimed:g}"
-    absent = missing(runs, model, GRIDS[field])
-    if absent:
-        return _not_judged("5 grids", claim, absent)
+    missing = what_is_missing(runs, model, GRIDS[field])
+    if missing:
+        return _not_judged("5 grids", claim, missing)
     table = compare.grid_estimates(runs, model, GRIDS[field])
     at_claimed = table[table["value"].round(10) == round(claimed, 10)]
     if at_claimed.empty or len(table) < 2:
@@ -248,9 +249,9 @@ def larger_learning_rate_turns_earlier(runs, epochs, model: str) -> Claim:
     beyond noise, and otherwise takes the verdict of the smallest rate against the largest.
     """
     claim = f"A larger learning rate makes the {_name(model)}'s validation loss turn (reach its minimum) earlier"
-    absent = missing(runs, model, LEARNING_RATE_GRID)
-    if absent:
-        return _not_judged("5 grids", claim, absent)
+    missing = what_is_missing(runs, model, LEARNING_RATE_GRID)
+    if missing:
+        return _not_judged("5 grids", claim, missing)
     grid = results.finished(results.runs_of(runs, model, LEARNING_RATE_GRID))
     turning = results.turning_points(epochs[epochs["run_id"].isin(grid["run_id"])]).merge(
         grid[["run_id", "learning_rate"]], on="run_id")
@@ -272,9 +273,9 @@ def larger_learning_rate_turns_earlier(runs, epochs, model: str) -> Claim:
 
 def narrow_cnn_like_mlp(runs) -> Claim:
     claim = "A half-width CNN, like the MLP, gains from dropout"
-    absent = missing(runs, "cnn", NARROW_DROPOUT_RATE_GRID, who="the half-width CNN")
-    if absent:
-        return _not_judged("5 grids", claim, absent)
+    missing = what_is_missing(runs, "cnn", NARROW_DROPOUT_RATE_GRID, who="the half-width CNN")
+    if missing:
+        return _not_judged("5 grids", claim, missing)
     table = compare.grid_estimates(runs, "cnn", NARROW_DROPOUT_RATE_GRID)
     no_dropout = table[table["value"] == 0.0]["estimate"].iloc[0]
     with_dropout = table[table["value"] > 0.0].iloc[0]
@@ -287,9 +288,9 @@ def dropout_kind_at_zero(runs, epochs) -> Claim:
     claim = "Dropout2d and element-wise dropout differ at the CNN's best setting (p = 0)"
     planned = results.runs_of(runs, "cnn", DROPOUT_KIND_GRID)
     at_zero = planned[planned["dropout_rate"] == 0.0]
-    absent = sorted(set(at_zero["dropout_kind"]) - set(results.finished(at_zero)["dropout_kind"]))
-    if at_zero.empty or absent:
-        why = (f"the CNN's dropout kind {', '.join(absent)} at p = 0 has no finished run" if absent else
+    missing_kinds = sorted(set(at_zero["dropout_kind"]) - set(results.finished(at_zero)["dropout_kind"]))
+    if at_zero.empty or missing_kinds:
+        why = (f"the CNN's dropout kind {', '.join(missing_kinds)} at p = 0 has no finished run" if missing_kinds else
                "this profile runs no CNN dropout kind at p = 0")
         return _not_judged("2 CNN", claim, why)
     differences = compare.dropout_kind_pairs(runs, epochs, dropout_rate=0.0)["max difference"]
@@ -304,9 +305,10 @@ def dropout_kind_at_zero(runs, epochs) -> Claim:
 
 def cnn_beats_mlp(runs) -> Claim:
     cnn, mlp = _test(runs, "cnn", BASELINE), _test(runs, "mlp", BASELINE)
-    absent = "; ".join(part for part in (missing(runs, "cnn", BASELINE), missing(runs, "mlp", BASELINE)) if part)
+    missing = "; ".join(part for part in (what_is_missing(runs, "cnn", BASELINE), what_is_missing(runs, "mlp", BASELINE))
+                        if part)
     return _judged("4.3 question", "The CNN classifies CIFAR-10 better than the MLP",
-                   f"test accuracy CNN {cnn.format()}, MLP {mlp.format()}", cnn, mlp, "test_acc", absent)
+                   f"test accuracy CNN {cnn.format()}, MLP {mlp.format()}", cnn, mlp, "test_acc", missing)
 
 
 def thirty_epochs_enough(epochs) -> Claim:
@@ -358,7 +360,7 @@ def headline_numbers(runs, reference, profile: str) -> list[Claim]:
                          & (comparison["metric"] == "test_acc")].iloc[0]
         claim = f"The best {_name(model)} reaches test accuracy {row['original']:.3f}"
         if row["seeds"] == 0:
-            claims.append(_not_judged("6 summary", claim, missing(runs, model, BASELINE)))
+            claims.append(_not_judged("6 summary", claim, what_is_missing(runs, model, BASELINE)))
             continue
         estimate = Estimate(row["reproduced"], row["std"], row["seeds"])
         evidence = f"reproduced {estimate.format()}, difference {row['difference']:+.4f}"

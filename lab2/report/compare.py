@@ -18,8 +18,7 @@ import pandas as pd
 
 from lab2.core.config import MODELS
 from lab2.report import results
-from lab2.report.experiments import (BASELINE, DROPOUT_KIND_GRID, REPORTED, WITHOUT_BATCHNORM, WITHOUT_DROPOUT,
-                                     Role)
+from lab2.report.experiments import ABLATIONS, BASELINE, DROPOUT_KIND_GRID, NO_BATCHNORM, NO_DROPOUT, REPORTED, Role
 from lab2.report.results import METRICS
 
 NOISE_Z = 2.0  # standard errors of a difference that count as seed-to-seed noise
@@ -30,7 +29,14 @@ SMALL, CLEAR, LARGE, NO_DIFFERENCE = "small", "clear", "large", "none"
 # The columns that match a number of the original report (results.load_reference()) to runs: the setting.
 SETTING_KEYS = ["model", "dropout_rate", "batch_size", "learning_rate", "batchnorm", "dropout_kind"]
 NO_KIND = "-"  # dropout_kind of an MLP: it has element-wise dropout only
-NOT_MEASURED = "not measured"  # a number or comparison whose runs are missing
+# The reader's words for a number (or a comparison of numbers) whose runs are missing, wherever a
+# page shows one: a glued number, a table cell, a verdict.
+NOT_MEASURED = "not measured"
+
+
+def measured(value) -> bool:
+    """Whether a number was measured: None and NaN stand for one whose runs are missing."""
+    return not (pd.api.types.is_scalar(value) and pd.isna(value))
 
 
 @dataclass(frozen=True)
@@ -61,8 +67,8 @@ class Estimate:
 
 
 def plus_minus(mean: float, std: float, digits: int = 3) -> str:
-    """'0.561 ± 0.004', or '0.561' when there is no spread, or 'not measured' when there is no number."""
-    if pd.isna(mean):
+    """'0.561 ± 0.004', or '0.561' when there is no spread, or NOT_MEASURED when there is no number."""
+    if not measured(mean):
         return NOT_MEASURED
     if pd.isna(std):
         return f"{mean:.{digits}f}"
@@ -115,7 +121,7 @@ class Verdict:
 
     @property
     def text(self) -> str:
-        """'large, beyond noise', 'small, within noise', 'clear; one seed, noise unknown', or 'not measured'."""
+        """'large, beyond noise', 'small, within noise', 'clear; one seed, noise unknown', or NOT_MEASURED."""
         if not self.measured:
             return NOT_MEASURED
         if self.size == NO_DIFFERENCE:
@@ -149,7 +155,7 @@ def separated(a: Estimate, b: Estimate) -> bool | None:
 
 def difference_phrase(a: Estimate, b: Estimate, digits: int = 3) -> str:
     """a against b in words: '0.012 higher than', '0.012 lower than' or 'the same as'."""
-    if math.isnan(a.mean) or math.isnan(b.mean):
+    if not (measured(a.mean) and measured(b.mean)):
         return NOT_MEASURED
     difference = round(a.mean - b.mean, digits)
     if difference == 0:
@@ -285,7 +291,7 @@ def kind_differences(runs: pd.DataFrame, metric: str = "test_acc") -> pd.DataFra
         apart = separated(two_d, one_d)
         rows.append({"dropout_rate": rate, "2d": two_d.format(), "1d": one_d.format(),
                      "2d - 1d": round(two_d.mean - one_d.mean, 4),
-                     "beyond seed noise": ("not run" if math.isnan(two_d.mean - one_d.mean) else "one seed"
+                     "beyond seed noise": (NOT_MEASURED if not measured(two_d.mean - one_d.mean) else "one seed"
                                            if apart is None else "yes" if apart else "no")})
     columns = ["dropout_rate", "2d", "1d", "2d - 1d", "beyond seed noise"]
     return pd.DataFrame(rows, columns=columns).set_index("dropout_rate")
@@ -329,31 +335,28 @@ def spread_note(runs: pd.DataFrame) -> str:
             "each table gives the count, and one seed has no spread)")
 
 
-# How ablation_facts names the facts of each one-setting experiment (test_best, gap_no_dropout, ...).
-ABLATION_FACTS = {"best": BASELINE, "no_dropout": WITHOUT_DROPOUT, "no_batchnorm": WITHOUT_BATCHNORM}
-
-
 def ablation_facts(runs: pd.DataFrame, epochs: pd.DataFrame, model: str) -> dict:
-    """The numbers a model's chapter quotes about its best setting, without Dropout and without BatchNorm."""
+    """The numbers a model's chapter quotes about its best setting, without Dropout and without BatchNorm,
+    named by each one-setting role's name (test_best, gap_no_dropout, against_no_batchnorm, ...)."""
     facts = {"spread_note": spread_note(runs[runs["model"] == model])}
     estimates = {}
-    for name, role in ABLATION_FACTS.items():
+    for role in ABLATIONS:
         chosen = results.finished(results.runs_of(runs, model, role))
-        estimates[name] = estimate(chosen)
+        estimates[role] = estimate(chosen)
         first_epoch = epochs[epochs["run_id"].isin(chosen["run_id"]) & (epochs["epoch"] == 1)]
         facts.update({
-            f"test_{name}": estimates[name].mean,
-            f"test_{name}_text": estimates[name].format(),
-            f"gap_{name}": estimate(chosen.assign(gap=chosen["train_acc"] - chosen["val_acc"]), "gap").mean,
-            f"first_train_loss_{name}": first_epoch["train_loss"].mean(),
+            f"test_{role.name}": estimates[role].mean,
+            f"test_{role.name}_text": estimates[role].format(),
+            f"gap_{role.name}": estimate(chosen.assign(gap=chosen["train_acc"] - chosen["val_acc"]), "gap").mean,
+            f"first_train_loss_{role.name}": first_epoch["train_loss"].mean(),
         })
-    for name in ("no_dropout", "no_batchnorm"):
-        facts[f"against_{name}"] = difference_phrase(estimates["best"], estimates[name])
-        facts[f"noise_{name}"] = noise_phrase(estimates["best"], estimates[name])
-    gap_change = facts["gap_best"] - facts["gap_no_dropout"]
+    for role in (NO_DROPOUT, NO_BATCHNORM):
+        facts[f"against_{role.name}"] = difference_phrase(estimates[BASELINE], estimates[role])
+        facts[f"noise_{role.name}"] = noise_phrase(estimates[BASELINE], estimates[role])
+    gap_change = facts[f"gap_{BASELINE.name}"] - facts[f"gap_{NO_DROPOUT.name}"]
     facts["gap_change"] = ("narrows" if gap_change < 0 else "widens" if gap_change > 0 else
                            "leaves unchanged" if gap_change == 0 else "cannot yet be said to change")
-    loss_change = facts["first_train_loss_best"] - facts["first_train_loss_no_batchnorm"]
+    loss_change = facts[f"first_train_loss_{BASELINE.name}"] - facts[f"first_train_loss_{NO_BATCHNORM.name}"]
     facts["first_loss_change"] = ("lower" if loss_change < 0 else "higher" if loss_change > 0 else
                                   "the same" if loss_change == 0 else NOT_MEASURED)
     return facts

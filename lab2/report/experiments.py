@@ -18,6 +18,9 @@ ANY = "any value"  # the experiment fixes this field, at whatever value
 class Role:
     """What an experiment in this role declares: exactly these fields, each a value, GRID or ANY."""
 
+    # The role's identifier, as the original report's CSV (and, by convention, params/) names its experiment:
+    # the CSV and the facts a chapter quotes (test_no_dropout, ...) are keyed by it. Runs are matched by `changes`.
+    name: str
     label: str  # how tables and figures name the role
     changes: tuple[tuple[str, object], ...]
 
@@ -35,24 +38,25 @@ class Role:
         return True
 
 
-def role(label: str, **changes) -> Role:
-    return Role(label, tuple(sorted(changes.items())))
+def role(name: str, label: str, **changes) -> Role:
+    return Role(name, label, tuple(sorted(changes.items())))
 
 
-BASELINE = role("best")  # the model's baseline as it is: the report's best setting
-WITHOUT_DROPOUT = role("without dropout", dropout_rate=0.0)
-WITHOUT_BATCHNORM = role("without BatchNorm", batchnorm=False)
-DROPOUT_RATE_GRID = role("dropout rate grid", dropout_rate=GRID)
-BATCH_SIZE_GRID = role("batch size grid", batch_size=GRID)
-LEARNING_RATE_GRID = role("learning rate grid", learning_rate=GRID)
-DROPOUT_KIND_GRID = role("dropout kind and rate grid", dropout_kind=GRID, dropout_rate=GRID)
-NARROW_DROPOUT_RATE_GRID = role("dropout rate grid, other width", channels=ANY, dropout_rate=GRID)
+BASELINE = role("best", "best")  # the model's baseline as it is: the report's best setting
+NO_DROPOUT = role("no_dropout", "without dropout", dropout_rate=0.0)
+NO_BATCHNORM = role("no_batchnorm", "without BatchNorm", batchnorm=False)
+DROPOUT_RATE_GRID = role("grid_dropout_rate", "dropout rate grid", dropout_rate=GRID)
+BATCH_SIZE_GRID = role("grid_batch_size", "batch size grid", batch_size=GRID)
+LEARNING_RATE_GRID = role("grid_learning_rate", "learning rate grid", learning_rate=GRID)
+DROPOUT_KIND_GRID = role("dropout_kind", "dropout kind and rate grid", dropout_kind=GRID, dropout_rate=GRID)
+NARROW_DROPOUT_RATE_GRID = role("narrow_dropout_rate", "dropout rate grid, other width", channels=ANY,
+                                dropout_rate=GRID)
 
 # Why the numbers differ: the best setting and the one without dropout at lower data fidelity.
-JPEG_QUALITY_GRID = role("JPEG quality grid", dropout_rate=GRID, jpeg_quality=GRID)
-PIXEL_NOISE_GRID = role("pixel noise grid", dropout_rate=GRID, pixel_noise=GRID)
+JPEG_QUALITY_GRID = role("fidelity_jpeg_quality", "JPEG quality grid", dropout_rate=GRID, jpeg_quality=GRID)
+PIXEL_NOISE_GRID = role("fidelity_pixel_noise", "pixel noise grid", dropout_rate=GRID, pixel_noise=GRID)
 
-ABLATIONS = (BASELINE, WITHOUT_DROPOUT, WITHOUT_BATCHNORM)
+ABLATIONS = (BASELINE, NO_DROPOUT, NO_BATCHNORM)
 # The one-factor grids around the baseline, by the field they vary.
 GRIDS = {"dropout_rate": DROPOUT_RATE_GRID, "batch_size": BATCH_SIZE_GRID, "learning_rate": LEARNING_RATE_GRID}
 # What the chapters show of each model; any other experiment goes to the appendix.
@@ -62,17 +66,14 @@ SHOWN = {
 }
 # The chapter (book/<name>.md) that shows each role of SHOWN; "{model}": the model's own chapter.
 CHAPTERS = {
-    BASELINE: "{model}", WITHOUT_DROPOUT: "{model}", WITHOUT_BATCHNORM: "{model}", DROPOUT_KIND_GRID: "{model}",
+    BASELINE: "{model}", NO_DROPOUT: "{model}", NO_BATCHNORM: "{model}", DROPOUT_KIND_GRID: "{model}",
     DROPOUT_RATE_GRID: "hyperparameters", BATCH_SIZE_GRID: "hyperparameters", LEARNING_RATE_GRID: "hyperparameters",
     NARROW_DROPOUT_RATE_GRID: "hyperparameters", JPEG_QUALITY_GRID: "why", PIXEL_NOISE_GRID: "why",
 }
 APPENDIX = "appendix"  # the chapter of the experiments that play no role
-# The original report's experiments, as book/data/original_report_results.csv names them.
-REPORTED = {
-    "best": BASELINE, "no_dropout": WITHOUT_DROPOUT, "no_batchnorm": WITHOUT_BATCHNORM,
-    "grid_dropout_rate": DROPOUT_RATE_GRID, "grid_batch_size": BATCH_SIZE_GRID,
-    "grid_learning_rate": LEARNING_RATE_GRID, "dropout_kind": DROPOUT_KIND_GRID,
-}
+# The original report's experiments; book/data/original_report_results.csv names each by its role's name.
+REPORTED = {reported.name: reported for reported in (
+    BASELINE, NO_DROPOUT, NO_BATCHNORM, DROPOUT_RATE_GRID, BATCH_SIZE_GRID, LEARNING_RATE_GRID, DROPOUT_KIND_GRID)}
 
 
 def role_of(model: str, fields: dict) -> Role | None:

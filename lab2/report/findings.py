@@ -7,11 +7,11 @@ every book, so a book of a smaller profile opens with the full profile's finding
 
 import pandas as pd
 
+from lab2.core.config import MODELS
 from lab2.report import claims, compare, results
 from lab2.report.compare import Estimate, judge_against_original
 from lab2.report.experiments import BASELINE
 
-MODEL_NAMES = {"mlp": "MLP", "cnn": "CNN"}
 FULL_PROFILE = "full"  # the report's protocol; its results are committed
 TRAINING_METRICS = ("train_loss", "train_acc", "val_loss")  # the numbers that moved one way in the full profile
 METRIC_WORDS = {"train_loss": "training loss", "train_acc": "training accuracy", "val_loss": "validation loss",
@@ -74,7 +74,7 @@ def facts(runs: pd.DataFrame, epochs: pd.DataFrame, reference: pd.DataFrame, pro
     """Every fact the introduction's findings quote, for one profile."""
     comparison = compare.compare_with_reference(runs, reference)
     found = {"profile": profile}
-    for model in MODEL_NAMES:
+    for model in MODELS:
         found[model] = {**best_against_original(runs, reference, model), **progress(runs, model)}
     found["directions"] = "; ".join(direction_phrase(direction(comparison, "mlp", metric), metric)
                                     for metric in TRAINING_METRICS)

@@ -1,18 +1,17 @@
 """What every chapter starts with: the selected profile's results, read once, and `glue`.
 
 A chapter's first cell is `page = load()`; `page.runs` holds every planned run (status
-'missing' until it finishes), so a chapter renders a partial profile: `page.section(model,
+`record.MISSING` until it finishes), so a chapter renders a partial profile: `page.section(model,
 role)` says once per section what is missing (lab2.report.sections).
 """
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from lab2.report import results
-from lab2.report.compare import NOT_MEASURED
+from lab2.report.compare import NOT_MEASURED, measured
 from lab2.report.sections import Costs, Section
 from lab2.runs import record
 
@@ -41,19 +40,15 @@ def load() -> Page:
                 results.load_epochs(profile, root), results.load_reference(), record.runs_in_flight(profile, root))
 
 
-def is_missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def glue(name: str, value, fmt: str = "") -> None:
-    """Glue a value for the page's prose, formatted here with `fmt`; "not measured" when it is missing.
+    """Glue a value for the page's prose, formatted here with `fmt`; NOT_MEASURED when its runs are missing.
 
     Formatting here rather than in the Markdown keeps a missing number from breaking the build.
     """
     from myst_nb import glue as myst_glue
 
     value = value.item() if hasattr(value, "item") else value  # numpy's would print as np.float64(...)
-    text = NOT_MEASURED if is_missing(value) else format(value, fmt) if fmt else value
+    text = (format(value, fmt) if fmt else value) if measured(value) else NOT_MEASURED
     myst_glue(name, text, display=False)
 
 

@@ -12,6 +12,7 @@ import seaborn as sns
 from lab2.core.config import MODELS
 from lab2.report import results
 from lab2.report.experiments import ABLATIONS, GRIDS, NARROW_DROPOUT_RATE_GRID, Role
+from lab2.report.sections import MODEL_NAMES
 
 sns.set_theme(context="notebook", style="whitegrid", font_scale=1.1)
 
@@ -33,7 +34,6 @@ METRIC_LABELS = {
     "val_acc": "validation accuracy (fraction correct)",
 }
 LOG_AXES = {"batch_size": 2, "learning_rate": 10}  # grids spaced by factors, drawn on log axes
-MODEL_NAMES = {"mlp": "MLP", "cnn": "CNN"}
 # One colour per model on every figure.
 MODEL_COLOURS = {"MLP": "tab:blue", "CNN": "tab:orange", "CNN, half channels": "tab:green"}
 MARKERS_UP_TO = 15  # epochs; beyond this, markers hide the lines

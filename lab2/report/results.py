@@ -1,7 +1,7 @@
 """Read a profile's sweep results into tidy DataFrames: the only way the book reads results.
 
 - `load_runs(profile)`: one row per planned run: its config, summary, environment, and
-  the experiments it belongs to (status 'missing' if it has not finished).
+  the experiments it belongs to (status `record.MISSING` if it has not finished).
 - `load_epochs(profile)`: one row per run and epoch, with the run's config.
 - `by_experiment(runs)`: one row per (run, experiment), for the report's tables.
 - `seed_spread(...)`: mean, spread and count over seeds.

@@ -251,7 +251,7 @@ def render(run_dir: Path, run_id: str, pairs: dict[str, str], profile: str,
     summary = record.read_json(run_dir / record.SUMMARY_FILE)
     environment = record.read_json(run_dir / record.ENVIRONMENT_FILE)
     body, figures = notebook_body(notebook, run_id)
-    status = summary.get("status", "missing")
+    status = summary.get("status", record.MISSING)
     error = _fenced(sanitize(str(summary["error"]), pairs)) if summary.get("error") else ""
     code = (_table(("file", "sha256"), code_rows(environment)) if environment.get("code_fingerprint")
             else "Not recorded: the run was made before runs recorded their code.\n")

@@ -17,17 +17,19 @@ from functools import cached_property
 import pandas as pd
 from IPython.display import Markdown
 
+from lab2.core.config import MODELS
 from lab2.core.models import multiply_adds
 from lab2.report import results
 from lab2.report.compare import (SETTING_KEYS, Estimate, _comparable_keys, judge_against_original, plus_minus,
                                   printed_numbers)
 from lab2.report.experiments import REPORTED, Role
 from lab2.report.results import METRICS
+from lab2.runs import record
 
 NOT_IN_REPORT = "–"  # a setting or metric the report did not print
-DIVERGED_CELL = "diverged"  # a setting every seed of which diverged (the seeds row says when)
+DIVERGED_CELL = record.DIVERGED  # a setting every seed of which diverged (the seeds row says when)
 CPU_PATIENCE_MINUTES = 60  # a run longer than this on a CPU is sent to a GPU machine
-MODEL_NAMES = {"mlp": "MLP", "cnn": "CNN"}
+MODEL_NAMES = {model: model.upper() for model in MODELS}  # how the pages name each model
 FIELD_WORDS = {"dropout_rate": "dropout rate", "batch_size": "batch size", "learning_rate": "learning rate",
                "dropout_kind": "dropout kind", "jpeg_quality": "JPEG quality", "pixel_noise": "pixel noise",
                "channels": "channels", "hidden": "hidden units", "batchnorm": "BatchNorm"}
@@ -215,8 +217,8 @@ def side_by_side(shown: dict[str, Section], metrics=METRICS):
         return next(iter(shown.values())).notice()
     table = pd.concat([section.against_original(metrics).set_axis([label], axis=1)
                        for label, section in present.items()], axis=1)
-    absent = [section for section in shown.values() if section.empty]
-    line = absent[0].missing_line() if absent else None
+    missing = [section for section in shown.values() if section.empty]
+    line = missing[0].missing_line() if missing else None
     return _Shown(table, line)
 
 

@@ -8,14 +8,12 @@ import pandas as pd
 
 from lab2.core.config import MODELS
 from lab2.report import results
-from lab2.report.compare import (CLEAR, LARGE, NO_DIFFERENCE, SETTING_KEYS, SIZE_STEPS, SMALL, grid_axes,
-                                 metric_kind, plus_minus)
+from lab2.report.compare import (CLEAR, LARGE, NO_DIFFERENCE, NOT_MEASURED, SETTING_KEYS, SIZE_STEPS, SMALL,
+                                 grid_axes, metric_kind, plus_minus)
 from lab2.report.experiments import ABLATIONS, Role
 from lab2.report.results import METRICS
 from lab2.report.sections import DIVERGED_CELL
-
-
-MISSING_CELL = "missing"  # a setting whose runs have not finished
+from lab2.runs import record
 
 
 def format_spread(spread: pd.DataFrame, by: list[str], metrics=METRICS, digits: int = 3,
@@ -23,7 +21,7 @@ def format_spread(spread: pd.DataFrame, by: list[str], metrics=METRICS, digits: 
     """A seed_spread table as 'mean ± std' strings per setting, with the number of seeds.
 
     planned: every setting that should be there (columns `by`); one without finished runs shows as
-    missing, or as diverged when its runs (with a status column) diverged.
+    NOT_MEASURED, or as diverged when its runs (with a status column) diverged.
     """
     diverged = set()
     if planned is not None:
@@ -31,7 +29,8 @@ def format_spread(spread: pd.DataFrame, by: list[str], metrics=METRICS, digits: 
             diverged = set(results.diverged(planned)[by].itertuples(index=False, name=None))
         spread = planned[by].drop_duplicates().merge(spread, on=by, how="left")
     count = spread[f"{metrics[0]}_count"].fillna(0).astype(int)
-    empty = [DIVERGED_CELL if key in diverged else MISSING_CELL for key in spread[by].itertuples(index=False, name=None)]
+    empty = [DIVERGED_CELL if key in diverged else NOT_MEASURED
+             for key in spread[by].itertuples(index=False, name=None)]
     table = spread[by].copy()
     for metric in metrics:
         table[metric] = [plus_minus(m, s, digits) if n else none
@@ -41,7 +40,7 @@ def format_spread(spread: pd.DataFrame, by: list[str], metrics=METRICS, digits: 
 
 
 def experiment_table(runs: pd.DataFrame, model: str, experiment: Role | str, metrics=METRICS) -> pd.DataFrame:
-    """The metrics of one experiment per grid value, mean ± std over seeds; unfinished values as missing."""
+    """The metrics of one experiment per grid value, mean ± std over seeds; unfinished values as NOT_MEASURED."""
     chosen = results.runs_of(runs, model, experiment)
     axes = grid_axes(chosen) or ["model"]
     planned = chosen.sort_values(axes)  # grid values in increasing order, whatever order the plan ran them in
@@ -49,10 +48,10 @@ def experiment_table(runs: pd.DataFrame, model: str, experiment: Role | str, met
 
 
 def best_setting(runs: pd.DataFrame, axes: list[str]) -> str:
-    """The setting of these runs with the best mean test accuracy, in words; 'not measured' before any finished."""
+    """The setting of these runs with the best mean test accuracy, in words; NOT_MEASURED before any finished."""
     spread = results.seed_spread(runs, axes or ["model"], ["test_acc"])
     if spread.empty:
-        return "not measured"
+        return NOT_MEASURED
     best = spread.loc[spread["test_acc_mean"].idxmax()]
     setting = ", ".join(f"{axis} = {best[axis]}" for axis in axes) or "its one setting"
     return f"{setting} ({plus_minus(best['test_acc_mean'], best['test_acc_std'])})"
@@ -104,7 +103,7 @@ def reference_table(comparison: pd.DataFrame, metric: str | None = None) -> pd.D
         "model": rows["model"].str.upper(), "setting": rows.apply(setting_label, axis=1), "metric": rows["metric"],
         "printed in": rows["experiments"],
         "original": [original_text(value, values) for value, values in zip(rows["original"], rows["original_values"])],
-        "reproduced": [plus_minus(mean, std, 4) if has else NO_RUN
+        "reproduced": [plus_minus(mean, std, 4) if has else NOT_MEASURED
                        for mean, std, has in zip(rows["reproduced"], rows["std"], measured)],
         "seeds": rows["seeds"],
         "difference": [f"{d:+.4f}" if has else "" for d, has in zip(rows["difference"], measured)],
@@ -124,8 +123,8 @@ def agreement_by_metric(comparison: pd.DataFrame) -> pd.DataFrame:
             "model": model.upper(), "metric": metric, "numbers": len(group), "with runs": len(measured),
             "beyond noise": int((beyond == True).sum()), "within noise": int((beyond == False).sum()),  # noqa: E712
             "one seed": int(beyond.isna().sum()),
-            "median difference": f"{differences.median():+.4f}" if len(measured) else NO_NUMBER,
-            "range": f"{differences.min():+.4f} to {differences.max():+.4f}" if len(measured) else NO_NUMBER,
+            "median difference": f"{differences.median():+.4f}" if len(measured) else NOT_MEASURED,
+            "range": f"{differences.min():+.4f} to {differences.max():+.4f}" if len(measured) else NOT_MEASURED,
             "direction": difference_sign(differences),
         })
     return pd.DataFrame(rows).set_index(["model", "metric"])
@@ -251,7 +250,7 @@ def changed_code_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def corrupt_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs whose record could not be read, with the file at fault (relative to the results root)."""
-    corrupt = runs[runs["status"] == "corrupt"]
+    corrupt = runs[runs["status"] == record.CORRUPT]
     paths = corrupt["corrupt_path"] if "corrupt_path" in corrupt.columns else pd.Series("", index=corrupt.index)
     return pd.DataFrame({"run": corrupt["run_id"], "model": corrupt["model"],
                          "file": paths.fillna("").map(lambda p: shown_path(p) if p else "")}).set_index("run")
@@ -311,8 +310,6 @@ def environment_table(environments: pd.DataFrame) -> pd.DataFrame:
     return counted.T.rename_axis("field")
 
 
-NO_RUN = "no finished run"  # a number of the report whose setting has not run here
-NO_NUMBER = "—"  # a cell with nothing to show
 SIZE_ORDER = (LARGE, CLEAR, SMALL, NO_DIFFERENCE)  # largest disagreements first
 
 
@@ -339,9 +336,10 @@ def disagreement_order(comparison: pd.DataFrame) -> pd.DataFrame:
 
 
 def difference_sign(differences: pd.Series) -> str:
-    """'all higher', 'all lower' or 'mixed': the sign of reproduced - original over a metric's settings."""
+    """'all higher', 'all lower' or 'mixed': the sign of reproduced - original over a metric's settings
+    (NOT_MEASURED without any)."""
     if differences.empty:
-        return NO_NUMBER
+        return NOT_MEASURED
     if (differences > 0).all():
         return "all higher"
     if (differences < 0).all():

@@ -21,7 +21,7 @@ from PIL import Image
 
 from lab2.report import compare, results
 from lab2.report.compare import Estimate, plus_minus
-from lab2.report.experiments import BASELINE, JPEG_QUALITY_GRID, PIXEL_NOISE_GRID, WITHOUT_DROPOUT
+from lab2.report.experiments import BASELINE, JPEG_QUALITY_GRID, NO_DROPOUT, PIXEL_NOISE_GRID
 
 # The course framework's rule: lr *= LR_DECAY when an epoch's training loss exceeds the
 # largest of the LR_WINDOW epochs before it.
@@ -51,7 +51,7 @@ def fidelity_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """The MLP runs of the fidelity experiment and the runs at the images as read it is measured
     against (the best setting and without dropout), each with `level` and `kind`."""
     parts = []
-    for role in (BASELINE, WITHOUT_DROPOUT):
+    for role in (BASELINE, NO_DROPOUT):
         parts.append(results.runs_of(runs, "mlp", role).assign(kind="as read", level="as read"))
     jpeg = results.runs_of(runs, "mlp", JPEG_QUALITY_GRID)
     parts.append(jpeg.assign(kind="JPEG", level=[f"JPEG {q:.0f}" for q in jpeg["jpeg_quality"]]))

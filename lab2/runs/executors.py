@@ -13,7 +13,6 @@ leaves nothing behind.
 import json
 import logging
 import multiprocessing
-import multiprocessing.forkserver
 import os
 import signal
 import socket
@@ -106,8 +105,10 @@ def _start(task: RunTask, staging: Path):
 
 
 def start_fork_server() -> None:
-    """Start the fork server now rather than with the first CPU run (it imports what every run needs)."""
-    multiprocessing.forkserver.ensure_running()
+    """Start the fork server now rather than with the first CPU run; return once it has imported what runs need."""
+    ready = FORK_SERVER.Process(target=os.getpid)  # the server forks it only after its preloading
+    ready.start()
+    ready.join()
 
 
 def _forked_child(notebook: str, output: str, parameters: dict, threads: int, log: str, environment: dict) -> None:

@@ -201,6 +201,22 @@ def read_experiments(params_dir: Path = PARAMS_DIR) -> tuple[list[Experiment], d
     return experiments, baselines
 
 
+def baseline_config(model: str, profile: str | None = None, params_dir: Path = PARAMS_DIR) -> RunConfig:
+    """A model's baseline as params/ declares it: the report's best setting of that model, under the
+    report's protocol, or at the size of `profile` (its overrides applied), with seed 0."""
+    experiments, baselines = read_experiments(params_dir)
+    if model not in baselines:
+        raise GridError(f"{params_dir}: no params file declares model {model!r}; they declare {', '.join(baselines)}")
+    path = next(experiment.source for experiment in experiments if experiment.model == model)
+    values = {"model": model, **baselines[model]}
+    if profile is not None:
+        values = _apply_profile(values, get_profile(profile, params_dir), path, "baseline")
+    try:
+        return RunConfig.from_dict(values)
+    except ConfigError as error:
+        raise GridError(f"{path}: baseline.{error.field}: {error.message}") from None
+
+
 class Plan(NamedTuple):
     profile: Profile
     runs: list[PlannedRun]  # de-duplicated, seed-major

@@ -8,6 +8,7 @@ load hit both alike, and the median over blocks is reported. Compiling and captu
 happen in the warm-up, outside the timed blocks.
 """
 
+import dataclasses
 import statistics
 import time
 from dataclasses import dataclass
@@ -17,9 +18,7 @@ import torch
 from lab2.core.config import RunConfig
 from lab2.core.models import build_model
 from lab2.core.step import STEP_MODES, WARMUP_STEPS, TrainStep, make_optimizer, uses_channels_last
-
-# The report's batch sizes for each model's best setting.
-REPORT_BATCH_SIZE = {"mlp": 500, "cnn": 100}
+from lab2.runs.grid import baseline_config
 
 
 @dataclass
@@ -86,7 +85,7 @@ def measure(config: RunConfig, device: torch.device, repeats: int, steps_per_blo
 
 def run_bench(models, device: torch.device, channels: int, repeats: int, steps_per_block: int,
               dropout_rate: float = 0.5, modes=None) -> list[BenchResult]:
-    """Benchmark each model at the report's batch size in each step mode.
+    """Benchmark each model's best setting (params/: its baseline) with `channels` in each step mode.
 
     Default: every mode on a GPU; eager only on a CPU, where a compile takes longer than the
     bench. Dropout is on, so both hand-written layers are timed.
@@ -94,8 +93,7 @@ def run_bench(models, device: torch.device, channels: int, repeats: int, steps_p
     modes = modes or (STEP_MODES if device.type == "cuda" else ("eager",))
     results = []
     for model in models:
-        config = RunConfig(model=model, batch_size=REPORT_BATCH_SIZE[model], channels=channels,
-                           dropout_rate=dropout_rate)
+        config = dataclasses.replace(baseline_config(model), channels=channels, dropout_rate=dropout_rate)
         results += [measure(config, device, repeats, steps_per_block, mode) for mode in modes]
     return results
 

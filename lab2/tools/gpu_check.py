@@ -27,6 +27,7 @@ profile's CNN runs into the output folder.
 """
 
 import csv
+import dataclasses
 import json
 import os
 import platform
@@ -46,15 +47,16 @@ from lab2.core.atomic import write_json
 from lab2.tools.bench import make_trainer, random_batch, run_bench
 from lab2.core.config import RunConfig
 from lab2.core.data import load_cifar10, split
+from lab2.core.models import multiply_adds
 from lab2.runs import record
 from lab2.runs.archive import pack_runs
-from lab2.runs.grid import plan
+from lab2.runs.grid import baseline_config, plan
 from lab2.core.step import COMPILE_CACHE_ENV, STEP_MODE_ENV, choose_step_mode, modes_on
 from lab2.core.train import fit
 
-# Training FLOPs per image of the report's CNN (C = 256): forward conv1 + conv2 + linear
-# = 2 * (28*28*256*3*25 + 10*10*256*256*25 + 6400*10) = 0.35 GFLOP, times 3 with backward.
-CNN_TRAIN_FLOP_PER_IMAGE = 3 * 2 * (28 * 28 * 256 * 3 * 25 + 10 * 10 * 256 * 256 * 25 + 6400 * 10)
+# Training FLOPs per image: 2 per multiply-add of the forward pass (conv1 + conv2 + linear; for the
+# report's CNN, C = 256, 0.35 GFLOP), times 3 with the backward pass.
+TRAIN_FLOP_PER_MULTIPLY_ADD = 3 * 2
 TF32_PEAK_FLOPS = {"H100": 495e12, "H200": 495e12}  # dense TF32 tensor-core peak, vendor datasheets
 SWEEP_GRACE_S = 30  # after SIGTERM, time for a sweep to stop its runs and kernels
 PACK_EVERY_S = 5  # how often the sweep's results folder is looked at for newly finished runs
@@ -112,10 +114,14 @@ def check_verdict(tests: subprocess.Popen) -> dict:
     return verdict
 
 
+TINY_SIZES = {"train_size": 500, "eval_size": 200, "channels": 8}  # a rehearsal's CNN (--dry-run)
+
+
 def epoch_case(tiny: bool, precision: str = "tf32") -> RunConfig:
-    """The CNN run timed by the epoch and compile stages: the report's best, two epochs (toy sizes when tiny)."""
-    sizes = {"train_size": 500, "eval_size": 200, "channels": 8} if tiny else {}
-    return RunConfig(model="cnn", dropout_rate=0.0, batch_size=100, num_epochs=2, precision=precision, **sizes)
+    """The CNN run timed by the epoch and compile stages: the report's best (params/: its baseline), two
+    epochs, toy sizes when tiny."""
+    sizes = TINY_SIZES if tiny else {}
+    return dataclasses.replace(baseline_config("cnn"), num_epochs=2, precision=precision, **sizes)
 
 
 def _floor_ratio(config: RunConfig, images: int, seconds: float, device: torch.device) -> dict:
@@ -126,7 +132,7 @@ def _floor_ratio(config: RunConfig, images: int, seconds: float, device: torch.d
     peak = next((flops for key, flops in TF32_PEAK_FLOPS.items() if key in name), None)
     if peak is None:
         return {}
-    floor = images * CNN_TRAIN_FLOP_PER_IMAGE / peak
+    floor = images * TRAIN_FLOP_PER_MULTIPLY_ADD * multiply_adds(config) / peak
     return {"tf32_floor_seconds": floor, "times_floor": seconds / floor}
 
 
@@ -190,7 +196,8 @@ def bench_modes(device: torch.device, tiny: bool, step_modes) -> list[dict]:
     rows = []
     for mode in step_modes:
         try:
-            result, = run_bench(["cnn"], device, 8 if tiny else 256, repeats=1 if tiny else 7,
+            channels = TINY_SIZES["channels"] if tiny else baseline_config("cnn").channels
+            result, = run_bench(["cnn"], device, channels, repeats=1 if tiny else 7,
                                 steps_per_block=2 if tiny else 20, modes=(mode,))
             row = dict(vars(result), ratio=result.ratio)
         except Exception as error:  # noqa: BLE001 - reported in its row; the other cases go on
@@ -201,10 +208,12 @@ def bench_modes(device: torch.device, tiny: bool, step_modes) -> list[dict]:
 
 
 def profile_cnn_step(device: torch.device, tiny: bool, steps: int = 20, top: int = 15) -> list[dict]:
-    """Where an eager CNN training step (batch 100, TF32) spends its time: the costliest kernels per step."""
+    """Where an eager training step of the report's best CNN (TF32) spends its time: the costliest kernels per step."""
     from torch.profiler import ProfilerActivity, profile
 
-    config = RunConfig(model="cnn", dropout_rate=0.0, batch_size=100, channels=8 if tiny else 256)
+    config = baseline_config("cnn")
+    if tiny:
+        config = dataclasses.replace(config, channels=TINY_SIZES["channels"])
     train = make_trainer(config, "lab2", device, *random_batch(config.batch_size, device), "eager")
     train(5)  # autotuning and first-call costs stay out of the profile
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
