@@ -286,9 +286,9 @@ def test_runs_of_each_seed_start_longest_first_and_seeds_stay_in_order(tmp_path)
 
 
 def test_a_run_gets_the_free_cores_of_its_share(monkeypatch):
-    from lab2.runs import sweep as sweeping
+    from lab2.runs import executors
 
-    monkeypatch.setattr(sweeping, "usable_cores", lambda: 2)
+    monkeypatch.setattr(executors, "usable_cores", lambda: 2)
     for load, jobs, threads in ((0.1, 1, 2), (1.2, 1, 1), (0.1, 2, 1), (3.0, 1, 1), (0.0, 4, 1)):
-        monkeypatch.setattr(sweeping.os, "getloadavg", lambda: (load, load, load))
-        assert sweeping.run_threads(jobs) == threads, (load, jobs)
+        monkeypatch.setattr(executors.os, "getloadavg", lambda: (load, load, load))
+        assert executors.run_threads(jobs) == threads, (load, jobs)

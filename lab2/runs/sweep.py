@@ -21,7 +21,8 @@ from tqdm import tqdm
 from lab2.core.config import run_id
 from lab2.core.data import DataError, default_data_dir, load_cifar10, locate, size_problem, split_counts
 from lab2.runs import record
-from lab2.runs.executors import CLUSTERS, DaskExecutor, LocalExecutor, RunTask, failed_outcome, notebook_parameters
+from lab2.runs.executors import (CLUSTERS, DaskExecutor, LocalExecutor, RunTask, failed_outcome, notebook_parameters,
+                                 run_threads, usable_cores)
 from lab2.runs.grid import PARAMS_DIR, GridError, PlannedRun, plan
 
 CUDA_JOBS = 4  # small runs leave a GPU mostly idle; see the README for the measurement
@@ -42,22 +43,6 @@ def default_jobs(device: str) -> int:
         return CUDA_JOBS
     # One single-threaded run per core beats one run on every core: the models are small.
     return max(1, min(4, usable_cores()))
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity mask, as a container or taskset sets it)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def run_threads(jobs: int) -> int:
-    """Torch threads per run: the usable cores that are not busy, shared by `jobs` runs, at most cores // jobs.
-
-    Busy is the load over the last minute: on a loaded 2-core machine a run given both cores
-    stalled at 411 ms per MLP step against 75 ms with one thread.
-    """
-    cores = usable_cores()
-    busy = min(cores - 1, int(os.getloadavg()[0]))
-    return max(1, min(cores // jobs, (cores - busy) // jobs))
 
 
 def longest_first(pending: list, data_images: int) -> list:
