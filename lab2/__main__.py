@@ -12,6 +12,7 @@ from lab2.runs.executors import CLUSTERS
 from lab2.runs.grid import PARAMS_DIR
 
 CHOICES = {"model": MODELS, "dropout_kind": DROPOUT_KINDS, "precision": PRECISIONS}
+CPU_BENCH_CHANNELS = 64  # the bench's CNN width on a CPU
 
 
 def flag(field_name: str) -> str:
@@ -106,11 +107,13 @@ def sweep_command(parser, args) -> int:
 def bench_command(parser, args) -> int:
     if args.overhead:
         return overhead_command(parser, args)
-    from lab2.tools.bench import format_results, run_bench
     from lab2.core.train import choose_device
+    from lab2.runs.grid import baseline_config
+    from lab2.tools.bench import format_results, run_bench
 
     device = choose_device(args.device)
-    channels = args.channels or (256 if device.type == "cuda" else 64)
+    # The report's CNN (params/) on a GPU; a narrower one on a CPU, so that the bench takes seconds, not minutes.
+    channels = args.channels or (baseline_config("cnn").channels if device.type == "cuda" else CPU_BENCH_CHANNELS)
     results = run_bench(args.models.split(","), device, channels, args.repeats, args.steps)
     print(format_results(results))
     if args.json:
@@ -216,7 +219,8 @@ def main(argv=None) -> int:
 
     bench = commands.add_parser("bench", help="training-step throughput, lab2 layers vs torch.nn")
     bench.add_argument("--models", default=",".join(MODELS), help=f"comma-separated: {','.join(MODELS)} (default: all)")
-    bench.add_argument("--channels", type=int, default=None, help="CNN channels (default: 256 on CUDA, 64 on a CPU)")
+    bench.add_argument("--channels", type=int, default=None,
+                       help=f"CNN channels (default: the report's, params/cnn.yaml's, on CUDA; {CPU_BENCH_CHANNELS} on a CPU)")
     bench.add_argument("--repeats", type=int, default=7, help="timed blocks per implementation (median reported)")
     bench.add_argument("--steps", type=int, default=10, help="training steps per timed block")
     bench.add_argument("--device", default="auto", help="cpu, cuda or auto")

@@ -43,7 +43,7 @@ class RunConfig:
     (the report's best MLP setting) under the report's protocol; a test keeps them equal.
     """
 
-    model: str = dataclasses.field(default="mlp", metadata={"help": "mlp or cnn"})
+    model: str = dataclasses.field(default="mlp", metadata={"help": " or ".join(MODELS)})
     dropout_rate: float = dataclasses.field(
         default=0.5, metadata={"help": f"probability of dropping a unit, in {DROPOUT_RATES}"}
     )
