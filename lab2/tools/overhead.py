@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab2.core.config import RunConfig, run_id
+from lab2.core.config import run_id
 from lab2.runs import record
 from lab2.runs.executors import RunTask, execute_run, notebook_parameters, start_fork_server
-from lab2.runs.grid import get_profile
+from lab2.runs.grid import baseline_config
 
 PROFILE = "smoke"  # the smallest runs the project makes: the fixed cost is most of them
 
@@ -33,14 +33,6 @@ class RunCost:
         return self.wall_s - self.fit_s
 
 
-def smoke_config(model: str) -> RunConfig:
-    """The report's baseline of `model` at the smoke profile's size (its mapped fields resolved)."""
-    values = {"model": model}
-    for key, setting in get_profile(PROFILE).overrides.items():
-        values[key] = setting.get(getattr(RunConfig, key), setting) if isinstance(setting, dict) else setting
-    return RunConfig.from_dict(values)
-
-
 def measure(models=("mlp",), repeats: int = 5, data_dir=None, progress=print) -> list[RunCost]:
     """Execute `repeats` smoke runs of each model as a sweep does; their wall and fit seconds."""
     from lab2.core.data import default_data_dir, locate
@@ -53,7 +45,7 @@ def measure(models=("mlp",), repeats: int = 5, data_dir=None, progress=print) ->
     costs = []
     with tempfile.TemporaryDirectory(prefix="lab2-overhead-") as folder:
         for model in models:
-            config = smoke_config(model)
+            config = baseline_config(model, PROFILE)
             for repeat in range(repeats):
                 run_dir = Path(folder) / run_id(config, f"overhead {repeat}")
                 task = RunTask(run_dir.name, notebook_parameters(config, "cpu", data_path), str(run_dir), threads=1)
