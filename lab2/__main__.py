@@ -54,8 +54,9 @@ def _check_data_dir(parser, data_dir) -> None:
 def train_command(parser, args) -> int:
     from lab2.core.data import DataError
     from lab2.core.step import choose_step_mode
-    from lab2.core.train import choose_device, run
-    from lab2.runs.record import FINISHED_STATUSES, check_writable, failed_result, save_run
+    from lab2.core.summary import FINISHED_STATUSES
+    from lab2.core.train import choose_device, failed_result, run
+    from lab2.runs.record import check_writable, save_run
 
     values = {field.name: getattr(args, field.name) for field in dataclasses.fields(RunConfig)}
     try:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from lab2.core.data import CLASSES, PICKLE_TEST, PICKLE_TRAIN
-from lab2.runs import record
+from lab2.core.summary import OK
 
 TRAIN_PER_CLASS = 130  # 1,300 training images: 1,040 train + 260 validation after the split
 TEST_PER_CLASS = 30
@@ -77,7 +77,7 @@ def make_run(profile_dir: Path, name: str, device_name: str) -> Path:
     folder = profile_dir / name
     folder.mkdir(parents=True)
     (folder / "env.json").write_text(json.dumps({"device": "cuda", "device_name": device_name}))
-    (folder / "summary.json").write_text(json.dumps({"status": record.OK}))
+    (folder / "summary.json").write_text(json.dumps({"status": OK}))
     return folder
 
 

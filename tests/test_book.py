@@ -15,10 +15,13 @@ from pathlib import Path
 import pytest
 from conftest import make_arrays, write_image_folder, write_tar_gz
 
+from lab2 import PROJECT_ROOT
+from lab2.core.summary import OK
 from lab2.report.build import (CHAPTERS_FILE, DIGEST_FILE, LOG_FILE, RUNS_FOLDER, BookError, build_book,
-                               inputs_digest)
+                               inputs_digest, page_code_files)
 from lab2.report.compare import NOT_MEASURED
-from lab2.runs import record
+from lab2.runs.claims import try_claim
+from lab2.runs.fingerprint import imported_by, project_path
 from lab2.runs.sweep import sweep
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -64,7 +67,7 @@ def built(tmp_path_factory):
         for run_id in left_out:
             shutil.rmtree(root / "results" / "smoke" / run_id)
         # One of them is being executed by a sweep (this test holds its claim) for as long as the book is tested.
-        in_flight = record.try_claim(root / "results" / "smoke" / left_out[0])
+        in_flight = try_claim(root / "results" / "smoke" / left_out[0])
         code = build_book("smoke", results_root=root / "results", output_dir=root / "out")
     build_dir = root / "out" / "_build"
     assert code == 0, (build_dir / LOG_FILE).read_text()[-5000:]
@@ -92,8 +95,36 @@ def test_digest_follows_the_results(tmp_path):
         {"experiments": {}, "runs": [{"run_id": run_dir.name, "experiments": [], "config": {}}]}))
     before = inputs_digest("smoke", tmp_path)
     assert inputs_digest("smoke", tmp_path) == before
-    (run_dir / "summary.json").write_text(json.dumps({"status": record.OK}))
+    (run_dir / "summary.json").write_text(json.dumps({"status": OK}))
     assert inputs_digest("smoke", tmp_path) != before
+
+
+def test_the_digest_covers_every_lab2_module_the_pages_import(tmp_path, monkeypatch):
+    """The code the pages import is found, not listed: a module they import, however, is in the digest."""
+    sources = {project_path(path) for path in page_code_files()}
+    # Named by a page (intro.md: lab2.core.train), through lab2's lazy names (mlp.md: build_model), by a
+    # module a page imports (layer_check: lab2.core.layers), in a function a page calls (why.py: fidelity).
+    assert {"lab2/__init__.py", "lab2/core/train.py", "lab2/core/models.py", "lab2/core/layers.py",
+            "lab2/core/config.py", "lab2/core/data.py", "lab2/core/fidelity.py", "lab2/core/summary.py",
+            "lab2/runs/grid.py", "lab2/runs/record.py", "lab2/report/page.py", "lab2/report/tables.py"} <= sources
+    # No page imports the build, the sweep or the tools: editing them keeps the executed pages.
+    assert not sources & {"lab2/report/build.py", "lab2/runs/sweep.py", "lab2/runs/executors.py", "lab2/tools/bench.py"}
+
+    run_dir = tmp_path / "smoke" / "mlp-0123456789ab"
+    run_dir.mkdir(parents=True)
+    (tmp_path / "smoke" / "manifest.json").write_text(json.dumps(
+        {"experiments": {}, "runs": [{"run_id": run_dir.name, "experiments": [], "config": {}}]}))
+    before = inputs_digest("smoke", tmp_path)
+    models, read_bytes = PROJECT_ROOT / "lab2" / "core" / "models.py", Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda path: read_bytes(path) + (b"# edited\n" if path == models else b""))
+    assert inputs_digest("smoke", tmp_path) != before  # as if models.py was edited
+
+
+def test_imported_by_follows_lazy_names_and_imports_inside_functions():
+    files = {project_path(path) for path in imported_by(["from lab2 import RunConfig", "from lab2.report import why"])}
+    assert "lab2/core/config.py" in files  # resolved on first use by lab2/__init__.py
+    assert "lab2/core/fidelity.py" in files  # imported inside a function of lab2/report/why.py
+    assert "lab2/core/train.py" not in files and "lab2/runs/fingerprint.py" in files  # only what is imported
 
 
 @pytest.mark.parametrize("chapter, has_figures", CHAPTERS.items())
@@ -421,7 +452,7 @@ def test_a_bad_manifest_is_refused_naming_it_and_nothing_is_written(tmp_path, ca
     (results_root / "smoke" / "manifest.json").write_text(manifest)
     elsewhere = tmp_path / "project" / "elsewhere" / "mlp-0123456789ab"
     elsewhere.mkdir(parents=True)
-    (elsewhere / "summary.json").write_text(json.dumps({"status": record.OK}))
+    (elsewhere / "summary.json").write_text(json.dumps({"status": OK}))
     with pytest.raises(SystemExit) as exit_:
         main(["book", "--profile", "smoke", "--results", str(results_root), "--output", str(tmp_path / "out")])
     assert exit_.value.code == 2 and message in capsys.readouterr().err

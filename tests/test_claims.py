@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from lab2.core.config import RunConfig
+from lab2.core.summary import OK
 from lab2.report import claims, results
 from lab2.report.compare import Estimate
 from lab2.report.experiments import (BASELINE, BATCH_SIZE_GRID, GRIDS, LEARNING_RATE_GRID, NO_BATCHNORM,
@@ -27,7 +28,7 @@ def fake_run(model: str, role: Role, seed: int = 0, finished: bool = True, test_
     run_id = f"{model}-{role.name}-{'-'.join(f'{v}' for v in settings.values())}-{seed}"
     metrics = {metric: (0.5 if finished else None) for metric in METRICS}
     return {"run_id": run_id, "experiments": [f"{model}/{role.name}"], "roles": [role.label], **config, **metrics,
-            "test_acc": test_acc if finished else None, "status": record.OK if finished else record.MISSING}
+            "test_acc": test_acc if finished else None, "status": OK if finished else record.MISSING}
 
 
 def grid(model: str, field: str, accuracies: dict, seeds=(0,)) -> list[dict]:
@@ -139,7 +140,7 @@ def test_learning_rate_turning_points_are_judged_over_the_grid():
                               "3 of 3 steps between neighbouring rates beyond noise")
     later = claims.larger_learning_rate_turns_earlier(runs, epochs_turning_at(dict(zip(rates, [1, 2, 3, 4]))), "mlp")
     assert later.outcome == claims.FAILS and later.detail.startswith("lr 0.0005 turns later than lr 0.0001")
-    partial = runs.assign(status=[record.MISSING if rate == 1e-2 else record.OK for rate in runs["learning_rate"]])
+    partial = runs.assign(status=[record.MISSING if rate == 1e-2 else OK for rate in runs["learning_rate"]])
     missing = claims.larger_learning_rate_turns_earlier(partial, fake_epochs(partial, {}), "mlp")
     assert missing.verdict == "not judged: the MLP's learning rate 0.01 has no finished run"
 

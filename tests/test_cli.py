@@ -8,7 +8,7 @@ import pytest
 
 from lab2.__main__ import main
 from lab2.core.config import FIELD_NAMES, MODELS, RunConfig
-from lab2.runs import record
+from lab2.core.summary import OK
 from lab2.runs.grid import baseline_config
 
 
@@ -22,7 +22,7 @@ def test_train_writes_its_four_files(pickle_dir, tmp_path):
     assert main(train_args(pickle_dir, out, "--train-size", "400")) == 0
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "env.json", "metrics.csv", "summary.json"]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["status"] == record.OK and summary["test_acc"] > 0.3
+    assert summary["status"] == OK and summary["test_acc"] > 0.3
     env = json.loads((out / "env.json").read_text())
     assert env["data_source"].startswith("pickle:") and len(env["data_fingerprint"]) == 64
     assert {"torch", "device", "git_commit"} <= set(env)

@@ -6,11 +6,13 @@ import math
 import pandas as pd
 import pytest
 
+from lab2.core.summary import OK
 from lab2.report import claims, compare, results, tables
 from lab2.report.compare import Estimate
 from lab2.report.experiments import BASELINE
 from lab2.report.results import METRICS
 from lab2.runs import record
+from lab2.runs.manifest import write_manifest
 
 
 def fake_runs(test_accs: list[float], model: str = "mlp") -> pd.DataFrame:
@@ -19,7 +21,7 @@ def fake_runs(test_accs: list[float], model: str = "mlp") -> pd.DataFrame:
         "run_id": f"{model}-{seed}", "experiments": [f"{model}/baseline"], "roles": [BASELINE.label], "model": model,
         "dropout_rate": 0.5,
         "batch_size": 500, "learning_rate": 1e-3, "batchnorm": True, "dropout_kind": "2d", "seed": seed,
-        "status": record.OK, **{metric: 0.5 for metric in METRICS}, "test_acc": accuracy,
+        "status": OK, **{metric: 0.5 for metric in METRICS}, "test_acc": accuracy,
     } for seed, accuracy in enumerate(test_accs)])
 
 
@@ -182,9 +184,9 @@ def test_a_setting_run_on_a_gpu_and_a_cpu_stays_one_setting(tmp_path):
         run_dir = folder / run_id(config, "test data")
         run_dir.mkdir(parents=True)
         (run_dir / record.ENVIRONMENT_FILE).write_text(f'{{"precision": "{device_precision}"}}')
-        (run_dir / record.SUMMARY_FILE).write_text(json.dumps({"status": record.OK, "test_acc": 0.5}))
+        (run_dir / record.SUMMARY_FILE).write_text(json.dumps({"status": OK, "test_acc": 0.5}))
         planned.append({"run_id": run_dir.name, "experiments": ["mlp/best"], "config": config.to_dict()})
-    record.write_manifest(folder, {"profile": "full", "experiments": {"mlp/best": {}}, "runs": planned})
+    write_manifest(folder, {"profile": "full", "experiments": {"mlp/best": {}}, "runs": planned})
     runs = results.load_runs("full", tmp_path)
     assert results.varying_fields(runs) == []  # seed is not a setting field
     assert list(runs["used_precision"]) == ["tf32", "fp32"]

@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from lab2.core.data import PROJECT_ROOT
+from lab2.core.summary import FAILED, OK
 from lab2.runs import record
 from lab2.runs.sweep import gpu_cluster
 from test_sweep import write_params
@@ -61,7 +62,7 @@ def test_two_sweeps_on_one_folder_execute_every_run_once(tmp_path, image_archive
     assert not any("Traceback" in output for output in outputs)
     ran = [int(re.search(r"(\d+) ran, ", output).group(1)) for output in outputs]
     assert sum(ran) == 2, outputs  # each run executed by exactly one of the two
-    assert sorted(published(root / "tiny").values()) == [record.OK, record.OK]
+    assert sorted(published(root / "tiny").values()) == [OK, OK]
     assert leftovers(root / "tiny") == []
 
 
@@ -115,11 +116,11 @@ def test_a_dask_worker_killed_mid_run_is_retried_and_nothing_is_lost(tmp_path, i
     assert "Traceback" not in output
     if retries is None:
         assert sweeper.returncode == 0 and "2 ran, 0 cached, 0 failed" in output, output
-        assert sorted(published(root / "tiny").values()) == [record.OK, record.OK]
+        assert sorted(published(root / "tiny").values()) == [OK, OK]
     else:
         assert sweeper.returncode == 1 and "1 ran, 0 cached, 1 failed" in output and "KilledWorker" in output, output
         assert sorted(json.loads((folder / record.SUMMARY_FILE).read_text())["status"]
-                      for folder in (root / "tiny").iterdir() if folder.is_dir()) == sorted([record.FAILED, record.OK])
+                      for folder in (root / "tiny").iterdir() if folder.is_dir()) == sorted([FAILED, OK])
     assert leftovers(root / "tiny") == []
     assert not run.is_running() or run.status() == psutil.STATUS_ZOMBIE  # the killed worker's run died with it
 

@@ -8,8 +8,8 @@ from lab2.report import experiments as roles
 from lab2.report import results
 from lab2.report.experiments import (BASELINE, DROPOUT_KIND_GRID, DROPOUT_RATE_GRID, NARROW_DROPOUT_RATE_GRID,
                                      NO_DROPOUT, REPORTED, Role, shown_roles)
-from lab2.runs import record
 from lab2.runs.grid import read_experiments
+from lab2.runs.manifest import MANIFEST_FILE
 
 
 def test_the_report_experiments_in_params_each_have_their_role():
@@ -43,7 +43,7 @@ def test_roles_follow_the_declared_fields_not_the_names():
 
 def write_profile(folder, experiments: dict, runs: list) -> None:
     folder.mkdir(parents=True)
-    (folder / record.MANIFEST_FILE).write_text(json.dumps({"profile": "tiny", "experiments": experiments, "runs": runs}))
+    (folder / MANIFEST_FILE).write_text(json.dumps({"profile": "tiny", "experiments": experiments, "runs": runs}))
 
 
 def test_runs_are_found_by_role_and_the_rest_go_to_the_appendix(tmp_path):
@@ -67,7 +67,7 @@ def test_runs_are_found_by_role_and_the_rest_go_to_the_appendix(tmp_path):
 def test_a_manifest_from_an_older_sweep_says_how_to_renew_it(tmp_path):
     folder = tmp_path / "tiny"
     folder.mkdir()
-    (folder / record.MANIFEST_FILE).write_text(json.dumps({"profile": "tiny", "runs": []}))
+    (folder / MANIFEST_FILE).write_text(json.dumps({"profile": "tiny", "runs": []}))
     with pytest.raises(ValueError, match="older sweep.*--keep-finished"):
         results.load_runs("tiny", tmp_path)
 

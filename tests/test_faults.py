@@ -15,7 +15,7 @@ import pytest
 from test_sweep import TINY_EXPERIMENTS, TINY_PROFILES, finished_runs, write_params
 
 from lab2 import PROJECT_ROOT
-from lab2.runs import record
+from lab2.core.summary import FAILED, OK
 
 
 def sweep_cli(params: Path, results: Path, data: Path) -> subprocess.CompletedProcess:
@@ -70,7 +70,7 @@ def test_a_full_disk_keeps_finished_runs_and_ends_with_the_table(tmp_path, image
     assert "run id" in done.stdout and "No space left on device" in done.stdout
     assert "so nothing of it is kept and the next sweep runs it again" in done.stdout
     kept = finished_runs(results / "tiny")
-    assert list(kept.values()) == [record.OK]  # the run that fitted is published whole
+    assert list(kept.values()) == [OK]  # the run that fitted is published whole
     assert not list((results / "tiny").glob(".*.partial"))
     rid = next(iter(kept))
     assert numbers(results / "tiny" / rid) == numbers(reference / "tiny" / rid)
@@ -104,7 +104,7 @@ def test_a_run_folder_that_refuses_changes_is_named_before_any_run(tmp_path, ima
     params = write_params(tmp_path / "params", experiments, profiles)
     results = tmp_path / "results"
     assert sweep_cli(params, results, image_archive).returncode == 1
-    failed = next(results / "tiny" / rid for rid, status in finished_runs(results / "tiny").items() if status == record.FAILED)
+    failed = next(results / "tiny" / rid for rid, status in finished_runs(results / "tiny").items() if status == FAILED)
     if subprocess.run(["chattr", "+i", str(failed)], capture_output=True).returncode != 0:
         pytest.skip("chattr +i is not possible here (needs root and a file system with attributes)")
     try:

@@ -15,9 +15,9 @@ import pytest
 
 from lab2 import PROJECT_ROOT
 from lab2.core.config import MODELS
+from lab2.core.summary import OK
 from lab2.report.compare import NOT_MEASURED
 from lab2.report.build import LOG_FILE, build_book
-from lab2.runs import record
 
 FULL = PROJECT_ROOT / "results" / "full"
 REFERENCE_CSV = PROJECT_ROOT / "book" / "data" / "original_report_results.csv"
@@ -43,7 +43,7 @@ def finished_runs() -> list[dict]:
     runs = []
     for summary in sorted(FULL.glob("*/summary.json")):
         values = json.loads(summary.read_text())
-        if values.get("status") == record.OK:
+        if values.get("status") == OK:
             runs.append({**json.loads((summary.parent / "config.json").read_text()), **values})
     return runs
 

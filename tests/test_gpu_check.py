@@ -11,9 +11,9 @@ import pytest
 import torch
 from conftest import make_run
 
+from lab2.core.summary import OK
 from lab2.tools.gpu_check import Packer, check_verdict, choose_sweep_mode, run_sweep, start_mode_check, sweep_command
 from lab2.runs.grid import plan
-from lab2.runs import record
 
 
 def test_the_sweep_runs_the_missing_cnn_runs_seed_zero_first():
@@ -88,7 +88,7 @@ def test_packer_packs_a_committed_run_done_again(tmp_path):
     committed = make_run(profile_dir, "mlp-committed", "cpu")
     packer = Packer(profile_dir, out)
     (committed / "summary.json").unlink()  # a sweep publishes a redone run as a new folder
-    (committed / "summary.json").write_text(json.dumps({"status": record.OK}))
+    (committed / "summary.json").write_text(json.dumps({"status": OK}))
     assert packer() == 1
     with tarfile.open(out / "results-full-mlp.tgz") as tar:
         assert "results/full/mlp-committed/summary.json" in tar.getnames()

@@ -6,12 +6,19 @@ import numpy as np
 import pytest
 import yaml
 
+from lab2 import PROJECT_ROOT
 from lab2.__main__ import main
 from lab2.core.config import run_id
 from lab2.core.data import load_cifar10
+from lab2.core.summary import FAILED, OK
 from lab2.report import results
 from lab2.runs import record
+from lab2.runs.claims import claim_holder, claim_path, claimed_runs, try_claim
+from lab2.runs.fingerprint import RUN_NOTEBOOK, code_fingerprint
 from lab2.runs.grid import plan
+from lab2.runs.manifest import MANIFEST_FILE, write_manifest
+from lab2.runs.snapshot import IN_FLIGHT_FILE, runs_in_flight, snapshot_profile
+from lab2.runs.staging import publish, stage
 from lab2.runs.sweep import sweep
 from test_sweep import TINY_EXPERIMENTS, write_params
 
@@ -23,12 +30,12 @@ def fake_finished_runs(params, data, root) -> list:
     folders = []
     for run in runs:
         folder = record.profile_dir(profile.name, root) / run_id(run.config, fingerprint)
-        code = record.code_fingerprint([record.PROJECT_ROOT / "lab2" / "layers.py", record.RUN_NOTEBOOK])
+        code = code_fingerprint([PROJECT_ROOT / "lab2" / "layers.py", RUN_NOTEBOOK])
         (folder).mkdir(parents=True)
         (folder / record.ENVIRONMENT_FILE).write_text(json.dumps({"code_fingerprint": code}))
-        (folder / record.SUMMARY_FILE).write_text(json.dumps({"status": record.OK, "test_acc": 0.5}))
+        (folder / record.SUMMARY_FILE).write_text(json.dumps({"status": OK, "test_acc": 0.5}))
         folders.append(folder)
-    record.write_manifest(record.profile_dir(profile.name, root), {
+    write_manifest(record.profile_dir(profile.name, root), {
         "profile": "tiny", "experiments": {experiment.id: experiment.fields for experiment in experiments},
         "runs": [{"run_id": f.name, "experiments": r.experiments, "config": r.config.to_dict()}
                  for f, r in zip(folders, runs)]})
@@ -62,7 +69,7 @@ def test_a_garbled_summary_is_listed_as_corrupt_and_rerun(tmp_path, image_archiv
     params = write_params(tmp_path / "params")
     root = tmp_path / "results"
     garbled, fine = fake_finished_runs(params, image_archive, root)
-    (garbled / record.SUMMARY_FILE).write_text(json.dumps({"status": record.OK, "test_acc": 0.4})[:-1])  # cut short
+    (garbled / record.SUMMARY_FILE).write_text(json.dumps({"status": OK, "test_acc": 0.4})[:-1])  # cut short
 
     assert sweep("tiny", dry_run=True, data_dir=image_archive, results_root=root, params_dir=params) == 0
     out = capsys.readouterr().out
@@ -71,7 +78,7 @@ def test_a_garbled_summary_is_listed_as_corrupt_and_rerun(tmp_path, image_archiv
     runs = results.load_runs("tiny", root).set_index("run_id")
     assert runs.loc[garbled.name, "status"] == record.CORRUPT
     assert runs.loc[garbled.name, "corrupt_path"].endswith(f"{garbled.name}/{record.SUMMARY_FILE}")
-    assert runs.loc[fine.name, "status"] == record.OK and runs.loc[fine.name, "code_changed"] == ""
+    assert runs.loc[fine.name, "status"] == OK and runs.loc[fine.name, "code_changed"] == ""
     assert pd_isnull(runs.loc[fine.name, "corrupt_path"])
 
 
@@ -81,21 +88,21 @@ def pd_isnull(value) -> bool:
 
 def test_a_claim_is_exclusive_and_released_when_its_holder_ends(tmp_path):
     run_dir = tmp_path / "tiny" / "mlp-0"
-    first = record.try_claim(run_dir)
-    assert first is not None and record.try_claim(run_dir) is None
-    assert "pid" in record.claim_holder(run_dir)
+    first = try_claim(run_dir)
+    assert first is not None and try_claim(run_dir) is None
+    assert "pid" in claim_holder(run_dir)
     first.release()
-    second = record.try_claim(run_dir)
+    second = try_claim(run_dir)
     assert second is not None
     second.release()
-    assert not record.claim_path(run_dir).exists()
+    assert not claim_path(run_dir).exists()
 
 
 def test_publish_records_a_run_that_wrote_no_summary_as_failed(tmp_path):
     run_dir = tmp_path / "tiny" / "mlp-1"
-    staging = record.stage(run_dir)
+    staging = stage(run_dir)
     (staging / record.KERNEL_LOG).write_text("killed\n")
-    assert record.publish(run_dir, 1.0) == record.FAILED
+    assert publish(run_dir, 1.0) == FAILED
     assert not staging.exists() and "ended without a summary" in record.read_summary(run_dir)["error"]
 
 
@@ -151,18 +158,18 @@ def test_a_snapshot_holds_the_runs_that_ended_and_names_those_in_flight(tmp_path
     root = tmp_path / "results"
     ended, running = fake_finished_runs(write_params(tmp_path / "params"), image_archive, root)
     (running / record.SUMMARY_FILE).unlink()  # being executed: no summary yet
-    claim = record.try_claim(running)
+    claim = try_claim(running)
     try:
-        in_flight = record.snapshot_profile("tiny", root, tmp_path / "shown")
+        in_flight = snapshot_profile("tiny", root, tmp_path / "shown")
     finally:
         claim.release()
     assert list(in_flight) == [running.name] and "pid" in in_flight[running.name]
     shown = record.profile_dir("tiny", tmp_path / "shown")
-    assert sorted(p.name for p in shown.iterdir()) == sorted([ended.name, record.MANIFEST_FILE, record.IN_FLIGHT_FILE])
-    assert record.runs_in_flight("tiny", tmp_path / "shown") == in_flight
+    assert sorted(p.name for p in shown.iterdir()) == sorted([ended.name, MANIFEST_FILE, IN_FLIGHT_FILE])
+    assert runs_in_flight("tiny", tmp_path / "shown") == in_flight
     # The snapshot stays as it was when the run ended and is replaced (a new summary) in the results.
     before = (shown / ended.name / record.SUMMARY_FILE).read_text()
     (ended / record.SUMMARY_FILE).unlink()
-    (ended / record.SUMMARY_FILE).write_text(json.dumps({"status": record.FAILED}))
+    (ended / record.SUMMARY_FILE).write_text(json.dumps({"status": FAILED}))
     assert (shown / ended.name / record.SUMMARY_FILE).read_text() == before
-    assert record.claimed_runs(root / "tiny", [running.name]) == {}  # released: no longer in flight
+    assert claimed_runs(root / "tiny", [running.name]) == {}  # released: no longer in flight

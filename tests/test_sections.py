@@ -2,6 +2,7 @@
 
 import pandas as pd
 
+from lab2.core.summary import DIVERGED, OK
 from lab2.report.experiments import BATCH_SIZE_GRID, NARROW_DROPOUT_RATE_GRID
 from lab2.report.results import METRICS
 from lab2.report.sections import Costs, Section
@@ -27,7 +28,7 @@ def grid_runs(finished: dict[int, list[float]], planned_sizes=(50, 100, 200), se
                 "model": "mlp", "dropout_rate": 0.5, "batch_size": size, "learning_rate": 0.001, "batchnorm": True,
                 "dropout_kind": "2d", "channels": 256, "hidden": 1024, "train_size": None, "eval_size": None,
                 "jpeg_quality": None, "pixel_noise": 0.0, "precision": "tf32", "num_epochs": 50, "seed": seed,
-                "status": record.OK if done else record.MISSING, "device_name": "NVIDIA H200" if done else None,
+                "status": OK if done else record.MISSING, "device_name": "NVIDIA H200" if done else None,
                 "used_precision": "tf32" if done else None, "seconds": 60.0 if done else None,
                 **{metric: (0.7 if done else None) for metric in METRICS},
                 "test_acc": accuracies[seed] if done else None,
@@ -89,13 +90,13 @@ def test_diverged_runs_show_as_diverged_with_their_epoch_never_as_missing():
     # Seed 2 of batch size 100 and the one run of batch size 200 diverged (lab2.core.train.divergence).
     for size, seed, epoch in ((100, 2, 4), (200, 0, 2)):
         row = (runs["batch_size"] == size) & (runs["seed"] == seed)
-        runs.loc[row, ["status", "diverged_epoch", "test_acc"]] = [record.DIVERGED, epoch, 0.1]
+        runs.loc[row, ["status", "diverged_epoch", "test_acc"]] = [DIVERGED, epoch, 0.1]
     shown = section(runs).against_original()
     assert list(shown.columns) == ["batch size 50", "batch size 100", "batch size 200"]
     assert shown.loc[("", "seeds"), "batch size 100"] == "2; seed 2 diverged at epoch 4, not counted"
     assert shown.loc[("test_acc", "ours"), "batch size 100"] == "0.555 ± 0.007"  # the diverged seed left out
     assert shown.loc[("", "seeds"), "batch size 200"] == "0; seed 0 diverged at epoch 2, not counted"
-    assert set(shown["batch size 200"].iloc[1:]) == {record.DIVERGED}
+    assert set(shown["batch size 200"].iloc[1:]) == {DIVERGED}
     partial = section(runs)
     assert partial.missing_line() is None  # nothing is missing: every setting ran
     assert not partial.complete  # but batch size 200 has no number, so the section's sentences wait

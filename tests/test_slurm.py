@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from lab2.core.data import PROJECT_ROOT
+from lab2.core.summary import FAILED, OK
 from lab2.runs import record
 from test_engine import leftovers, published, sweep_command, wait_for
 from test_sweep import write_params
@@ -101,7 +102,7 @@ def runs_by_job(logs: Path) -> dict[str, dict[str, list[str]]]:
     jobs = {}
     for log in logs.glob("*.err"):
         job = re.search(r"-(\d+)\.err$", log.name).group(1)
-        for rid, what in re.findall(rf"lab2: run (\S+) (started|{record.OK}|{record.FAILED}|interrupted)", log.read_text()):
+        for rid, what in re.findall(rf"lab2: run (\S+) (started|{OK}|{FAILED}|interrupted)", log.read_text()):
             jobs.setdefault(job, {}).setdefault(rid, []).append(what)
     return jobs
 
@@ -142,11 +143,11 @@ def test_a_sweep_through_slurm_runs_in_slurm_jobs_and_equals_a_local_sweep(slurm
     assert "on 1 Dask workers of --cluster slurm" in output or "on 2 Dask workers of --cluster slurm" in output
     assert "Traceback" not in output
     runs = published(tmp_path / "slurm" / "tiny")
-    assert sorted(runs.values()) == [record.OK, record.OK] and leftovers(tmp_path / "slurm" / "tiny") == []
+    assert sorted(runs.values()) == [OK, OK] and leftovers(tmp_path / "slurm" / "tiny") == []
 
     # Every run was executed, once, by a Dask worker inside a real Slurm job, which Slurm knows by our job name.
     jobs = runs_by_job(slurm_sweep["logs"])
-    executed = [rid for seen in jobs.values() for rid, what in seen.items() if what == ["started", record.OK]]
+    executed = [rid for seen in jobs.values() for rid, what in seen.items() if what == ["started", OK]]
     assert sorted(executed) == sorted(runs) and sum(map(len, jobs.values())) == len(runs), jobs
     for job in jobs:
         shown = slurm_job(job, slurm_sweep["environment"])
@@ -203,13 +204,13 @@ def test_a_slurm_job_cancelled_mid_run(slurm_sweep, tmp_path, retries):
                 for folder in profile.iterdir() if folder.is_dir() and not folder.name.startswith(".")}
     if retries is None:
         assert sweeper.returncode == 0 and "2 ran, 0 cached, 0 failed" in output, output
-        assert sorted(published(profile).values()) == [record.OK, record.OK]
+        assert sorted(published(profile).values()) == [OK, OK]
         retried_in = [other for other, seen in runs_by_job(slurm_sweep["logs"]).items()
-                      if seen.get(cancelled) == ["started", record.OK]]
+                      if seen.get(cancelled) == ["started", OK]]
         assert retried_in and job not in retried_in  # finished in the job started in place of the cancelled one
     else:
         assert sweeper.returncode == 1 and "1 ran, 0 cached, 1 failed" in output, output
-        assert statuses[cancelled] == record.FAILED and sorted(statuses.values()) == sorted([record.FAILED, record.OK])
+        assert statuses[cancelled] == FAILED and sorted(statuses.values()) == sorted([FAILED, OK])
         reason = json.loads((profile / cancelled / record.SUMMARY_FILE).read_text())["error"]
         assert reason.startswith(f"the Dask worker running it (Slurm job {job}) failed: KilledWorker"), reason
         assert f"{cancelled} failed: the Dask worker running it (Slurm job {job})" in output

@@ -16,8 +16,8 @@ from lab2.__main__ import main
 from lab2.core.data import PROJECT_ROOT
 from lab2.core.config import MODELS
 from lab2.runs.grid import GridError, baseline_config, plan
-from lab2.runs import record
-from lab2.runs.record import RUN_NOTEBOOK
+from lab2.core.summary import FAILED, OK
+from lab2.runs.fingerprint import RUN_NOTEBOOK
 from lab2.runs.sweep import sweep
 
 TINY_EXPERIMENTS = {
@@ -129,7 +129,7 @@ def test_second_sweep_is_cached_and_a_changed_parameter_reruns_only_its_runs(tmp
     root = tmp_path / "results"
     assert sweep("tiny", jobs=2, data_dir=image_archive, results_root=root, params_dir=params) == 0
     first = finished_runs(root / "tiny")
-    assert sorted(first.values()) == [record.OK, record.OK]
+    assert sorted(first.values()) == [OK, OK]
     capsys.readouterr()
     assert sweep("tiny", jobs=2, data_dir=image_archive, results_root=root, params_dir=params) == 0
     assert "0 ran, 2 cached, 0 failed" in capsys.readouterr().out
@@ -141,7 +141,7 @@ def test_second_sweep_is_cached_and_a_changed_parameter_reruns_only_its_runs(tmp
     assert set(first) < set(finished_runs(root / "tiny"))
 
     runs = results.load_runs("tiny", root)
-    assert len(runs) == 3 and set(runs.status) == {record.OK}
+    assert len(runs) == 3 and set(runs.status) == {OK}
     epochs = results.load_epochs("tiny", root)
     assert len(epochs) == 3 and {"dropout_rate", "val_acc", "epoch"} <= set(epochs.columns)
     assert len(results.runs_of(runs, "mlp", "grid_dropout_rate")) == 3
@@ -161,8 +161,8 @@ def test_a_failing_run_is_recorded_and_the_others_go_on(tmp_path, image_archive,
     out = capsys.readouterr().out
     assert "2 ran, 0 cached, 1 failed" in out and "RuntimeError" in out and "allocate" in out
     statuses = finished_runs(root / "tiny")
-    assert sorted(statuses.values()) == sorted([record.FAILED, record.OK, record.OK])
-    failed = next(root / "tiny" / rid for rid, status in statuses.items() if status == record.FAILED)
+    assert sorted(statuses.values()) == sorted([FAILED, OK, OK])
+    failed = next(root / "tiny" / rid for rid, status in statuses.items() if status == FAILED)
     assert (failed / "run.ipynb").is_file()  # the partly executed notebook is kept
     # A failed run is not cached: the next sweep tries it again.
     assert sweep("tiny", jobs=2, data_dir=image_archive, results_root=root, params_dir=params) == 1
@@ -181,9 +181,9 @@ def test_an_interrupted_sweep_leaves_nothing_half_done_and_resumes(tmp_path, ima
     sweeper.send_signal(signal.SIGTERM)
     output = sweeper.communicate(timeout=30)[0].decode()
     assert sweeper.returncode == 1 and "interrupted" in output
-    assert finished_runs(root / "tiny") == {} or set(finished_runs(root / "tiny").values()) == {record.OK}
+    assert finished_runs(root / "tiny") == {} or set(finished_runs(root / "tiny").values()) == {OK}
     assert subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True).returncode == 0
-    assert sorted(finished_runs(root / "tiny").values()) == [record.OK, record.OK]
+    assert sorted(finished_runs(root / "tiny").values()) == [OK, OK]
     assert not list((root / "tiny").glob(".*.partial"))
 
 
@@ -198,7 +198,7 @@ def test_run_notebook_executes_with_papermill(tmp_path, image_archive):
     outputs = [output for cell in executed.cells for output in cell.get("outputs", [])]
     assert any("image/png" in output.get("data", {}) for output in outputs)  # the curves
     assert any("text/html" in output.get("data", {}) for output in outputs)  # the summary table
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == record.OK
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == OK
 
 
 def edited(edit) -> tuple[dict, dict]:

@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from lab2.core import step, train
-from lab2.runs import record
 from lab2.core.config import MODELS, RunConfig
-from lab2.runs.record import SUMMARY_KEYS, save_run
+from lab2.core.summary import DIVERGED, OK, SUMMARY_KEYS
 from lab2.core.train import fit
+from lab2.runs import record
+from lab2.runs.fingerprint import changed_code
+from lab2.runs.record import save_run
 
 CPU = torch.device("cpu")
 
@@ -24,7 +26,7 @@ def small(**fields) -> RunConfig:
 @pytest.mark.parametrize("model", MODELS)
 def test_learns_separable_data_well_above_chance(splits, model):
     result = fit(small(model=model), splits, CPU, progress=False)
-    assert result.summary["status"] == record.OK
+    assert result.summary["status"] == OK
     assert result.summary["test_acc"] > 0.6  # chance is 0.1
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
 
@@ -65,7 +67,7 @@ def test_a_nan_loss_is_reported_as_diverged(splits, monkeypatch):
 
     monkeypatch.setattr(step.F, "cross_entropy", exploding)
     result = fit(small(), splits, CPU, progress=False)
-    assert result.summary["status"] == record.DIVERGED
+    assert result.summary["status"] == DIVERGED
     assert result.history == [] and result.summary["test_acc"] is None
     assert result.summary["diverged_epoch"] == 1 and result.summary["error"] == "diverged at epoch 1: training loss is nan"
 
@@ -73,7 +75,7 @@ def test_a_nan_loss_is_reported_as_diverged(splits, monkeypatch):
 def test_a_loss_far_above_an_untrained_models_stops_the_run_as_diverged(splits):
     # Adam at learning rate 1.0 throws a CNN's logits far out without BatchNorm: a finite loss, at chance accuracy.
     result = fit(small(model="cnn", batchnorm=False, learning_rate=1.0), splits, CPU, progress=False)
-    assert result.summary["status"] == record.DIVERGED
+    assert result.summary["status"] == DIVERGED
     epoch = result.summary["diverged_epoch"]
     assert len(result.history) == epoch - 1  # the epochs before are kept, the one that diverged is not
     assert f"diverged at epoch {epoch}: " in result.summary["error"] and "is above 23.0" in result.summary["error"]
@@ -90,14 +92,14 @@ def test_save_run_writes_every_file_summary_last(splits, tmp_path, monkeypatch):
     assert json.loads((tmp_path / "config.json").read_text()) == config.to_dict()
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
     assert len(rows) == 2 and float(rows[1]["val_acc"]) == result.history[1]["val_acc"]
-    assert json.loads((tmp_path / "summary.json").read_text())["status"] == record.OK
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == OK
     assert not list(tmp_path.glob(".*tmp"))  # no temporary files left behind
     assert written[-1].endswith("summary.json")  # the file that marks the run complete comes last
     # The code that computed the numbers, per file; the run machinery and the book's analysis excluded.
     code = json.loads((tmp_path / "env.json").read_text())["code_fingerprint"]
     assert {"lab2/core/layers.py", "lab2/core/train.py", "lab2/core/models.py"} <= set(code)
     assert not [name for name in code if name.startswith(("lab2/runs/", "lab2/report/"))]
-    assert record.changed_code(code) == []
+    assert changed_code(code) == []
 
 
 def test_device_choice():

@@ -19,6 +19,7 @@ import os
 import platform
 import subprocess
 import time
+import traceback
 from dataclasses import dataclass, field
 
 import torch
@@ -29,7 +30,7 @@ from lab2.core import fidelity
 from lab2.core.config import RunConfig
 from lab2.core.models import build_model, count_parameters
 from lab2.core.step import Evaluator, TrainStep, autocast_context, choose_step_mode, make_optimizer, uses_channels_last
-from lab2.runs import record
+from lab2.core.summary import DIVERGED, OK, failed_summary
 
 
 @dataclass
@@ -39,6 +40,11 @@ class RunResult:
     history: list[dict]
     summary: dict
     environment: dict = field(default_factory=dict)
+
+
+def failed_result(error: BaseException, seconds: float) -> RunResult:
+    """The result of a run that raised: no epochs, a failed summary naming the error."""
+    return RunResult([], failed_summary("".join(traceback.format_exception_only(error)).strip(), seconds))
 
 
 def choose_device(requested: str = "auto") -> torch.device:
@@ -121,7 +127,7 @@ def fit(config: RunConfig, splits: cifar.Splits, device: torch.device, progress:
         for images, labels in ((splits.val_images, splits.val_labels), (splits.test_images, splits.test_labels))
     )
 
-    history, status, diverged = [], record.OK, None
+    history, status, diverged = [], OK, None
     best = {"best_val_acc": -1.0, "best_epoch": 0, "test_loss": None, "test_acc": None}
     epochs = tqdm(range(1, config.num_epochs + 1), desc=f"{config.model} training", unit="epoch",
                   disable=not progress, mininterval=1.0)
@@ -137,7 +143,7 @@ def fit(config: RunConfig, splits: cifar.Splits, device: torch.device, progress:
         val_loss, val_acc = evaluate_val()
         diverged = divergence(epoch, train_loss, val_loss)
         if diverged:
-            status = record.DIVERGED
+            status = DIVERGED
             break
         if val_acc >= best["best_val_acc"]:
             test_loss, test_acc = evaluate_test()

@@ -32,9 +32,13 @@ import yaml
 
 from lab2 import PROJECT_ROOT
 from lab2.runs import record
+from lab2.runs.fingerprint import imported_by, lab2_imports, project_path
 from lab2.runs.grid import PARAMS_DIR, GridError, get_profile
+from lab2.runs.manifest import MANIFEST_FILE, load_manifest
+from lab2.runs.record import RESULTS_ROOT, RecordError, profile_dir
+from lab2.runs.snapshot import IN_FLIGHT_FILE, snapshot_profile
 from lab2.report.run_pages import write_run_pages
-from lab2.report.results import PROFILE_ENV, REFERENCE_CSV, RESULTS_ENV, RESULTS_ROOT, load_manifest, profile_dir
+from lab2.report.results import PROFILE_ENV, REFERENCE_CSV, RESULTS_ENV
 
 BOOK_DIR = PROJECT_ROOT / "book"
 DIGEST_FILE = ".results-digest"  # in the build folder, written after a successful build
@@ -48,11 +52,6 @@ CHAPTERS_FILE = "chapters.json"  # in the build folder: the pages last pre-execu
 SNAPSHOT_FOLDER = "results"  # in the build folder: the results the pages read, copied at the build's start
 RUN_PAGES_CACHE = ".run-pages"  # rendered run pages by content, in the build folder; kept when it is wiped
 PAGE_JOBS = 2  # pages executed at once; each is one mostly single-threaded kernel
-
-
-# The lab2 modules the pages import, directly or not (relative to lab2/).
-PAGE_SOURCES = ("report/*.py", "runs/grid.py", "runs/record.py", "__init__.py", "config.py", "models.py", "layers.py",
-                "data.py")
 
 
 class BookError(ValueError):
@@ -73,18 +72,39 @@ def inputs_digest(profile: str, results_root: Path, origin: Path | None = None) 
 
     add("profile", profile.encode())
     add("results", str(profile_dir(profile, origin or results_root).resolve()).encode())
-    add("manifest", (folder / record.MANIFEST_FILE).read_bytes())
-    in_flight = folder / record.IN_FLIGHT_FILE
+    add("manifest", (folder / MANIFEST_FILE).read_bytes())
+    in_flight = folder / IN_FLIGHT_FILE
     add("in flight", in_flight.read_bytes() if in_flight.is_file() else b"")
     for run in manifest["runs"]:
         summary = record.summary_path(folder / run["run_id"])
         add(run["run_id"], summary.read_bytes() if summary.is_file() else record.MISSING.encode())
     # A change to the code the pages import (a figure, a table) or to the reference changes pages whose
-    # code did not; the rest of lab2 (training, sweeps, benchmarks) does not.
-    sources = sorted(path for pattern in PAGE_SOURCES for path in (PROJECT_ROOT / "lab2").glob(pattern))
-    for source in sources + sorted(PARAMS_DIR.glob("*.yaml")) + [REFERENCE_CSV]:
-        add(str(source.relative_to(PROJECT_ROOT)), source.read_bytes())
+    # code did not; the rest of lab2 (sweeps, benchmarks, this build) does not.
+    for source in page_code_files() + sorted(PARAMS_DIR.glob("*.yaml")) + [REFERENCE_CSV]:
+        add(project_path(source), source.read_bytes())
     return digest.hexdigest()
+
+
+def page_imports() -> list[str]:
+    """The statements of the executed pages' code cells that import lab2 modules (in functions too), as source."""
+    import jupytext
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    python = TransformerManager()  # a cell's IPython syntax (magics) as plain Python, as the kernel reads it
+    statements = []
+    for page in executed_pages():
+        for cell in jupytext.read(page).cells:
+            if cell.cell_type == "code":
+                statements += lab2_imports(python.transform_cell(cell.source))
+    return list(dict.fromkeys(statements))
+
+
+def page_code_files() -> list[Path]:
+    """The lab2 source files the executed pages import, directly or not: computed, so it cannot go stale."""
+    try:
+        return imported_by(page_imports())
+    except ImportError as error:
+        raise BookError(f"a page's import fails: {error}") from None
 
 
 def _check_inputs(profile: str, results_root: Path) -> None:
@@ -92,7 +112,7 @@ def _check_inputs(profile: str, results_root: Path) -> None:
         get_profile(profile)
     except GridError as error:
         raise BookError(f"--profile: {error}") from None
-    manifest = profile_dir(profile, results_root) / record.MANIFEST_FILE
+    manifest = profile_dir(profile, results_root) / MANIFEST_FILE
     if not manifest.is_file():
         raise BookError(f"no results for profile {profile!r}: {manifest} is missing; "
                         f"run `python -m lab2 sweep --profile {profile}` first")
@@ -232,8 +252,8 @@ def build_book(profile: str, results_root: Path | None = None, output_dir: Path 
     # one snapshot taken now, and the intro names the runs that were in flight.
     shown_root = build_dir / SNAPSHOT_FOLDER
     try:
-        record.snapshot_profile(profile, results_root, shown_root)
-    except record.RecordError as error:
+        snapshot_profile(profile, results_root, shown_root)
+    except RecordError as error:
         raise BookError(str(error)) from None
     digest = inputs_digest(profile, shown_root, results_root)
     results_root = shown_root

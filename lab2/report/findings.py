@@ -11,6 +11,8 @@ from lab2.core.config import MODELS
 from lab2.report import claims, compare, results
 from lab2.report.compare import Estimate, judge_against_original
 from lab2.report.experiments import BASELINE
+from lab2.runs.manifest import MANIFEST_FILE, load_manifest
+from lab2.runs.record import profile_dir
 
 FULL_PROFILE = "full"  # the report's protocol; its results are committed
 TRAINING_METRICS = ("train_loss", "train_acc", "val_loss")  # the numbers that moved one way in the full profile
@@ -103,12 +105,12 @@ def fidelity_share(runs: pd.DataFrame, comparison: pd.DataFrame) -> dict | None:
 
 def has_results(profile: str) -> bool:
     """Whether a profile's manifest is here (the full profile's is committed)."""
-    return (results.profile_dir(profile) / "manifest.json").is_file()
+    return (profile_dir(profile) / MANIFEST_FILE).is_file()
 
 
 def load_profile(profile: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Another profile's runs, epochs and description, for the findings of a book of a smaller profile."""
-    return results.load_runs(profile), results.load_epochs(profile), results.load_manifest(profile)["description"]
+    return results.load_runs(profile), results.load_epochs(profile), load_manifest(profile)["description"]
 
 
 def sentence_facts(found: dict, reference_profile: bool, description: str = "") -> dict:

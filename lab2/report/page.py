@@ -13,7 +13,8 @@ import pandas as pd
 from lab2.report import results
 from lab2.report.compare import NOT_MEASURED, measured
 from lab2.report.sections import Costs, Section
-from lab2.runs import record
+from lab2.runs.manifest import load_manifest
+from lab2.runs.snapshot import runs_in_flight
 
 
 @dataclass
@@ -36,8 +37,8 @@ def load() -> Page:
     pd.set_option("display.max_rows", None)  # tables whole, never a head and a tail
     pd.set_option("display.max_colwidth", None)  # settings and sentences whole
     profile, root = results.selected()
-    return Page(profile, root, results.load_manifest(profile, root), results.load_runs(profile, root),
-                results.load_epochs(profile, root), results.load_reference(), record.runs_in_flight(profile, root))
+    return Page(profile, root, load_manifest(profile, root), results.load_runs(profile, root),
+                results.load_epochs(profile, root), results.load_reference(), runs_in_flight(profile, root))
 
 
 def glue(name: str, value, fmt: str = "") -> None:

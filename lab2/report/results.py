@@ -17,9 +17,12 @@ import pandas as pd
 
 from lab2 import PROJECT_ROOT
 from lab2.core.config import FIELD_NAMES, FIELD_TYPES, RunConfig
+from lab2.core.summary import DIVERGED, FINISHED_STATUSES, OK
 from lab2.report.experiments import REPORTED, Role, shown_roles
 from lab2.runs import record
-from lab2.runs.record import FINISHED_STATUSES, RESULTS_ROOT, load_manifest, profile_dir  # noqa: F401 - read here
+from lab2.runs.fingerprint import project_path
+from lab2.runs.manifest import load_manifest
+from lab2.runs.record import profile_dir
 
 REFERENCE_CSV = PROJECT_ROOT / "book" / "data" / "original_report_results.csv"
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "best_val_acc", "test_loss", "test_acc")
@@ -69,7 +72,7 @@ def load_runs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
             **{key: summary.get(key) for key in METRICS + ("best_epoch", "seconds", "num_parameters", "error",
                                                            "diverged_epoch")},
             "status": status,
-            "corrupt_path": record.project_path(record.summary_path(run_dir)) if status == record.CORRUPT else None,
+            "corrupt_path": project_path(record.summary_path(run_dir)) if status == record.CORRUPT else None,
             "code_changed": _code_changed(run_dir),
             "device_name": environment.get("device_name"),
             # What the device computed in (a CPU always fp32): the setting `precision` stays the
@@ -141,7 +144,7 @@ def runs_of(runs: pd.DataFrame, model: str, experiment: Role | str) -> pd.DataFr
 
 def finished(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs that trained to their last epoch (ok): every number the book computes is theirs."""
-    return runs[runs["status"] == record.OK]
+    return runs[runs["status"] == OK]
 
 
 def ended(runs: pd.DataFrame) -> pd.DataFrame:
@@ -151,7 +154,7 @@ def ended(runs: pd.DataFrame) -> pd.DataFrame:
 
 def diverged(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs whose loss ran away; `diverged_epoch` says when."""
-    return runs[runs["status"] == record.DIVERGED]
+    return runs[runs["status"] == DIVERGED]
 
 
 def varying_fields(runs: pd.DataFrame) -> list[str]:

@@ -27,6 +27,7 @@ from lab2.report import results
 from lab2.report.experiments import chapter_of, shown_roles
 from lab2.report.tables import data_name
 from lab2.runs import record
+from lab2.runs.manifest import load_manifest
 
 PAGE_CODE = Path(__file__).read_bytes()  # part of every page's cache key: this module makes the pages
 FILES = (record.NOTEBOOK_FILE, record.CONFIG_FILE, record.SUMMARY_FILE, record.ENVIRONMENT_FILE)
@@ -309,10 +310,10 @@ def write_run_pages(profile: str, results_root: Path, destination: Path, cache_d
     Returns {run_id: its sanitized notebook} for the downloads, in run-id order. Pages no run
     of this build uses leave the cache.
     """
-    manifest = results.load_manifest(profile, results_root)
+    manifest = load_manifest(profile, results_root)
     pairs = replacements(results_root, manifest.get("data_source", ""))
     labels = shown_roles(manifest.get("experiments", {}))
-    folder = results.profile_dir(profile, results_root)
+    folder = record.profile_dir(profile, results_root)
     destination.mkdir(parents=True, exist_ok=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
     notebooks, kept = {}, set()

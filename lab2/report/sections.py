@@ -19,15 +19,15 @@ from IPython.display import Markdown
 
 from lab2.core.config import MODELS
 from lab2.core.models import multiply_adds
+from lab2.core.summary import DIVERGED
 from lab2.report import results
 from lab2.report.compare import (SETTING_KEYS, Estimate, _comparable_keys, judge_against_original, plus_minus,
                                   printed_numbers)
 from lab2.report.experiments import REPORTED, Role
 from lab2.report.results import METRICS
-from lab2.runs import record
 
 NOT_IN_REPORT = "–"  # a setting or metric the report did not print
-DIVERGED_CELL = record.DIVERGED  # a setting every seed of which diverged (the seeds row says when)
+DIVERGED_CELL = DIVERGED  # a setting every seed of which diverged (the seeds row says when)
 CPU_PATIENCE_MINUTES = 60  # a run longer than this on a CPU is sent to a GPU machine
 MODEL_NAMES = {model: model.upper() for model in MODELS}  # how the pages name each model
 FIELD_WORDS = {"dropout_rate": "dropout rate", "batch_size": "batch size", "learning_rate": "learning rate",

@@ -10,8 +10,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from lab2 import PROJECT_ROOT
 from lab2.runs import record
+from lab2.runs.manifest import MANIFEST_FILE, read_manifest
 
 
 def pack_runs(profile_dir: Path, run_names, archive: Path) -> None:
@@ -19,8 +19,8 @@ def pack_runs(profile_dir: Path, run_names, archive: Path) -> None:
     partial = archive.with_name(f".{archive.name}.partial")
     with tarfile.open(partial, "w:gz") as tar:
         prefix = Path("results") / profile_dir.name
-        if (profile_dir / record.MANIFEST_FILE).is_file():
-            tar.add(profile_dir / record.MANIFEST_FILE, arcname=str(prefix / record.MANIFEST_FILE))
+        if (profile_dir / MANIFEST_FILE).is_file():
+            tar.add(profile_dir / MANIFEST_FILE, arcname=str(prefix / MANIFEST_FILE))
         for name in sorted(run_names):
             tar.add(profile_dir / name, arcname=str(prefix / name))
     partial.replace(archive)
@@ -33,7 +33,7 @@ def _device_of(run_dir: Path) -> str:
     return f"{environment.get('device_name', '?')} ({environment.get('device', '?')})"
 
 
-def unpack_runs(archive: Path, results_root: Path = PROJECT_ROOT / "results") -> dict:
+def unpack_runs(archive: Path, results_root: Path = record.RESULTS_ROOT) -> dict:
     """Unpack an archive of runs into results/<profile>/: new runs are added, runs on disk are kept.
 
     A run id names a config and data, not a device, so a run already on disk may come from
@@ -56,9 +56,9 @@ def unpack_runs(archive: Path, results_root: Path = PROJECT_ROOT / "results") ->
                 raise ValueError(f"{target_profile} is not a folder of its own (a link or a file); "
                                  "unpack into a results folder whose profiles are real folders")
             target_profile.mkdir(exist_ok=True)
-            manifest = profile_dir / record.MANIFEST_FILE
-            if manifest.is_file() and not (target_profile / record.MANIFEST_FILE).exists():
-                manifest.replace(target_profile / record.MANIFEST_FILE)
+            manifest = profile_dir / MANIFEST_FILE
+            if manifest.is_file() and not (target_profile / MANIFEST_FILE).exists():
+                manifest.replace(target_profile / MANIFEST_FILE)
             for run in runs:
                 target = target_profile / run.name
                 if target.exists() or target.is_symlink():
@@ -94,9 +94,9 @@ def _checked_contents(archive: Path, unpacked: Path) -> dict[Path, list[Path]]:
         runs = []
         for entry in sorted(profile_dir.iterdir()):
             name = f"{where}/{entry.name}"
-            if entry.name == record.MANIFEST_FILE and entry.is_file() and not entry.is_symlink():
+            if entry.name == MANIFEST_FILE and entry.is_file() and not entry.is_symlink():
                 try:
-                    record.read_manifest(entry)
+                    read_manifest(entry)
                 except record.RecordError as error:
                     problems.append(f"{name}: {str(error).partition(': ')[2]}")
             elif not record.is_run_id(entry.name):

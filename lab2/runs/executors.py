@@ -1,7 +1,7 @@
 """Where runs execute: a local pool of processes, or a Dask cluster. Both call `execute_run`.
 
 `execute_run(task)` executes one run: book/run.ipynb through papermill in a child process
-(lab2.runs.child), into the run's staging folder, then published by lab2.runs.record. A CPU
+(lab2.runs.child), into the run's staging folder, then published by lab2.runs.staging. A CPU
 run's child is forked from a fork server that has imported everything a run needs, once
 per sweep; a CUDA run's child (which must not inherit a parent's CUDA state) and any run on
 a Dask worker that may not have children of its own starts as a fresh Python. Either way
@@ -29,7 +29,10 @@ from pathlib import Path
 import psutil
 
 from lab2 import PROJECT_ROOT
+from lab2.core.summary import FAILED, FINISHED_STATUSES
 from lab2.runs import record
+from lab2.runs.fingerprint import RUN_NOTEBOOK, checkout_code_files, code_fingerprint, project_path
+from lab2.runs.staging import discard, publish, stage, staging_dir
 
 # The clusters a sweep can start (--cluster): Dask on this machine, one worker per GPU, or Slurm jobs.
 CLUSTERS = ("local", "local-gpus", "slurm")
@@ -102,7 +105,7 @@ def _start(task: RunTask, staging: Path):
     Returns the child as a subprocess.Popen, or as a ForkedRun with the part of Popen's interface used here.
     """
     parameters = {**task.parameters, "out_dir": str(staging)}
-    arguments = (str(record.RUN_NOTEBOOK), str(staging / record.NOTEBOOK_FILE), parameters,
+    arguments = (str(RUN_NOTEBOOK), str(staging / record.NOTEBOOK_FILE), parameters,
                  task.threads or run_threads(_worker_slots()))
     # Both: a Dask nanny sets MKL_NUM_THREADS=1 for its workers, and torch heeds it over OMP_NUM_THREADS.
     environment = {**os.environ, "OMP_NUM_THREADS": str(arguments[3]), "MKL_NUM_THREADS": str(arguments[3])}
@@ -191,9 +194,9 @@ def execute_run(task: RunTask, should_stop=lambda: False) -> dict:
     became true first (its staging folder is then removed).
     """
     run_dir = Path(task.run_dir)
-    staging = record.stage(run_dir)
+    staging = stage(run_dir)
     # The notebook as it was when the run started; the modules are fingerprinted by the run itself.
-    notebook_code = record.code_fingerprint([record.RUN_NOTEBOOK])
+    notebook_code = code_fingerprint([RUN_NOTEBOOK])
     started = time.perf_counter()
     process = _start(task, staging)
     outcome = {"run_id": task.run_id, "host": socket.gethostname(), "error": None}
@@ -207,14 +210,14 @@ def execute_run(task: RunTask, should_stop=lambda: False) -> dict:
                 pass
     except BaseException:
         stop_process_tree(process)
-        record.discard(run_dir)
+        discard(run_dir)
         return {**outcome, "status": "interrupted", "seconds": time.perf_counter() - started}
     seconds = time.perf_counter() - started
     error = None
-    if process.returncode != 0 or record.run_status(staging) not in (*record.FINISHED_STATUSES, record.FAILED):
+    if process.returncode != 0 or record.run_status(staging) not in (*FINISHED_STATUSES, FAILED):
         error = (_notebook_error(staging / record.NOTEBOOK_FILE)
                  or f"papermill exited with code {process.returncode}; see {run_dir / record.KERNEL_LOG}")
-    status = record.publish(run_dir, seconds, error, code=notebook_code)
+    status = publish(run_dir, seconds, error, code=notebook_code)
     return {**outcome, "status": status, "seconds": seconds, "error": error or record.read_json(
         run_dir / record.SUMMARY_FILE).get("error")}
 
@@ -228,10 +231,10 @@ def failed_outcome(task: RunTask, error: BaseException, where: str) -> dict:
     cause = _os_reason(error) if isinstance(error, OSError) else f"{type(error).__name__}: {error}"
     reason = f"{where} failed: {cause}"
     try:
-        status = record.publish(Path(task.run_dir), 0.0, reason)
+        status = publish(Path(task.run_dir), 0.0, reason)
     except OSError as unrecorded:
-        record.discard(Path(task.run_dir))
-        return {"run_id": task.run_id, "status": record.FAILED, "seconds": 0.0,
+        discard(Path(task.run_dir))
+        return {"run_id": task.run_id, "status": FAILED, "seconds": 0.0,
                 "error": f"{reason}; the failure could not be written either ({_os_reason(unrecorded)}), "
                          "so nothing of it is kept and the next sweep runs it again"}
     return {"run_id": task.run_id, "status": status, "seconds": 0.0, "error": reason}
@@ -239,7 +242,7 @@ def failed_outcome(task: RunTask, error: BaseException, where: str) -> dict:
 
 def _os_reason(error: OSError) -> str:
     """An OSError as 'what, where': 'No space left on device: results/smoke/.mlp-….partial'."""
-    where = error.filename and record.project_path(Path(error.filename))
+    where = error.filename and project_path(Path(error.filename))
     return f"{error.strerror or error}" + (f": {where}" if where else "")
 
 
@@ -308,7 +311,7 @@ def check_worker(data_dir: str | None, results_dir: str, probe: str) -> dict:
         seen["data_fingerprint"] = load_cifar10(data_dir).fingerprint
     except DataError as error:
         seen["problems"].append(f"cannot read the data: {error}")
-    seen["code"] = record.code_fingerprint(record.checkout_code_files())
+    seen["code"] = code_fingerprint(checkout_code_files())
     return seen
 
 
@@ -332,7 +335,7 @@ class DaskExecutor:
             seen = self.client.run(check_worker, data_dir, str(results_dir), probe)
         finally:
             (results_dir / probe).unlink(missing_ok=True)
-        here = record.code_fingerprint(record.checkout_code_files())
+        here = code_fingerprint(checkout_code_files())
         problems = []
         for address, view in sorted(seen.items()):
             where = f"worker {address} ({view['host']})"
@@ -407,7 +410,7 @@ class DaskExecutor:
         """Cancel the runs; wait while each worker notices, kills its processes and removes its staging folder."""
         self.client.cancel(list(running), force=True)
         deadline = time.monotonic() + STOP_GRACE_S + 10 * POLL_S
-        staging = [record.staging_dir(Path(task.run_dir)) for task, _ in running.values()]
+        staging = [staging_dir(Path(task.run_dir)) for task, _ in running.values()]
         while any(folder.exists() for folder in staging) and time.monotonic() < deadline:
             time.sleep(POLL_S)
 

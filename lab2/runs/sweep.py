@@ -1,11 +1,12 @@
 """Run a profile's grid: cached by config, data and code, parallel, failure-isolated, resumable.
 
-Each pending run is claimed (lab2.runs.record), executed by an executor (lab2.runs.executors:
+Each pending run is claimed (lab2.runs.claims), executed by an executor (lab2.runs.executors:
 a local pool, or the workers of a Dask cluster) into a hidden staging folder, and published
-by one rename. So a run folder exists only once its run has ended; a sweep stopped part-way
-(Ctrl-C, SIGTERM, SIGHUP, its death) stops every run it started and leaves only staging
-folders, which the next sweep removes; and two sweeps on one results folder never run the
-same run twice: the second waits for the runs the first has claimed and reports them.
+by one rename (lab2.runs.staging). So a run folder exists only once its run has ended; a
+sweep stopped part-way (Ctrl-C, SIGTERM, SIGHUP, its death) stops every run it started and
+leaves only staging folders, which the next sweep removes; and two sweeps on one results
+folder never run the same run twice: the second waits for the runs the first has claimed
+and reports them.
 """
 
 import fnmatch
@@ -20,10 +21,14 @@ from tqdm import tqdm
 
 from lab2.core.config import run_id
 from lab2.core.data import DataError, default_data_dir, load_cifar10, locate, size_problem, split_counts
+from lab2.core.summary import FINISHED_STATUSES
 from lab2.runs import record
+from lab2.runs.claims import claim_holder, try_claim
 from lab2.runs.executors import (CLUSTERS, DaskExecutor, LocalExecutor, RunTask, failed_outcome, notebook_parameters,
                                  run_threads, usable_cores)
 from lab2.runs.grid import PARAMS_DIR, GridError, PlannedRun, plan
+from lab2.runs.manifest import MANIFEST_FILE, write_manifest
+from lab2.runs.staging import clean_stale_staging, discard
 
 CUDA_JOBS = 4  # small runs leave a GPU mostly idle; see the README for the measurement
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # Ctrl-C is SIGINT, already a KeyboardInterrupt
@@ -70,8 +75,8 @@ def pending_reason(run_dir: Path, keep_finished: bool = False) -> str | None:
     if status == record.MISSING:
         return "new"
     if status == record.CORRUPT:
-        return "corrupt"
-    if status not in record.FINISHED_STATUSES:
+        return record.CORRUPT
+    if status not in FINISHED_STATUSES:
         return "failed before"
     changed = None if keep_finished else record.run_code_changes(run_dir)
     return f"code changed: {', '.join(changed)}" if changed else None
@@ -303,7 +308,7 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
     cached = [rid for _, rid in selected if reasons[rid] is None]
     pending = [(run, rid) for run, rid in selected if reasons[rid] is not None]
     experiments_of = {rid: ", ".join(run.experiments) for run, rid in selected}
-    corrupt = [record.summary_path(out / rid) for rid in reasons if reasons[rid] == "corrupt"]
+    corrupt = [record.summary_path(out / rid) for rid in reasons if reasons[rid] == record.CORRUPT]
     stamps = {rid: record.summary_stamp(out / rid) for _, rid in pending}  # to notice another sweep's work
 
     if dry_run:
@@ -335,7 +340,7 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
                  for run, rid in zip(runs, ids)],
     }
     # Nothing to write when every run is cached and the plan is unchanged: a read-only results folder works.
-    manifest_changed = record.read_json(out / record.MANIFEST_FILE) != json.loads(json.dumps(manifest))
+    manifest_changed = record.read_json(out / MANIFEST_FILE) != json.loads(json.dumps(manifest))
     problem = _results_problem(out, [Path(task.run_dir) for task in tasks], bool(tasks) or manifest_changed)
     if problem:
         raise SweepError(problem)
@@ -351,9 +356,9 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
                     out.rmdir()
                 raise SweepError("the Dask workers cannot run this sweep:\n  " + "\n  ".join(problems))
         try:
-            record.clean_stale_staging(out)
+            clean_stale_staging(out)
             if manifest_changed:
-                record.write_manifest(out, manifest)
+                write_manifest(out, manifest)
         except OSError as error:
             raise SweepError(f"cannot write to {out} ({error.strerror}); nothing was run") from None
         _report_corrupt(corrupt)
@@ -369,8 +374,8 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
     rows += [(o["run_id"], o["status"], f"{o['seconds']:.1f}", experiments_of[o["run_id"]]) for o in outcomes]
     rows += [(rid, f"{status} (other)", "", experiments_of[rid]) for rid, status in elsewhere]
     _print_table(rows)
-    failed = [o for o in outcomes if o["status"] not in record.FINISHED_STATUSES]
-    failed_elsewhere = [rid for rid, status in elsewhere if status not in record.FINISHED_STATUSES]
+    failed = [o for o in outcomes if o["status"] not in FINISHED_STATUSES]
+    failed_elsewhere = [rid for rid, status in elsewhere if status not in FINISHED_STATUSES]
     ran = len(outcomes) - len(failed)
     print(f"\nprofile {chosen_profile.name}: {ran} ran, {len(cached)} cached, {len(failed)} failed"
           + (f", {len(elsewhere)} run by another sweep" if elsewhere else "") + f" -> {out}")
@@ -409,7 +414,7 @@ def _drive(executor, tasks: list[RunTask], profile: str, stamps: dict):
                 task = queue.pop(0)
                 run_dir = Path(task.run_dir)
                 try:
-                    claim = record.try_claim(run_dir)
+                    claim = try_claim(run_dir)
                 except OSError as error:  # a full disk: this run cannot start, the others may
                     outcomes.append(failed_outcome(task, error, "claiming it"))
                     bar.update(1)
@@ -417,7 +422,7 @@ def _drive(executor, tasks: list[RunTask], profile: str, stamps: dict):
                 if claim is None:
                     if task.run_id not in announced:
                         announced.add(task.run_id)
-                        bar.write(f"{task.run_id}: claimed by {record.claim_holder(run_dir)}; waiting for it")
+                        bar.write(f"{task.run_id}: claimed by {claim_holder(run_dir)}; waiting for it")
                     held.append(task)
                     continue
                 if record.summary_stamp(run_dir) != stamps[task.run_id]:
@@ -435,14 +440,14 @@ def _drive(executor, tasks: list[RunTask], profile: str, stamps: dict):
                 outcomes.append(executor.outcome(future, task))
                 claim.release()
                 bar.update(1)
-                bar.set_postfix(failed=sum(o["status"] not in record.FINISHED_STATUSES for o in outcomes))
+                bar.set_postfix(failed=sum(o["status"] not in FINISHED_STATUSES for o in outcomes))
     except KeyboardInterrupt:
         for signum in (*STOP_SIGNALS, signal.SIGINT):  # a second signal must not cut the clean-up short
             signal.signal(signum, signal.SIG_IGN)
         bar.write("sweep interrupted: stopping the runs in progress; finished runs are kept")
         executor.stop(running)
         for task, claim in running.values():
-            record.discard(Path(task.run_dir))
+            discard(Path(task.run_dir))
             claim.release()
         signal.signal(signal.SIGINT, signal.default_int_handler)
     finally:

@@ -51,6 +51,7 @@ from lab2.core.models import multiply_adds
 from lab2.runs import record
 from lab2.runs.archive import pack_runs
 from lab2.runs.grid import baseline_config, plan
+from lab2.runs.manifest import MANIFEST_FILE
 from lab2.core.step import COMPILE_CACHE_ENV, STEP_MODE_ENV, choose_step_mode, modes_on
 from lab2.core.train import fit
 
@@ -82,7 +83,7 @@ def check_data(data_dir, profile_dir: Path) -> dict:
     """The data's source and fingerprint, and whether the profile's manifest was made from the same."""
     dataset = load_cifar10(data_dir)
     info = {"source": dataset.source, "fingerprint": dataset.fingerprint, "images": len(dataset.train_labels)}
-    manifest = profile_dir / record.MANIFEST_FILE
+    manifest = profile_dir / MANIFEST_FILE
     if manifest.is_file():
         expected = json.loads(manifest.read_text()).get("data_fingerprint")
         info["matches_manifest"] = expected == dataset.fingerprint

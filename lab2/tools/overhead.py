@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab2.core.config import run_id
+from lab2.core.summary import OK
 from lab2.runs import record
 from lab2.runs.executors import RunTask, execute_run, notebook_parameters, start_fork_server
 from lab2.runs.grid import baseline_config
@@ -52,7 +53,7 @@ def measure(models=("mlp",), repeats: int = 5, data_dir=None, progress=print) ->
                 started = time.perf_counter()
                 outcome = execute_run(task)
                 wall = time.perf_counter() - started
-                if outcome["status"] != record.OK:
+                if outcome["status"] != OK:
                     raise RuntimeError(f"the {model} run failed: {outcome['error']}")
                 cost = RunCost(model, wall, record.read_json(run_dir / record.SUMMARY_FILE)["seconds"])
                 progress(f"{model} run {repeat + 1}/{repeats}: {cost.wall_s:.2f} s, of which fit "
