@@ -39,3 +39,17 @@ def test_a_forked_run_is_the_run_a_fresh_process_executes(tmp_path, image_archiv
 def test_a_forked_run_takes_the_threads_it_is_given(tmp_path, image_archive):
     # The fork server imported torch once with its own OMP_NUM_THREADS; each run applies its own count.
     assert executed(tmp_path, image_archive, "cpu", threads=2)["environment"]["cpu_threads"] == 2
+
+
+def test_after_an_edit_runs_start_as_a_fresh_python_that_imports_the_code_as_it_is(monkeypatch, tmp_path):
+    from lab2.runs import executors
+
+    source = tmp_path / "layers.py"
+    source.write_text("P = 0.5\n")
+    monkeypatch.setattr(executors, "checkout_code_files", lambda: [source])
+    monkeypatch.setattr(executors, "_forked_code", None)
+    assert executors._can_fork("cpu")  # the first forked run: the server imports the code as it is
+    assert executors._can_fork("cpu")
+    source.write_text("P = 0.4\n")  # edited while the sweep goes on: a fork would execute P = 0.5
+    assert not executors._can_fork("cpu")
+    assert not executors._can_fork("cuda")  # a CUDA run never inherits a forked state

@@ -43,6 +43,8 @@ CHILD_MODULE = "lab2.runs.child"  # the run's process: imported once by the fork
 # The fork server is started on the first forked run and lives as long as this process.
 FORK_SERVER = multiprocessing.get_context("forkserver")
 FORK_SERVER.set_forkserver_preload([CHILD_MODULE])
+_forked_code: dict | None = None  # the checkout's code when the fork server imported it
+_forked_code_lock = threading.Lock()
 
 
 class RunInterrupted(Exception):
@@ -105,20 +107,36 @@ def _start(task: RunTask, staging: Path):
     Returns the child as a subprocess.Popen, or as a ForkedRun with the part of Popen's interface used here.
     """
     parameters = {**task.parameters, "out_dir": str(staging)}
-    arguments = (str(RUN_NOTEBOOK), str(staging / record.NOTEBOOK_FILE), parameters,
-                 task.threads or run_threads(_worker_slots()))
+    notebook, output = str(RUN_NOTEBOOK), str(staging / record.NOTEBOOK_FILE)
+    threads = task.threads or run_threads(_worker_slots())
     # Both: a Dask nanny sets MKL_NUM_THREADS=1 for its workers, and torch heeds it over OMP_NUM_THREADS.
-    environment = {**os.environ, "OMP_NUM_THREADS": str(arguments[3]), "MKL_NUM_THREADS": str(arguments[3])}
+    environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     log = staging / record.KERNEL_LOG
-    if parameters["device"] == "cpu" and not multiprocessing.current_process().daemon:
-        process = FORK_SERVER.Process(target=_forked_child, args=(*arguments, str(log), environment),
-                                      name=f"lab2-run-{task.run_id}")
+    if _can_fork(parameters["device"]):
+        process = FORK_SERVER.Process(target=_forked_child, name=f"lab2-run-{task.run_id}",
+                                      args=(notebook, output, parameters, threads, str(log), environment))
         process.start()
         return ForkedRun(process)
-    command = [sys.executable, "-m", CHILD_MODULE, *arguments[:2], json.dumps(parameters), str(arguments[3])]
-    with open(log, "wb") as output:
-        return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
+    command = [sys.executable, "-m", CHILD_MODULE, notebook, output, json.dumps(parameters), str(threads)]
+    with open(log, "wb") as kernel_log:
+        return subprocess.Popen(command, stdout=kernel_log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
                                 start_new_session=True, env={**environment, "LAB2_PARENT_PID": str(os.getpid())})
+
+
+def _can_fork(device: str) -> bool:
+    """Whether a run's child can be forked from the fork server: a CPU run, in a process that may
+    have children (a Dask worker is a daemon), while the checkout's code is what the server imported.
+
+    The server imports lab2 once; a run forked from it after an edit would execute the old code
+    but record the new. Such runs start as a fresh Python, which imports the code as it is now.
+    """
+    global _forked_code
+    if device != "cpu" or multiprocessing.current_process().daemon:
+        return False
+    code = code_fingerprint(checkout_code_files())
+    with _forked_code_lock:
+        _forked_code = _forked_code or code  # the first forked run starts the server, which imports this code
+        return code == _forked_code
 
 
 def start_fork_server() -> None:
@@ -168,7 +186,7 @@ class ForkedRun:
 
 
 def stop_process_tree(process) -> None:
-    """Stop a papermill child and everything under it (its kernel runs in a session of its own)."""
+    """Stop a run's child and everything under it: its kernel, and whatever the kernel started."""
     try:
         descendants = psutil.Process(process.pid).children(recursive=True)
     except psutil.NoSuchProcess:
