@@ -1,6 +1,7 @@
 """The training loop: it learns, it is deterministic, it records divergence, it writes its files."""
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from lab2.core import step, train
-from lab2.core.config import MODELS, RunConfig
+from lab2.core.config import MODELS, ConfigError, RunConfig
 from lab2.core.summary import DIVERGED, OK, SUMMARY_KEYS
 from lab2.core.train import fit
 from lab2.runs import record
@@ -108,3 +109,12 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             train.choose_device("cuda")
+
+
+def test_every_config_is_checked_where_it_is_made():
+    with pytest.raises(ConfigError) as refused:
+        RunConfig(dropout_rate=1.0)
+    assert refused.value.field == "dropout_rate"
+    with pytest.raises(ConfigError) as refused:
+        dataclasses.replace(RunConfig(), batch_size=0)
+    assert refused.value.field == "batch_size"

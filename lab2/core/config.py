@@ -84,9 +84,10 @@ class RunConfig:
             raise ConfigError(unknown[0], f"unknown key; allowed keys are {', '.join(FIELD_NAMES)}")
         for name, value in values.items():
             _check_type(name, value)
-        config = cls(**values)
-        config.validate()
-        return config
+        return cls(**values)
+
+    def __post_init__(self):
+        self.validate()  # once, where a config is made: from_dict, dataclasses.replace or a direct call
 
     def validate(self) -> None:
         """Raise ConfigError for the first value that is out of range."""

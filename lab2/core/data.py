@@ -332,11 +332,13 @@ def size_problem(data: Cifar10, train_size: int | None, eval_size: int | None,
     return None
 
 
-def split(data: Cifar10, train_size: int | None = None, eval_size: int | None = None) -> Splits:
+def split(data: Cifar10, train_size: int | None = None, eval_size: int | None = None,
+          batch_size: int | None = None) -> Splits:
     """Train/validation split of the official training set (see VALIDATION_FRACTION), with optional subsets.
 
     Subsets are the first train_size training images and the first eval_size validation and
-    test images of the split's order; a subset larger than the data is a ConfigError naming its field.
+    test images of the split's order; a subset larger than the data, or a batch larger than
+    the training set, is a ConfigError naming its field (size_problem).
     """
     count = len(data.train_images)
     num_val = split_counts(data)["validation"]
@@ -350,7 +352,7 @@ def split(data: Cifar10, train_size: int | None = None, eval_size: int | None = 
         val_index, train_index = order[:num_val], order[num_val:]
         # The test set is sorted by class in an image folder, so its subset is drawn at random too.
         test_index = torch.randperm(len(data.test_images), generator=generator)
-    problem = size_problem(data, train_size, eval_size)
+    problem = size_problem(data, train_size, eval_size, batch_size)
     if problem:
         raise problem
     if train_size is not None:

@@ -167,13 +167,9 @@ def fit(config: RunConfig, splits: cifar.Splits, device: torch.device, progress:
 def run(config: RunConfig, data_dir=None, device: str = "auto", progress: bool = True,
         layers: str = "lab2") -> RunResult:
     """One run as a pure function of its config (and the data it reads): load, split, fit."""
-    config.validate()
     torch_device = choose_device(device)
     dataset = fidelity.degrade(cifar.load_cifar10(data_dir), config.jpeg_quality, config.pixel_noise)
-    problem = cifar.size_problem(dataset, config.train_size, config.eval_size, config.batch_size)
-    if problem:
-        raise problem
-    splits = cifar.split(dataset, config.train_size, config.eval_size)
+    splits = cifar.split(dataset, config.train_size, config.eval_size, config.batch_size)
     result = fit(config, splits, torch_device, progress, layers)
     result.environment = describe_environment(torch_device, dataset, result.environment["numerics"])
     return result
