@@ -4,7 +4,7 @@ Most of a short run's cost used to be imports: papermill in this process, then t
 torch._dynamo (which torch.optim imports on first use), lab2 and matplotlib again in a
 fresh kernel. Here everything a run imports is imported once, when this module is: a sweep
 preloads it into a fork server (lab2.runs.executors), whose forks start with it all loaded.
-The kernel is a fork too. It is forked first thing, while this process is still single
+A CPU run's kernel is a fork too. It is forked first thing, while this process is still single
 threaded (before papermill starts its event loop, sockets and threads), and waits; when
 papermill asks for a kernel, `ForkedKernelProvisioner` hands it the connection file and it
 becomes an ordinary IPython kernel. The kernel stays this process's child, in its process
@@ -161,15 +161,22 @@ class ForkedKernelManager(AsyncKernelManager):
 
 
 def main(notebook: str, output: str, parameters: dict, threads: int) -> None:
-    """Execute `notebook` into `output` with papermill; a signal kills the kernel with this process."""
+    """Execute `notebook` into `output` with papermill; a signal kills the kernel with this process.
+
+    A CPU run's kernel is a fork of this process; a run that may use CUDA gets a fresh kernel
+    from jupyter_client, so that CUDA starts in a process no import of ours has touched.
+    """
     global _WAITING_KERNEL
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, _kill_children_and_exit)
-    _WAITING_KERNEL = ForkedKernel(threads)
+    kernel = {}
+    if parameters["device"] == "cpu":
+        _WAITING_KERNEL = ForkedKernel(threads)
+        kernel["kernel_manager_class"] = ForkedKernelManager
     # The kernel is killed, not asked to stop, once the last cell has run: every file the run writes is
     # closed by then, and a polite shutdown waits most of a second for torch to tear itself down.
     papermill.execute_notebook(notebook, output, parameters=parameters, cwd=str(PROJECT_ROOT), progress_bar=False,
-                               kernel_manager_class=ForkedKernelManager, shutdown_kernel="immediate")
+                               shutdown_kernel="immediate", **kernel)
 
 
 if __name__ == "__main__":  # started as a process of its own, where a run cannot be forked (executors)
