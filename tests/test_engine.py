@@ -15,6 +15,7 @@ import pytest
 from lab2.core.data import PROJECT_ROOT
 from lab2.core.summary import FAILED, OK
 from lab2.runs import record
+from lab2.runs.executors import CHILD_MODULE
 from lab2.runs.sweep import gpu_cluster
 from test_sweep import write_params
 
@@ -110,7 +111,7 @@ def test_a_dask_worker_killed_mid_run_is_retried_and_nothing_is_lost(tmp_path, i
 
     run = wait_for(lambda: run_processes(psutil.Process(sweeper.pid))[0], 180, "a run to start on a Dask worker")[0]
     worker = run.parent()  # a Dask worker is a daemon, which may have no fork server: it starts its runs itself
-    assert "lab2.runs.child" in " ".join(run.cmdline())
+    assert CHILD_MODULE in " ".join(run.cmdline())
     worker.kill()  # the worker process dies mid-run; its nanny starts a new one
     output = sweeper.communicate(timeout=300)[0]
     assert "Traceback" not in output

@@ -21,6 +21,7 @@ import yaml
 from lab2.core.data import PROJECT_ROOT
 from lab2.core.summary import FAILED, OK
 from lab2.runs import record
+from lab2.runs.executors import CHILD_MODULE
 from test_engine import leftovers, published, sweep_command, wait_for
 from test_sweep import write_params
 
@@ -183,7 +184,7 @@ def test_a_slurm_job_cancelled_mid_run(slurm_sweep, tmp_path, retries):
             try:
                 environment = process.environ()
                 if (environment.get("SLURM_JOB_NAME") == slurm_sweep["job_name"]
-                        and "lab2.runs.executors" in " ".join(process.cmdline())):
+                        and CHILD_MODULE in " ".join(process.cmdline())):
                     return process, environment["SLURM_JOB_ID"]
             except psutil.Error:
                 pass
