@@ -32,7 +32,7 @@ import yaml
 
 from lab2 import PROJECT_ROOT
 from lab2.runs import record
-from lab2.runs.fingerprint import imported_by, lab2_imports, project_path
+from lab2.runs.fingerprint import imported_by, project_path
 from lab2.runs.grid import PARAMS_DIR, GridError, get_profile
 from lab2.runs.manifest import MANIFEST_FILE, load_manifest
 from lab2.runs.record import RESULTS_ROOT, RecordError, profile_dir
@@ -85,24 +85,20 @@ def inputs_digest(profile: str, results_root: Path, origin: Path | None = None) 
     return digest.hexdigest()
 
 
-def page_imports() -> list[str]:
-    """The statements of the executed pages' code cells that import lab2 modules (in functions too), as source."""
+def page_code() -> list[str]:
+    """The code cells of the executed pages, as the kernel reads them (magics as plain Python)."""
     import jupytext
     from IPython.core.inputtransformer2 import TransformerManager
 
-    python = TransformerManager()  # a cell's IPython syntax (magics) as plain Python, as the kernel reads it
-    statements = []
-    for page in executed_pages():
-        for cell in jupytext.read(page).cells:
-            if cell.cell_type == "code":
-                statements += lab2_imports(python.transform_cell(cell.source))
-    return list(dict.fromkeys(statements))
+    python = TransformerManager()
+    return [python.transform_cell(cell.source) for page in executed_pages()
+            for cell in jupytext.read(page).cells if cell.cell_type == "code"]
 
 
 def page_code_files() -> list[Path]:
     """The lab2 source files the executed pages import, directly or not: computed, so it cannot go stale."""
     try:
-        return imported_by(page_imports())
+        return imported_by(page_code())
     except ImportError as error:
         raise BookError(f"a page's import fails: {error}") from None
 

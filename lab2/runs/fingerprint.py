@@ -9,7 +9,7 @@ the names they count:
   (lab2.report) schedule, measure, store and show runs but compute none of their numbers,
   so editing them leaves runs cached;
 - the book: every lab2 module its pages import, directly or not (`imported_by`, given the
-  pages' import statements), found by importing them in a fresh interpreter;
+  pages' code), found by following the import statements of lab2's sources;
 - a sweep and its Dask workers: the checkout's code they must share, lab2 but the book's
   analysis (NOT_SHARED) and the run notebook (`checkout_code_files`).
 
@@ -19,8 +19,6 @@ A fingerprint is {project-relative path: sha256}; env.json keeps a run's.
 import ast
 import hashlib
 import json
-import os
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -78,72 +76,59 @@ def checkout_code_files() -> list[Path]:
     return sorted(p for p in PACKAGE_DIR.rglob("*.py") if not within(module_name(p), NOT_SHARED)) + [RUN_NOTEBOOK]
 
 
-# Run by `imported_by` in a fresh interpreter: executes the import statements (argv[1]), then, until
-# nothing new loads, every lab2 import statement in the source of each lab2 module loaded, those in
-# function bodies too (a module imported when a page calls a function is code the page runs); prints
-# {module name: file} of what is loaded. Only the standard library is imported before the statements.
-_IMPORT_SCRIPT = r"""
-import ast, json, sys
-
-def ours(name):
-    return name == "lab2" or name.startswith("lab2.")
-
-for statement in json.loads(sys.argv[1]):
-    exec(statement, {})
-followed = set()
-while True:
-    new = [(name, module) for name, module in list(sys.modules.items()) if ours(name) and name not in followed]
-    if not new:
-        break
-    for name, module in new:
-        followed.add(name)
-        path = getattr(module, "__file__", None)
-        if not path:
-            continue
-        with open(path) as source:
-            tree = ast.parse(source.read())
-        for node in ast.walk(tree):
-            if (isinstance(node, ast.ImportFrom) and node.level == 0 and ours(node.module)
-                    or isinstance(node, ast.Import) and any(ours(alias.name) for alias in node.names)):
-                try:
-                    exec(ast.unparse(node), {})
-                except Exception:
-                    pass  # an import that fails where it is written fails there too: no code of ours runs
-print(json.dumps({name: getattr(module, "__file__", None) for name, module in list(sys.modules.items())}))
-"""
-_imported_by_cache: dict[str, list[Path]] = {}
+def module_file(name: str) -> Path | None:
+    """The source file of a lab2 module or package by its name; None if there is none."""
+    path = PROJECT_ROOT.joinpath(*name.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
-def imported_by(statements, packages=(PACKAGE,)) -> list[Path]:
-    """The source files of the modules within packages that these import statements load, directly or not.
+def _imported_modules(code: str) -> list[str]:
+    """The lab2 modules that the import statements anywhere in `code` load (in functions too).
 
-    Found by importing, in a fresh interpreter with this checkout's lab2 first on its path, so
-    nothing is listed by hand: lazily resolved names (`from lab2 import RunConfig`) and imports
-    inside functions are followed. Remembered until a lab2 source file changes.
-    Raises ImportError when a statement fails.
+    `from M import N` loads M and, when N is a module of M, N; a name lab2 resolves lazily on
+    first use (`from lab2 import RunConfig`, lab2/__init__.py) loads the module that defines it.
     """
-    statements, packages = list(statements), tuple(packages)
-    key = hashlib.sha256(json.dumps([statements, packages]).encode())
-    for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        key.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
-    key = key.hexdigest()
-    if key not in _imported_by_cache:
-        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                                                 os.environ.get("PYTHONPATH")]))}
-        done = subprocess.run([sys.executable, "-c", _IMPORT_SCRIPT, json.dumps(statements)], cwd=PROJECT_ROOT,
-                              env=environment, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ImportError(f"importing {'; '.join(statements)}: {last}")
-        _imported_by_cache[key] = code_files(packages, json.loads(done.stdout.strip().splitlines()[-1]))
-    return list(_imported_by_cache[key])
+    from lab2 import _EXPORTS
+
+    names = []
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names if within(alias.name, (PACKAGE,))]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and within(node.module, (PACKAGE,)):
+            names.append(node.module)
+            for alias in node.names:
+                if module_file(f"{node.module}.{alias.name}"):
+                    names.append(f"{node.module}.{alias.name}")
+                elif node.module == PACKAGE and alias.name in _EXPORTS:
+                    names.append(f"{PACKAGE}.{_EXPORTS[alias.name]}")
+    return names
 
 
-def lab2_imports(code: str) -> list[str]:
-    """The statements of Python code that import lab2 modules, anywhere in it (functions too), as source."""
-    return [ast.unparse(node) for node in ast.walk(ast.parse(code))
-            if isinstance(node, ast.ImportFrom) and node.level == 0 and within(node.module, (PACKAGE,))
-            or isinstance(node, ast.Import) and any(within(alias.name, (PACKAGE,)) for alias in node.names)]
+def imported_by(code, packages=(PACKAGE,)) -> list[Path]:
+    """The source files of the modules within packages that the import statements in these pieces of
+    code load, directly or not.
+
+    Read from the sources, so nothing is listed by hand: each loaded module's own lab2 imports
+    are followed, those inside its functions too (a module imported when a page calls a
+    function is code the page runs), and so are the names lab2 resolves lazily.
+    Raises ImportError for a lab2 module that does not exist.
+    """
+    pending = [name for piece in code for name in _imported_modules(piece)]
+    files = {}
+    while pending:
+        name = pending.pop()
+        if name in files:
+            continue
+        files[name] = module_file(name)
+        if files[name] is None:
+            raise ImportError(f"no module named {name!r}")
+        parts = name.split(".")
+        pending += [".".join(parts[:length]) for length in range(1, len(parts))]  # importing runs each package
+        pending += _imported_modules(files[name].read_text())
+    return code_files(packages, {name: str(path) for name, path in files.items()})
 
 
 def project_path(path: Path) -> str:
