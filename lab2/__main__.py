@@ -7,11 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-from lab2.core.config import DROPOUT_KINDS, MODELS, PRECISIONS, ConfigError, RunConfig
+from lab2.core.config import BATCHNORM_VARIANTS, DROPOUT_KINDS, MODELS, PRECISIONS, ConfigError, RunConfig
 from lab2.runs.executors import CLUSTERS
 from lab2.runs.grid import PARAMS_DIR
 
-CHOICES = {"model": MODELS, "dropout_kind": DROPOUT_KINDS, "precision": PRECISIONS}
+CHOICES = {"model": MODELS, "dropout_kind": DROPOUT_KINDS, "precision": PRECISIONS,
+           "batchnorm_variant": BATCHNORM_VARIANTS}
 CPU_BENCH_CHANNELS = 64  # the bench's CNN width on a CPU
 
 

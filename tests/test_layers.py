@@ -7,8 +7,9 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from lab2.core.config import DROPOUT_RATES, ConfigError, RunConfig
+from lab2.core.config import BATCHNORM_VARIANTS, DROPOUT_RATES, ConfigError, RunConfig
 from lab2.core.layers import BatchNorm1d, BatchNorm2d, Dropout, Dropout2d, dropout
+from lab2.report.layer_check import batchnorm_definition
 
 BATCHNORM_PAIRS = [(BatchNorm1d, nn.BatchNorm1d, (32, 6)), (BatchNorm2d, nn.BatchNorm2d, (8, 6, 5, 4))]
 
@@ -146,3 +147,67 @@ def test_layers_on_cuda_match_torch():
     x = torch.randn(8, 6, 5, 5, device="cuda")
     assert_close(ours(x), theirs(x), rtol=1e-4, atol=1e-4)
     assert Dropout(0.5)(x).device == x.device
+
+
+@pytest.mark.parametrize("variant", BATCHNORM_VARIANTS)
+@pytest.mark.parametrize("layer_class, shape", [(BatchNorm1d, (32, 6)), (BatchNorm2d, (8, 6, 5, 4))])
+def test_batchnorm_variants_follow_their_definition(variant, layer_class, shape):
+    """Each variant against its definition written as plain formulas (layer_check.batchnorm_definition), in float64:
+    outputs, every gradient and the running statistics over several steps, then eval."""
+    torch.manual_seed(2)
+    ours = layer_class(6, variant=variant).double()
+    with torch.no_grad():
+        ours.weight.uniform_(0.5, 1.5)
+        ours.bias.uniform_(-1, 1)
+    weight, bias = (p.detach().clone().requires_grad_() for p in (ours.weight, ours.bias))
+    running_mean, running_var = ours.running_mean.clone(), ours.running_var.clone()
+    for step in range(3):
+        x = torch.randn(shape, dtype=torch.float64) * (2 + step) + 3
+        upstream = torch.randn(shape, dtype=torch.float64)
+        x_ours, x_definition = x.clone().requires_grad_(), x.clone().requires_grad_()
+        y_ours = ours(x_ours)
+        y_definition, running_mean, running_var = batchnorm_definition(
+            variant, x_definition, weight, bias, running_mean, running_var)
+        assert_close(y_ours, y_definition)
+        (y_ours * upstream).sum().backward()
+        (y_definition * upstream).sum().backward()
+        for ours_value, definition_value in ((x_ours.grad, x_definition.grad), (ours.weight.grad, weight.grad),
+                                             (ours.bias.grad, bias.grad), (ours.running_mean, running_mean),
+                                             (ours.running_var, running_var)):
+            assert_close(ours_value, definition_value)
+        ours.zero_grad()
+        weight.grad = bias.grad = None
+    view = (1, -1) + (1,) * (len(shape) - 2)
+    x = torch.randn(shape, dtype=torch.float64)
+    expected = (weight.view(view) * (x - running_mean.view(view)) / torch.sqrt(running_var.view(view) + ours.eps)
+                + bias.view(view))
+    assert_close(ours.eval()(x), expected.detach())
+
+
+def test_momentum_swapped_trains_as_standard_batchnorm_and_evaluates_with_the_newest_batch():
+    torch.manual_seed(3)
+    standard, swapped = BatchNorm1d(6), BatchNorm1d(6, variant="momentum_swapped")
+    batches = [torch.randn(32, 6) * 2 + 1, torch.randn(32, 6) - 4]
+    for x in batches:
+        assert torch.equal(standard(x), swapped(x))  # training never reads the running statistics
+    assert_close(swapped.running_mean, 0.1 * (0.9 * batches[0].mean(0)) + 0.9 * batches[1].mean(0))
+    assert not torch.allclose(standard.running_mean, swapped.running_mean)
+
+
+def test_running_in_training_passes_no_gradient_through_the_statistics():
+    """The input gradient is the upstream one scaled by gamma / sqrt(running var + eps): the statistics are constants."""
+    torch.manual_seed(4)
+    layer = BatchNorm1d(6, variant="running_in_training").double()
+    x = (torch.randn(32, 6, dtype=torch.float64) * 3 + 2).requires_grad_()
+    upstream = torch.randn(32, 6, dtype=torch.float64)
+    (layer(x) * upstream).sum().backward()
+    assert_close(x.grad, upstream * layer.weight.detach() / torch.sqrt(layer.running_var + layer.eps))
+
+
+def test_batchnorm_variant_is_checked_where_it_is_set():
+    with pytest.raises(ValueError, match="variant must be one of standard, momentum_swapped, running_in_training"):
+        BatchNorm1d(6, variant="swapped")
+    with pytest.raises(ConfigError, match="batchnorm_variant: must be one of"):
+        RunConfig(batchnorm_variant="swapped")
+    with pytest.raises(ConfigError, match="applies only with BatchNorm on"):
+        RunConfig(batchnorm=False, batchnorm_variant="running_in_training")

@@ -8,6 +8,9 @@ from dataclasses import dataclass, fields
 MODELS = ("mlp", "cnn")
 DROPOUT_KINDS = ("2d", "1d")
 PRECISIONS = ("tf32", "fp32", "bf16")
+# How a hand-written BatchNorm may differ from torch.nn's (lab2.core.layers.batch_norm): standard is
+# torch.nn's; the others are two ways a student's layer can differ, tested in "Why the numbers differ".
+BATCHNORM_VARIANTS = ("standard", "momentum_swapped", "running_in_training")
 
 
 # Inverted dropout scales the units it keeps by 1 / (1 - p), so p = 1 (keep nothing) has no
@@ -51,6 +54,11 @@ class RunConfig:
     learning_rate: float = dataclasses.field(default=1e-3, metadata={"help": "Adam's fixed learning rate, > 0"})
     num_epochs: int = dataclasses.field(default=50, metadata={"help": "passes over the training set"})
     batchnorm: bool = dataclasses.field(default=True, metadata={"help": "BatchNorm after each hidden layer"})
+    batchnorm_variant: str = dataclasses.field(
+        default="standard",
+        metadata={"help": "standard (torch.nn's), momentum_swapped (running statistics keep 0.9 of each new batch) or "
+                          "running_in_training (training normalises with the running statistics)"},
+    )
     dropout_kind: str = dataclasses.field(
         default="2d", metadata={"help": "CNN only: 2d drops whole channels, 1d single elements"}
     )
@@ -99,6 +107,8 @@ class RunConfig:
             ("batch_size", self.batch_size >= 2, "must be an integer >= 2 (BatchNorm needs two samples)"),
             ("learning_rate", 0.0 < self.learning_rate <= 1.0, "must be in (0, 1]"),
             ("num_epochs", self.num_epochs >= 1, "must be an integer >= 1"),
+            ("batchnorm_variant", self.batchnorm_variant in BATCHNORM_VARIANTS,
+             f"must be one of {', '.join(BATCHNORM_VARIANTS)}"),
             ("dropout_kind", self.dropout_kind in DROPOUT_KINDS, f"must be one of {', '.join(DROPOUT_KINDS)}"),
             ("channels", self.channels >= 1, "must be an integer >= 1"),
             ("hidden", self.hidden >= 1, "must be an integer >= 1"),
@@ -113,6 +123,9 @@ class RunConfig:
         for name, ok, allowed in checks:
             if not ok:
                 raise ConfigError(name, f"{allowed}, got {getattr(self, name)!r}")
+        if not self.batchnorm and self.batchnorm_variant != "standard":
+            raise ConfigError("batchnorm_variant", f"applies only with BatchNorm on (batchnorm: true), got "
+                                                   f"{self.batchnorm_variant!r} without BatchNorm")
         if self.train_size is not None and self.batch_size > self.train_size:
             raise ConfigError("batch_size", f"must be at most train_size ({self.train_size}), got {self.batch_size}")
 
@@ -123,7 +136,7 @@ class RunConfig:
 FIELD_NAMES = tuple(f.name for f in fields(RunConfig))
 # Fields added after runs were committed: at their default they are left out of the run id,
 # so that a run made before they existed keeps its id (and stays cached).
-HASHED_ONLY_WHEN_SET = {"jpeg_quality": None, "pixel_noise": 0.0}
+HASHED_ONLY_WHEN_SET = {"jpeg_quality": None, "pixel_noise": 0.0, "batchnorm_variant": "standard"}
 FIELD_TYPES = {f.name: f.type for f in fields(RunConfig)}
 
 

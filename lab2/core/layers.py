@@ -4,12 +4,15 @@ They behave as their torch.nn twins do (outputs, gradients, running statistics),
 built from tensor operations. Training-mode BatchNorm uses a custom autograd Function with
 the closed-form backward, which makes two passes over memory where autograd through the
 plain formula makes about ten; that is what keeps it close to torch's fused kernel.
+
+BatchNorm also has two variants (config.BATCHNORM_VARIANTS), ways a student's hand-written
+layer can differ from torch.nn's, which "Why the numbers differ" tests as explanations.
 """
 
 import torch
 from torch import nn
 
-from lab2.core.config import DROPOUT_RATES, is_dropout_rate
+from lab2.core.config import BATCHNORM_VARIANTS, DROPOUT_RATES, is_dropout_rate
 
 BATCHNORM_EPS = 1e-5  # torch.nn's default, added to the variance before the square root
 BATCHNORM_MOMENTUM = 0.1  # weight of the newest batch in the running statistics
@@ -64,30 +67,52 @@ class _BatchNormTrain(torch.autograd.Function):
         return grad_x, sum_dy_xhat, sum_dy, None
 
 
-def batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps):
-    """Normalise x per channel (dim 1) with batch statistics in training, running ones in eval."""
+def _normalise_with(x, weight, bias, mean, var, eps):
+    """gamma * (x - mean) / sqrt(var + eps) + beta with given statistics, folded into one scale and shift."""
+    scale = weight * torch.rsqrt(var + eps)
+    shift = bias - mean * scale
+    return torch.addcmul(_channel_view(shift, x.dim()), x, _channel_view(scale, x.dim()))
+
+
+def batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps, variant="standard"):
+    """Normalise x per channel (dim 1) with batch statistics in training, running ones in eval.
+
+    Each training step moves the running statistics a fraction `momentum` towards the batch's. The
+    variants change one thing each: `momentum_swapped` moves them 1 - momentum instead (they keep
+    mostly the newest batch, which eval then uses); `running_in_training` updates them first and
+    then normalises the training batch with them, as constants of the gradient.
+    """
     if not training:
-        # Eval folds the running statistics into one per-channel scale and shift.
-        scale = weight * torch.rsqrt(running_var + eps)
-        shift = bias - running_mean * scale
-        return torch.addcmul(_channel_view(shift, x.dim()), x, _channel_view(scale, x.dim()))
+        return _normalise_with(x, weight, bias, running_mean, running_var, eps)
     count = x.numel() // x.shape[1]
     if count < 2:
         raise ValueError(f"BatchNorm needs more than 1 value per channel when training, got input {tuple(x.shape)}")
+    if variant == "running_in_training":
+        with torch.no_grad():
+            reduce_dims = [0] + list(range(2, x.dim()))
+            var, mean = torch.var_mean(x, reduce_dims, correction=1)
+            running_mean.lerp_(mean, momentum)
+            running_var.lerp_(var, momentum)
+        # Copies: the buffers change in place at the next step, and autograd keeps what it multiplied.
+        return _normalise_with(x, weight, bias, running_mean.clone(), running_var.clone(), eps)
     y, mean, var = _BatchNormTrain.apply(x, weight, bias, eps)
+    newest = 1.0 - momentum if variant == "momentum_swapped" else momentum
     with torch.no_grad():
         # The running variance is the unbiased estimate, as in torch.nn.
-        running_mean.lerp_(mean, momentum)
-        running_var.lerp_(var * (count / (count - 1)), momentum)
+        running_mean.lerp_(mean, newest)
+        running_var.lerp_(var * (count / (count - 1)), newest)
     return y
 
 
 class _BatchNorm(nn.Module):
     expected_dims: int
 
-    def __init__(self, num_features: int, eps: float = BATCHNORM_EPS, momentum: float = BATCHNORM_MOMENTUM):
+    def __init__(self, num_features: int, eps: float = BATCHNORM_EPS, momentum: float = BATCHNORM_MOMENTUM,
+                 variant: str = "standard"):
         super().__init__()
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        if variant not in BATCHNORM_VARIANTS:
+            raise ValueError(f"BatchNorm variant must be one of {', '.join(BATCHNORM_VARIANTS)}, got {variant!r}")
+        self.num_features, self.eps, self.momentum, self.variant = num_features, eps, momentum, variant
         self.weight = nn.Parameter(torch.ones(num_features))
         self.bias = nn.Parameter(torch.zeros(num_features))
         # Buffers, not parameters: saved in state_dict, moved by .to(), never seen by the optimiser.
@@ -102,11 +127,12 @@ class _BatchNorm(nn.Module):
             self.num_batches_tracked.add_(1)
         return batch_norm(
             x, self.weight, self.bias, self.running_mean, self.running_var,
-            self.training, self.momentum, self.eps,
+            self.training, self.momentum, self.eps, self.variant,
         )
 
     def extra_repr(self) -> str:
-        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+        variant = "" if self.variant == "standard" else f", variant={self.variant}"
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}{variant}"
 
 
 class BatchNorm1d(_BatchNorm):

@@ -23,13 +23,22 @@ LAYER_SETS = {
 }
 
 
+def _batchnorm(parts: dict, name: str, features: int, config: RunConfig) -> nn.Module:
+    """The BatchNorm layer `name` of a layer set, in the config's variant (lab2's layers only have variants)."""
+    if config.batchnorm_variant == "standard":
+        return parts[name](features)
+    if parts is not LAYER_SETS["lab2"]:
+        raise ValueError(f"batchnorm_variant {config.batchnorm_variant!r} exists in lab2's layers only, not torch.nn's")
+    return parts[name](features, variant=config.batchnorm_variant)
+
+
 def build_mlp(config: RunConfig, impl: str = "lab2") -> nn.Sequential:
     """Linear(3072, hidden) - BatchNorm1d - ReLU - Dropout - Linear(hidden, 10)."""
     parts = LAYER_SETS[impl]
     in_features = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2]
     stack = [nn.Flatten(), nn.Linear(in_features, config.hidden)]
     if config.batchnorm:
-        stack.append(parts["BatchNorm1d"](config.hidden))
+        stack.append(_batchnorm(parts, "BatchNorm1d", config.hidden, config))
     stack += [nn.ReLU(), parts["Dropout"](config.dropout_rate), nn.Linear(config.hidden, NUM_CLASSES)]
     return nn.Sequential(*stack)
 
@@ -42,7 +51,7 @@ def build_cnn(config: RunConfig, impl: str = "lab2") -> nn.Sequential:
     for _ in range(2):
         stack.append(nn.Conv2d(in_channels, config.channels, CONV_KERNEL))
         if config.batchnorm:
-            stack.append(parts["BatchNorm2d"](config.channels))
+            stack.append(_batchnorm(parts, "BatchNorm2d", config.channels, config))
         stack += [nn.ReLU(), dropout_layer(config.dropout_rate), nn.MaxPool2d(2, 2)]
         in_channels, side = config.channels, (side - CONV_KERNEL + 1) // 2
     stack += [nn.Flatten(), nn.Linear(config.channels * side * side, NUM_CLASSES)]

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from lab2.core import layers
-from lab2.core.config import RunConfig
+from lab2.core.config import BATCHNORM_VARIANTS, RunConfig
 from lab2.core.models import build_model
 
 CHANNELS = 16
@@ -70,6 +70,68 @@ def batchnorm_differences(steps: int = 3, seed: int = 0) -> pd.DataFrame:
             worst["output (eval)"] = _max_difference(ours(x), theirs(x))
         rows.append({"layer": name, **worst})
     return pd.DataFrame(rows).set_index("layer").T.rename_axis("max |lab2 - torch.nn|")
+
+
+def batchnorm_definition(variant: str, x, weight, bias, running_mean, running_var, momentum=layers.BATCHNORM_MOMENTUM,
+                         eps=layers.BATCHNORM_EPS):
+    """One training step of a BatchNorm variant written as its definition says, in plain autograd
+    formulas (per channel over dim 0 and any spatial dims): the output and the new running statistics."""
+    dims = [0] + list(range(2, x.dim()))
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    count = x.numel() // x.shape[1]
+    batch_mean = x.mean(dims)
+    batch_var = ((x - batch_mean.view(shape)) ** 2).mean(dims)  # biased: what training normalises with
+    unbiased = batch_var.detach() * count / (count - 1)  # what the running variance averages
+    newest = 1 - momentum if variant == "momentum_swapped" else momentum
+    new_mean = (1 - newest) * running_mean + newest * batch_mean.detach()
+    new_var = (1 - newest) * running_var + newest * unbiased
+    if variant == "running_in_training":
+        mean, var = new_mean, new_var  # constants of the gradient: computed from detached values
+    else:
+        mean, var = batch_mean, batch_var
+    y = weight.view(shape) * (x - mean.view(shape)) / torch.sqrt(var.view(shape) + eps) + bias.view(shape)
+    return y, new_mean, new_var
+
+
+def batchnorm_variant_differences(steps: int = 3, seed: int = 0) -> pd.DataFrame:
+    """Largest |lab2 - definition| of each BatchNorm variant (batchnorm_definition), over `steps`
+    training steps of BatchNorm1d, then in eval, per quantity."""
+    ours_class, _, shape = BATCHNORM_PAIRS["BatchNorm1d"]
+    columns = {}
+    for variant in BATCHNORM_VARIANTS:
+        torch.manual_seed(seed)
+        ours = ours_class(CHANNELS, variant=variant)
+        with torch.no_grad():
+            ours.weight.uniform_(0.5, 1.5)
+            ours.bias.uniform_(-1.0, 1.0)
+        weight = ours.weight.detach().clone().requires_grad_()
+        bias = ours.bias.detach().clone().requires_grad_()
+        running_mean, running_var = ours.running_mean.clone(), ours.running_var.clone()
+        worst = defaultdict(float)
+        for step in range(steps):
+            x = torch.randn(shape) * (2 + step) + 3
+            upstream = torch.randn(shape)
+            x_ours, x_definition = x.clone().requires_grad_(), x.clone().requires_grad_()
+            y_ours = ours(x_ours)
+            y_definition, running_mean, running_var = batchnorm_definition(
+                variant, x_definition, weight, bias, running_mean, running_var)
+            (y_ours * upstream).sum().backward()
+            (y_definition * upstream).sum().backward()
+            pairs = {
+                "output (train)": (y_ours, y_definition), "input gradient": (x_ours.grad, x_definition.grad),
+                "gamma gradient": (ours.weight.grad, weight.grad), "beta gradient": (ours.bias.grad, bias.grad),
+                "running mean": (ours.running_mean, running_mean), "running variance": (ours.running_var, running_var),
+            }
+            for quantity, (a, b) in pairs.items():
+                worst[quantity] = max(worst[quantity], _max_difference(a, b))
+            ours.zero_grad()
+            weight.grad, bias.grad = None, None
+        x = torch.randn(shape) * 2 + 3
+        with torch.no_grad():
+            eval_definition = weight * (x - running_mean) / torch.sqrt(running_var + ours.eps) + bias
+            worst["output (eval)"] = _max_difference(ours.eval()(x), eval_definition)
+        columns[variant] = worst
+    return pd.DataFrame(columns).rename_axis("max |lab2 - definition|")
 
 
 def dropout_behaviour(rates=DROPOUT_RATES, size: int = 1_000_000, seed: int = 0) -> pd.DataFrame:
