@@ -148,7 +148,7 @@ def book_command(parser, args) -> int:
     from lab2.report.build import BookError, build_book
 
     try:
-        return build_book(args.profile, args.results, args.output)
+        return build_book(args.profile, args.results, args.output, pdf=args.pdf)
     except BookError as error:
         parser.error(str(error))
 
@@ -238,6 +238,9 @@ def main(argv=None) -> int:
     book.add_argument("--results", type=Path, default=None, help="results root (default: results/)")
     book.add_argument("--output", type=Path, default=None,
                       help="folder that receives _build/; the HTML lands in OUTPUT/_build/html (default: book/)")
+    book.add_argument("--pdf", action="store_true",
+                      help="also print the book as one PDF with Debian's Chromium, to OUTPUT/_build/pdf/, and link it "
+                           "from the HTML's header")
     book.set_defaults(handler=book_command)
 
     check = commands.add_parser("gpu-check", help="on a GPU: versions, bench, epoch times, then the sweep within a budget")

@@ -44,8 +44,11 @@ BOOK_DIR = PROJECT_ROOT / "book"
 DIGEST_FILE = ".results-digest"  # in the build folder, written after a successful build
 LOG_FILE = "build.log"  # jupyter-book's output, kept in the build folder for when a build fails
 RUNS_FOLDER = "runs"  # the run pages and their notebooks, in the staged source and in the HTML
+PRINT_FOLDER = "print"  # in the build folder: the book as one HTML page (singlehtml), which is printed
+PDF_FOLDER = "pdf"  # in the build folder: the book as one PDF
 SOURCE_FOLDER = "source"  # in the build folder: the project's files linked, with the staged book/ jupyter-book reads
 TOC_FILE = "_toc.yml"
+CONFIG_FILE = "_config.yml"
 RUNS_PARENT = "provenance"  # the chapter the run pages are sections of, in the table of contents
 CACHE_FOLDER = ".jupyter_cache"  # jupyter-book's default place for it, inside the build folder
 CHAPTERS_FILE = "chapters.json"  # in the build folder: the pages last pre-executed outside jupyter-book, and errors
@@ -115,14 +118,17 @@ def _check_inputs(profile: str, results_root: Path) -> None:
 
 
 def _book_config() -> dict:
-    return yaml.safe_load((BOOK_DIR / "_config.yml").read_text())
+    return yaml.safe_load((BOOK_DIR / CONFIG_FILE).read_text())
 
 
 def executed_pages() -> list[Path]:
-    """The MyST pages of the table of contents that the build executes."""
+    """The MyST notebooks of the table of contents, which the build executes (not plain pages: references.md)."""
+    from myst_nb.core.read import is_myst_markdown_notebook
+
     toc = yaml.safe_load((BOOK_DIR / "_toc.yml").read_text())
     names = [toc["root"]] + [chapter["file"] for chapter in toc.get("chapters", [])]
-    return [BOOK_DIR / f"{name}.md" for name in names if (BOOK_DIR / f"{name}.md").is_file()]
+    pages = [BOOK_DIR / f"{name}.md" for name in names if (BOOK_DIR / f"{name}.md").is_file()]
+    return [page for page in pages if is_myst_markdown_notebook(page.read_text())]
 
 
 def _read_page(path: Path):
@@ -201,26 +207,41 @@ def _link_all(folder: Path, targets: dict[str, Path]) -> None:
             (folder / name).symlink_to(target)
 
 
-def stage_source(source: Path, run_ids: list[str]) -> None:
+def stage_source(source: Path, run_ids: list[str], config: dict | None = None) -> None:
     """Stage book/ in `source` (its folder RUNS_FOLDER kept): its files linked, a table of contents listing the
-    run pages; and the project's other files linked beside it.
+    run pages, its configuration with `config`'s values set (nested keys merged); and the project's other files
+    linked beside it.
 
-    Links and an unchanged table of contents keep their files' times, so Sphinx rereads only what changed.
+    Links and an unchanged table of contents or configuration keep their files' times, so Sphinx rereads only
+    what changed.
     """
     _link_all(source.parent, {path.name: path for path in PROJECT_ROOT.iterdir()
                               if path.name != BOOK_DIR.name and not path.name.startswith(".")})
     _link_all(source, {path.name: path for path in BOOK_DIR.iterdir()
-                       if path.name not in ("_build", TOC_FILE, RUNS_FOLDER)})
+                       if path.name not in ("_build", TOC_FILE, CONFIG_FILE, RUNS_FOLDER)})
     toc = yaml.safe_load((BOOK_DIR / TOC_FILE).read_text())
     parent = next((chapter for chapter in toc["chapters"] if chapter["file"] == RUNS_PARENT), None)
     if parent is None:
         raise BookError(f"book/{TOC_FILE} has no chapter {RUNS_PARENT!r} to list the run pages under")
     if run_ids:
         parent["sections"] = [{"file": f"{RUNS_FOLDER}/{run_id}"} for run_id in run_ids]
-    text = "# Written by lab2/report/build.py from book/_toc.yml, with a section per run page.\n"
-    text += yaml.safe_dump(toc, sort_keys=False)
-    if not ((source / TOC_FILE).is_file() and (source / TOC_FILE).read_text() == text):
-        (source / TOC_FILE).write_text(text)
+    _write_if_changed(source / TOC_FILE, "# Written by lab2/report/build.py from book/_toc.yml, with a section "
+                      "per run page.\n" + yaml.safe_dump(toc, sort_keys=False))
+    _write_if_changed(source / CONFIG_FILE, "# Written by lab2/report/build.py from book/_config.yml.\n"
+                      + yaml.safe_dump(_merged(_book_config(), config or {}), sort_keys=False))
+
+
+def _merged(base: dict, changes: dict) -> dict:
+    """base with changes' values set, nested mappings merged key by key."""
+    merged = dict(base)
+    for key, value in changes.items():
+        merged[key] = _merged(base.get(key) or {}, value) if isinstance(value, dict) else value
+    return merged
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if not (path.is_file() and path.read_text() == text):
+        path.write_text(text)
 
 
 def _run_logged(command: list[str], env: dict, log_path: Path) -> int:
@@ -234,11 +255,14 @@ def _run_logged(command: list[str], env: dict, log_path: Path) -> int:
     return process.returncode
 
 
-def build_book(profile: str, results_root: Path | None = None, output_dir: Path | None = None) -> int:
-    """Build the HTML book of one profile's results; jupyter-book's exit code (0: no warnings).
+def build_book(profile: str, results_root: Path | None = None, output_dir: Path | None = None,
+               pdf: bool = False) -> int:
+    """Build the HTML book of one profile's results, and with `pdf` the book as one PDF too; 0 when
+    every build succeeded without a warning, else the failing one's exit code.
 
     results_root: the folder holding <profile>/manifest.json (default: results/).
     output_dir: where `_build/` goes (jupyter-book's --path-output; default: book/).
+    pdf: also print the book (build_pdf) to `_build/pdf/`, linked from the HTML's header.
     Raises BookError for an unknown profile or missing results.
     """
     results_root = Path(results_root or RESULTS_ROOT).resolve()
@@ -268,11 +292,10 @@ def build_book(profile: str, results_root: Path | None = None, output_dir: Path 
     prewarm_cache(build_dir, env)
     source = build_dir / SOURCE_FOLDER / BOOK_DIR.name
     notebooks = write_run_pages(profile, results_root, source / RUNS_FOLDER, build_dir / RUN_PAGES_CACHE)
-    stage_source(source, list(notebooks))
-    jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    command = [str(jupyter_book), "build", str(source), "--builder", "html", "-W", "-n", "--keep-going",
-               "--path-output", str(build_dir.parent)]
-    code = _run_logged(command, env, build_dir / LOG_FILE)
+    # The header links the PDF only in a book built with it (book/_templates/pdf-download.html).
+    stage_source(source, list(notebooks), {"sphinx": {"config": {"html_context": {
+        "pdf_download": pdf_name(profile) if pdf else ""}}}})
+    code = _jupyter_book(source, "html", build_dir, env)
     html = build_dir / "html"
     if html.is_dir():
         downloads = html / RUNS_FOLDER
@@ -283,4 +306,49 @@ def build_book(profile: str, results_root: Path | None = None, output_dir: Path 
             shutil.copyfile(notebook, downloads / notebook.name)
     if code == 0:
         stored.write_text(digest + "\n")
+    if pdf and code == 0:
+        code = build_pdf(profile, build_dir, env)
     return code
+
+
+def _jupyter_book(source: Path, builder: str, build_dir: Path, env: dict) -> int:
+    """`jupyter-book build` of the staged `source`, strictly (-W -n), into build_dir (its log beside the output)."""
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    command = [str(jupyter_book), "build", str(source), "--builder", builder, "-W", "-n", "--keep-going",
+               "--path-output", str(build_dir.parent)]
+    return _run_logged(command, env, build_dir / LOG_FILE)
+
+
+def pdf_name(profile: str) -> str:
+    """The PDF's file name, in `_build/pdf/` and beside the HTML pages."""
+    return f"lab2-book-{profile}.pdf"
+
+
+def build_pdf(profile: str, build_dir: Path, env: dict) -> int:
+    """Print the book, whose pages the HTML build has executed, to `_build/pdf/`; 0 on success.
+
+    jupyter-book builds it once more as one HTML page (singlehtml), strictly, in PRINT_FOLDER, from a
+    staged copy of book/ whose table of contents leaves the run pages out and which reads the HTML
+    build's executed pages (its jupyter-cache); Chromium prints that page (lab2/report/pdf.py). The
+    PDF is copied beside the HTML pages, where the header's link finds it.
+    """
+    from lab2.report.pdf import print_pdf
+
+    print_dir = build_dir / PRINT_FOLDER / "_build"
+    source = print_dir.parent / SOURCE_FOLDER / BOOK_DIR.name
+    # No index.html beside the page: the HTML's (book/_extra) would send the browser to the first chapter.
+    stage_source(source, [], {"execute": {"cache": str(build_dir / CACHE_FOLDER)},
+                              "sphinx": {"config": {"html_extra_path": []}}})
+    code = _jupyter_book(source, "singlehtml", print_dir, env)
+    if code != 0:
+        return code
+    pdf = build_dir / PDF_FOLDER / pdf_name(profile)
+    started = time.perf_counter()
+    root = yaml.safe_load((BOOK_DIR / TOC_FILE).read_text())["root"]  # singlehtml writes the book as its root page
+    printed = print_pdf(print_dir / "singlehtml" / f"{root}.html", pdf)
+    zoomed = f"; {len(printed.zooms)} wide tables scaled to {min(printed.zooms):.0%} or more" if printed.zooms else ""
+    print(f"printed {pdf.name} in {time.perf_counter() - started:.1f} s ({printed.links['runs']} run ids linked "
+          f"to the table of runs, {printed.links['unlinked']} links to files of the HTML book unlinked{zoomed})")
+    if (build_dir / "html").is_dir():
+        shutil.copyfile(pdf, build_dir / "html" / pdf.name)
+    return 0

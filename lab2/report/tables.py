@@ -15,6 +15,8 @@ from lab2.report.results import METRICS
 from lab2.report.sections import DIVERGED_CELL
 from lab2.runs import record
 
+RUN_ANCHOR = "run-"  # + run id: the id of a run's cell in the table of runs (runs_table), which the PDF links to
+
 
 def format_spread(spread: pd.DataFrame, by: list[str], metrics=METRICS, digits: int = 3,
                   planned: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -198,9 +200,11 @@ def link_runs(table: pd.DataFrame, runs: pd.DataFrame, columns: list[str], pages
 
 
 def runs_table(runs: pd.DataFrame, pages: str = "runs") -> pd.DataFrame:
-    """Every planned run as HTML cells: id (a link to its page under `pages/`), setting, status."""
+    """Every planned run as HTML cells: id (a link to its page under `pages/`, and a target other pages link to:
+    provenance.html#run-<id>; the PDF's run ids link there), setting, status."""
     table = pd.DataFrame({
-        "run": [run_link(run_id, pd.notna(notebook), pages) for run_id, notebook in zip(runs["run_id"], runs["notebook"])],
+        "run": [f'<span id="{RUN_ANCHOR}{run_id}">{run_link(run_id, pd.notna(notebook), pages)}</span>'
+                for run_id, notebook in zip(runs["run_id"], runs["notebook"])],
         "experiments": runs["experiments"].map("<br>".join),
         "setting": runs.apply(setting_label, axis=1), "epochs": runs["num_epochs"], "seed": runs["seed"],
         "status": runs["status"], "seconds": runs["seconds"].round(1).astype(object).where(runs["seconds"].notna(), ""),
