@@ -3,6 +3,9 @@
 A chapter's first cell is `page = load()`; `page.runs` holds every planned run (status
 `record.MISSING` until it finishes), so a chapter renders a partial profile: `page.section(model,
 role)` says once per section what is missing (lab2.report.sections).
+
+Figures and tables are glued (`glue_figure`, `glue_table`) and placed by the page with a numbered,
+captioned `{glue:figure}`; `page.runs_note(runs)` says in the caption which runs they show.
 """
 
 from dataclasses import dataclass
@@ -12,7 +15,7 @@ import pandas as pd
 
 from lab2.report import results
 from lab2.report.compare import NOT_MEASURED, measured
-from lab2.report.sections import Costs, Section
+from lab2.report.sections import Costs, Section, Shown, plural
 from lab2.runs.manifest import load_manifest
 from lab2.runs.snapshot import runs_in_flight
 
@@ -31,11 +34,21 @@ class Page:
         """The runs of one model's experiment in a role (or of a few roles side by side), as a chapter shows them."""
         return Section(self.runs, self.reference, model, roles, Costs(self.runs, self.profile))
 
+    def runs_note(self, runs: pd.DataFrame) -> str:
+        """Which runs a figure or table shows, for its caption: '9 runs of the full profile, seeds 0, 1 and 2'."""
+        shown = results.finished(runs)
+        if shown.empty:
+            return f"no finished run of the {self.profile} profile yet"
+        seeds = sorted(int(seed) for seed in shown["seed"].unique())
+        words = ", ".join(map(str, seeds[:-1])) + f" and {seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
+        return f"{plural(len(shown), 'run')} of the {self.profile} profile, {'seeds' if len(seeds) > 1 else 'seed'} {words}"
+
 
 def load() -> Page:
     """The profile and results the book was asked to show ($LAB2_PROFILE, $LAB2_RESULTS)."""
     pd.set_option("display.max_rows", None)  # tables whole, never a head and a tail
     pd.set_option("display.max_colwidth", None)  # settings and sentences whole
+    _figure_formats()
     profile, root = results.selected()
     return Page(profile, root, load_manifest(profile, root), results.load_runs(profile, root),
                 results.load_epochs(profile, root), results.load_reference(), runs_in_flight(profile, root))
@@ -63,3 +76,43 @@ def uncovered_experiments(runs: pd.DataFrame) -> list[str]:
     members = results.by_experiment(runs)
     uncovered = set(members.loc[members["role"].isna(), "experiment_id"])
     return [experiment for experiment in planned_experiments(runs) if experiment in uncovered]
+
+
+def _figure_formats() -> None:
+    """Figures as PNG and SVG: the HTML shows the PNG, the PDF prints the SVG (book/_config.yml chooses).
+
+    SVG is vector, so the printed figures are sharp at any resolution; outside a kernel there is
+    nothing to set.
+    """
+    from IPython import get_ipython
+
+    if get_ipython() is not None:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("png", "svg")
+
+
+def glue_figure(name: str, figure) -> None:
+    """Glue a figure for a `{glue:figure}` of the page, which numbers and captions it; the cell shows nothing."""
+    import matplotlib.pyplot as plt
+    from myst_nb import glue as myst_glue
+
+    myst_glue(name, figure, display=False)
+    plt.close(figure)  # else the inline backend shows it under the cell too
+
+
+def glue_table(name: str, table) -> None:
+    """Glue a table (a DataFrame, HTML, a notice) for a `{glue:figure}` of class `table` (numbered as a table).
+
+    A section's table (Shown) is glued without the line under it, which the cell displays: what
+    has not run is said in the page, not in the numbered table.
+    """
+    from IPython.display import display
+    from myst_nb import glue as myst_glue
+
+    if isinstance(table, Shown):
+        myst_glue(name, table.table, display=False)
+        if table.line is not None:
+            display(table.line)
+    else:
+        myst_glue(name, table, display=False)

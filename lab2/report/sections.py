@@ -160,7 +160,7 @@ class Section:
         """Ours beside the original's number, per metric and setting; or the notice when nothing ran."""
         if self.empty:
             return self.notice()
-        return _Shown(self.against_original(metrics), self.missing_line())
+        return Shown(self.against_original(metrics), self.missing_line())
 
     def says(self, template: str, when: bool | None = None, **facts) -> Markdown | None:
         """The page's sentences about this section, once every setting has run (or `when` the page
@@ -219,10 +219,10 @@ def side_by_side(shown: dict[str, Section], metrics=METRICS):
                        for label, section in present.items()], axis=1)
     missing = [section for section in shown.values() if section.empty]
     line = missing[0].missing_line() if missing else None
-    return _Shown(table, line)
+    return Shown(table, line)
 
 
-class _Shown:
+class Shown:
     """A table and the line under it, displayed together by one cell."""
 
     def __init__(self, table: pd.DataFrame, line: Markdown | None):
