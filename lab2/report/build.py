@@ -339,16 +339,18 @@ def build_pdf(profile: str, build_dir: Path, env: dict) -> int:
     # No index.html beside the page: the HTML's (book/_extra) would send the browser to the first chapter.
     stage_source(source, [], {"execute": {"cache": str(build_dir / CACHE_FOLDER)},
                               "sphinx": {"config": {"html_extra_path": []}}})
+    started = time.perf_counter()
     code = _jupyter_book(source, "singlehtml", print_dir, env)
     if code != 0:
         return code
+    built = time.perf_counter()
     pdf = build_dir / PDF_FOLDER / pdf_name(profile)
-    started = time.perf_counter()
     root = yaml.safe_load((BOOK_DIR / TOC_FILE).read_text())["root"]  # singlehtml writes the book as its root page
     printed = print_pdf(print_dir / "singlehtml" / f"{root}.html", pdf)
     zoomed = f"; {len(printed.zooms)} wide tables scaled to {min(printed.zooms):.0%} or more" if printed.zooms else ""
-    print(f"printed {pdf.name} in {time.perf_counter() - started:.1f} s ({printed.links['runs']} run ids linked "
-          f"to the table of runs, {printed.links['unlinked']} links to files of the HTML book unlinked{zoomed})")
+    print(f"book as one page in {built - started:.1f} s, printed to {pdf.name} in {time.perf_counter() - built:.1f} s "
+          f"({printed.links['runs']} run ids linked to the table of runs, {printed.links['unlinked']} links to files "
+          f"of the HTML book unlinked{zoomed})")
     if (build_dir / "html").is_dir():
         shutil.copyfile(pdf, build_dir / "html" / pdf.name)
     return 0
