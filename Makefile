@@ -12,7 +12,7 @@ DATA ?= $(firstword $(wildcard ../shared/data/cifar10-jpeg.tar.gz) data)
 export LAB2_DATA := $(DATA)
 ARGS ?=
 
-.PHONY: venv train test test-all bench sweep book lab gpu-check browser slurm clean
+.PHONY: venv train test test-all bench sweep book pdf lab gpu-check browser poppler slurm clean
 
 venv: $(VENV)/.installed
 
@@ -27,11 +27,16 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 train: venv
 	$(PY) -m lab2 train --out results/manual/$$(date +%Y%m%d-%H%M%S) $(ARGS)
 
-# Debian's Chromium, for the test that opens the built book in a real browser.
+# Debian's Chromium (as root), for the test that opens the built book in a real browser, and for
+# `make pdf`, which prints the book with it.
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
-test: venv browser
+# Debian's poppler-utils (pdftotext, pdftoppm), for the test that reads the printed book.
+poppler:
+	@command -v pdftotext >/dev/null || { apt-get update -qq && apt-get install -y -qq poppler-utils >/dev/null; }
+
+test: venv browser poppler
 	$(PY) -m pytest $(ARGS)
 
 # Debian's Slurm and munge (as root), for the test that sweeps through a real one-node Slurm; the
@@ -40,7 +45,7 @@ slurm:
 	@bash tests/slurm/local_slurm.sh install
 
 # Everything, the slow tests on real data and the real Slurm included.
-test-all: venv browser slurm
+test-all: venv browser poppler slurm
 	$(PY) -m pytest -m '' $(ARGS)
 
 bench: venv
@@ -50,9 +55,11 @@ sweep: venv
 	$(PY) -m lab2 sweep --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS)) $(ARGS)
 
 # The full profile's results are committed (they need a GPU), so its book only renders them.
-book: venv
+# `make pdf` is `make book` that also prints the book as one PDF (book/_build/pdf/) with Chromium.
+book pdf: venv
 	$(if $(filter full,$(PROFILE)),,$(PY) -m lab2 sweep --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS)))
-	$(PY) -m lab2 book --profile $(PROFILE)
+	$(PY) -m lab2 book --profile $(PROFILE) $(if $(filter pdf,$@),--pdf)
+pdf: browser
 
 # JupyterLab on the book: each chapter (book/*.md) opens as a notebook through jupytext and
 # reads PROFILE's results; book/run.ipynb runs with its small defaults.

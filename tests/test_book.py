@@ -1,6 +1,6 @@
 """The book, built strictly from a smoke sweep on tiny data: every chapter renders its figures,
-tables and glued numbers, the run notebooks are linked, a rebuild is cached, and a real
-browser loads the pages without an error."""
+tables and glued numbers, the run notebooks are linked, a rebuild is cached, a real browser
+loads the pages without an error, and the book printed as one PDF reads as the HTML does."""
 
 import functools
 import html.parser
@@ -8,8 +8,10 @@ import http.server
 import json
 import re
 import shutil
+import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,16 +19,15 @@ from conftest import make_arrays, write_image_folder, write_tar_gz
 
 from lab2 import PROJECT_ROOT
 from lab2.core.summary import OK
-from lab2.report.build import (CHAPTERS_FILE, DIGEST_FILE, LOG_FILE, RUNS_FOLDER, BookError, build_book,
-                               inputs_digest, page_code_files)
+from lab2.report.build import (CHAPTERS_FILE, DIGEST_FILE, LOG_FILE, PDF_FOLDER, PRINT_FOLDER, RUNS_FOLDER,
+                               BookError, build_book, inputs_digest, page_code_files, pdf_name)
 from lab2.report.compare import NOT_MEASURED
+from lab2.report.pdf import CHROMIUM, CHROMIUM_ARGS, MARGINS_MM
 from lab2.runs.claims import try_claim
 from lab2.runs.fingerprint import imported_by, project_path
 from lab2.runs.sweep import sweep
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+POPPLER = shutil.which("pdftotext") and shutil.which("pdftoppm")  # `make poppler` installs Debian's poppler-utils
 # Every chapter and whether it draws figures; all of them show tables except the run notebook.
 CHAPTERS = {
     "intro": False, "layers": False, "mlp": True, "cnn": True, "hyperparameters": True, "mlp_vs_cnn": True,
@@ -458,3 +459,100 @@ def test_a_bad_manifest_is_refused_naming_it_and_nothing_is_written(tmp_path, ca
     assert exit_.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
     assert sorted(p.name for p in elsewhere.iterdir()) == ["summary.json"]
+
+
+@pytest.fixture(scope="module")
+def printed(built):
+    """The same book with its PDF: `build_book(pdf=True)` on the same results and build folder, so the pages
+    come from the cache; the HTML is written again with the header's link, and the book printed."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent: `make browser` installs Debian's Chromium")
+    if not POPPLER:
+        pytest.skip("pdftotext or pdftoppm is absent: `make poppler` installs Debian's poppler-utils")
+    build_dir = built["output"] / "_build"
+    started = time.perf_counter()
+    code = build_book("smoke", results_root=built["results"], output_dir=built["output"], pdf=True)
+    seconds = time.perf_counter() - started
+    logs = [build_dir / LOG_FILE, build_dir / PRINT_FOLDER / "_build" / LOG_FILE]
+    assert code == 0, "\n".join(log.read_text()[-3000:] for log in logs if log.is_file())
+    pdf = build_dir / PDF_FOLDER / pdf_name("smoke")
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    pages = [page.replace("\u2019", "'") for page in text.split("\f")[:-1]]  # pdftotext ends every page with \f
+    print(f"book with its PDF built again in {seconds:.0f} s: {len(pages)} pages")
+    return {"pdf": pdf, "pages": pages, "text": " ".join(" ".join(pages).split()), "html": build_dir / "html"}
+
+
+def mlp_best_test_accuracy(results_root: Path) -> str:
+    """The smoke profile's MLP best-setting test accuracy, read from its run folder, as the book prints it."""
+    folder = results_root / "smoke"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (run,) = [run for run in manifest["runs"] if "mlp/best" in run["experiments"]]  # smoke: one seed
+    return f"{json.loads((folder / run['run_id'] / 'summary.json').read_text())['test_acc']:.4f}"
+
+
+def test_the_pdf_opens_with_the_findings_showing_the_mlps_best_test_accuracy_as_the_html_does(built, printed):
+    accuracy = mlp_best_test_accuracy(built["results"])
+    text, _ = visible((printed["html"] / "intro.html").read_text())
+    assert accuracy in text
+    opening = " ".join(" ".join(printed["pages"][:2]).split())
+    assert accuracy in opening
+    assert len(printed["pages"]) >= 20
+    # Every chapter, in the book's order; the run pages are left out (their runs are rows of the table of runs).
+    starts = [printed["text"].index(title) for title in
+              ("The layers", "The MLP", "The CNN", "Hyper-parameters", "MLP vs CNN", "Overfitting and early stopping",
+               "Against the original report", "Provenance", "References")]
+    assert starts == sorted(starts)
+    assert "The executed notebook" not in printed["text"]
+
+
+def test_the_pdfs_figures_and_tables_are_numbered_captioned_and_referred_to(printed):
+    for kind in ("Figure", "Table"):
+        captions = [int(number) for number in re.findall(rf"(?m)^\s*{kind} (\d+) \S", "\n".join(printed["pages"]))]
+        assert captions and sorted(set(captions)) == list(range(1, max(captions) + 1)), (kind, captions)
+        for number in set(captions):  # each is named in the prose too, not only in its caption
+            assert printed["text"].count(f"{kind} {number}") >= 2, f"{kind} {number} is never referred to"
+    assert "Figure 1 The MLP's best setting" in printed["text"]  # a caption says what it shows ...
+    assert "runs of the smoke profile, seed 0" in printed["text"]  # ... and from which runs
+
+
+def test_the_pdfs_references_cite_the_report_cifar10_batchnorm_and_dropout(printed):
+    references = printed["text"][printed["text"].rindex("References"):]
+    for author in ("Krizhevsky", "Ioffe", "Srivastava", "ANN Lab2 Report"):
+        assert author in references, author
+    chapters = printed["text"][:printed["text"].rindex("References")]
+    for citation in ("(Krizhevsky, 2009)", "(Ioffe and Szegedy, 2015)", "(Srivastava et al., 2014)"):
+        assert citation in chapters, citation
+
+
+def test_no_table_of_the_pdf_runs_off_its_page(printed, tmp_path):
+    """The widest table (every number of the report, beside ours) rendered as the page a reader sees, and every
+    page at low resolution: nothing is drawn in the right margin, where a cut-off table would run to the edge."""
+    from PIL import Image
+
+    widest = next(number for number, page in enumerate(printed["pages"], 1) if "Every number the report printed" in page)
+    pages = {"widest": (72, ["-f", str(widest), "-l", str(widest)]), "all": (24, [])}
+    for name, (dpi, which) in pages.items():
+        subprocess.run(["pdftoppm", "-r", str(dpi), "-gray", *which, str(printed["pdf"]), str(tmp_path / name)],
+                       check=True)
+        images = sorted(tmp_path.glob(f"{name}-*.pgm"))
+        assert len(images) == (1 if name == "widest" else len(printed["pages"]))
+        for path in images:
+            image = Image.open(path)
+            margin = round((MARGINS_MM["right"] - 4) / 25.4 * dpi)  # the margin less 4 mm: a table ends before it
+            strip = image.crop((image.width - margin, 0, image.width, image.height))
+            assert strip.getextrema()[0] > 240, f"{path.name}: something is drawn in the right margin"
+
+
+def test_the_pdf_names_no_machine_folder_and_the_html_header_links_it(built, printed):
+    from lab2 import PROJECT_ROOT
+
+    content = printed["pdf"].read_bytes()
+    for folder in (str(PROJECT_ROOT), str(built["root"]), "/root/", "/work/", "/tmp/", "/home/", "file:"):
+        assert folder not in printed["text"] and folder.encode() not in content, folder
+    assert (printed["html"] / printed["pdf"].name).read_bytes() == content
+    run_page = sorted((printed["html"] / RUNS_FOLDER).glob("*.html"))[0].relative_to(printed["html"])
+    for page, target in (("intro.html", printed["pdf"].name), ("mlp.html", printed["pdf"].name),
+                         (str(run_page), f"../{printed['pdf'].name}")):
+        html = (printed["html"] / page).read_text()
+        header = html[html.index('class="bd-header-article'):html.index("<article")]
+        assert f'href="{target}"' in header, page
