@@ -12,8 +12,8 @@ table by its class:
     ```
 
 and this extension turns that figure into a `glued_table` node, which Sphinx numbers in the
-table sequence (`numfig_format["table"]`) and {numref} refers to as a table. Its HTML is the
-figure's, caption below (the HTML writer closes a figure's caption where the figure ends).
+table sequence (`numfig_format["table"]`) and {numref} refers to as a table. Every writer draws
+it as the figure it is a subclass of (Sphinx visits a node through its classes), caption below.
 """
 
 from docutils import nodes
@@ -43,15 +43,7 @@ class TablesFromFigures(SphinxTransform):
                 self.document.ids[node_id] = table
 
 
-def _visit(translator, node: glued_table) -> None:
-    translator.visit_figure(node)
-
-
-def _depart(translator, node: glued_table) -> None:
-    translator.depart_figure(node)
-
-
 def setup(app: Sphinx) -> dict:
-    app.add_enumerable_node(glued_table, "table", html=(_visit, _depart))
+    app.add_enumerable_node(glued_table, "table")
     app.add_transform(TablesFromFigures)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
