@@ -427,7 +427,10 @@ COLUMNS = ["source", "claim", "evidence", "verdict", "outcome"]
 
 
 def all_claims(runs, epochs, reference, profile: str) -> pd.DataFrame:
-    """Every claim judged, one row each, in the report's order: `verdict` to show, `outcome` to count."""
+    """Every claim judged, one row each, in the report's order: `verdict` to show, `outcome` to count.
+
+    The claims are about the report's protocol, so they read its runs only (results.protocol)."""
+    runs, epochs = results.protocol(runs), results.protocol_epochs(epochs, runs)
     claims = [
         dropout_helps_mlp(runs), batchnorm_helps(runs, "mlp"), cnn_channels(), batchnorm_helps(runs, "cnn"),
         dropout_kind_at_zero(runs, epochs), dropout_narrows_gap_mlp(runs), dropout_scaling(),

@@ -52,23 +52,41 @@ DROPOUT_KIND_GRID = role("dropout_kind", "dropout kind and rate grid", dropout_k
 NARROW_DROPOUT_RATE_GRID = role("narrow_dropout_rate", "dropout rate grid, other width", channels=ANY,
                                 dropout_rate=GRID)
 
-# Why the numbers differ: the best setting and the one without dropout at lower data fidelity.
+# Why the numbers differ: the best setting and the one without dropout at lower data fidelity;
+# the report's settings as read on the CPU in fp32 (the device of the runs they are compared with);
+# the settings of the lost-detail prediction with pixel noise; the BatchNorm variants.
 JPEG_QUALITY_GRID = role("fidelity_jpeg_quality", "JPEG quality grid", dropout_rate=GRID, jpeg_quality=GRID)
 PIXEL_NOISE_GRID = role("fidelity_pixel_noise", "pixel noise grid", dropout_rate=GRID, pixel_noise=GRID)
+SAME_DEVICE_BATCH_SIZE = role("same_device_batch_size", "batch size grid, CPU fp32", precision=ANY, batch_size=GRID)
+SAME_DEVICE_NO_DROPOUT = role("same_device_no_dropout", "without dropout, CPU fp32", precision=ANY, dropout_rate=0.0)
+NOISE_DROPOUT_RATE = role("noise_dropout_rate", "dropout rate grid with pixel noise", pixel_noise=ANY,
+                          precision=ANY, dropout_rate=GRID)
+NOISE_BATCH_SIZE = role("noise_batch_size", "batch size grid with pixel noise", pixel_noise=ANY, precision=ANY,
+                        batch_size=GRID)
+NOISE_LEARNING_RATE = role("noise_learning_rate", "learning rate grid with pixel noise", pixel_noise=ANY,
+                           precision=ANY, learning_rate=GRID)
+NOISE_NO_BATCHNORM = role("noise_no_batchnorm", "without BatchNorm, with pixel noise", pixel_noise=ANY,
+                          precision=ANY, batchnorm=False)
+BATCHNORM_VARIANT_GRID = role("batchnorm_variant", "BatchNorm variant and batch size grid", precision=ANY,
+                              batchnorm_variant=GRID, batch_size=GRID)
+# Runs that leave the report's protocol on purpose (other data, another BatchNorm) or repeat it on a
+# second device: statistics that describe the report's protocol leave them out (results.protocol).
+DEPARTURES = (JPEG_QUALITY_GRID, PIXEL_NOISE_GRID, SAME_DEVICE_BATCH_SIZE, SAME_DEVICE_NO_DROPOUT, NOISE_DROPOUT_RATE,
+              NOISE_BATCH_SIZE, NOISE_LEARNING_RATE, NOISE_NO_BATCHNORM, BATCHNORM_VARIANT_GRID)
 
 ABLATIONS = (BASELINE, NO_DROPOUT, NO_BATCHNORM)
 # The one-factor grids around the baseline, by the field they vary.
 GRIDS = {"dropout_rate": DROPOUT_RATE_GRID, "batch_size": BATCH_SIZE_GRID, "learning_rate": LEARNING_RATE_GRID}
 # What the chapters show of each model; any other experiment goes to the appendix.
 SHOWN = {
-    "mlp": (*ABLATIONS, *GRIDS.values(), JPEG_QUALITY_GRID, PIXEL_NOISE_GRID),
+    "mlp": (*ABLATIONS, *GRIDS.values(), *DEPARTURES),
     "cnn": (*ABLATIONS, *GRIDS.values(), DROPOUT_KIND_GRID, NARROW_DROPOUT_RATE_GRID),
 }
 # The chapter (book/<name>.md) that shows each role of SHOWN; "{model}": the model's own chapter.
 CHAPTERS = {
     BASELINE: "{model}", NO_DROPOUT: "{model}", NO_BATCHNORM: "{model}", DROPOUT_KIND_GRID: "{model}",
     DROPOUT_RATE_GRID: "hyperparameters", BATCH_SIZE_GRID: "hyperparameters", LEARNING_RATE_GRID: "hyperparameters",
-    NARROW_DROPOUT_RATE_GRID: "hyperparameters", JPEG_QUALITY_GRID: "why", PIXEL_NOISE_GRID: "why",
+    NARROW_DROPOUT_RATE_GRID: "hyperparameters", **{departure: "why" for departure in DEPARTURES},
 }
 APPENDIX = "appendix"  # the chapter of the experiments that play no role
 # The original report's experiments; book/data/original_report_results.csv names each by its role's name.

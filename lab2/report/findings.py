@@ -81,26 +81,23 @@ def facts(runs: pd.DataFrame, epochs: pd.DataFrame, reference: pd.DataFrame, pro
     found["directions"] = "; ".join(direction_phrase(direction(comparison, "mlp", metric), metric)
                                     for metric in TRAINING_METRICS)
     found["claims"] = claim_counts(claims.all_claims(runs, epochs, reference, profile))
-    found["fidelity"] = fidelity_share(runs, comparison)
+    found["predictions"] = prediction_facts(runs, reference)
     return found
 
 
-def fidelity_share(runs: pd.DataFrame, comparison: pd.DataFrame) -> dict | None:
-    """What the JPEG trend says of the best MLP's training-loss difference from the report
-    (lab2.report.why): the share it accounts for and whether the trend can be told from zero;
-    None until the JPEG fidelity runs have all finished."""
-    from lab2.report import why
-    from lab2.report.experiments import JPEG_QUALITY_GRID
+def prediction_facts(runs: pd.DataFrame, reference: pd.DataFrame) -> dict:
+    """What the predictions of "Why the numbers differ" showed (lab2.report.predictions): the noise level
+    calibrated on the best setting and the outcomes at the other settings; per BatchNorm variant, its
+    predicted changes that held and the batch sizes where it agrees with the report."""
+    from lab2.report import predictions
 
-    planned = results.runs_of(runs, "mlp", JPEG_QUALITY_GRID)
-    if planned.empty or len(results.finished(planned)) < len(planned):
-        return None
-    explained = why.gap_explained(runs, comparison, why.jpeg_error_on_lossless()["rmse"], metrics=("train_loss",))
-    best_rate = results.runs_of(runs, "mlp", BASELINE)["dropout_rate"].iloc[0]
-    row = explained[explained["dropout_rate"] == best_rate]
-    if row.empty or pd.isna(row["share explained"].iloc[0]):
-        return None
-    return {"share": float(row["share explained"].iloc[0]), "trend": row["trend"].iloc[0] == "yes"}
+    noise = predictions.lost_detail(runs, reference)
+    variants = predictions.batchnorm_variants(runs, reference)
+    return {"level": noise.level, "noise": noise.counts,
+            "variants": {variant: {**counts, "explains": sum(1 for agrees in variants.explains[variant].values()
+                                                             if agrees is True),
+                                   "batch_sizes": len(variants.explains[variant])}
+                         for variant, counts in variants.counts.items()}}
 
 
 def has_results(profile: str) -> bool:
@@ -115,14 +112,20 @@ def load_profile(profile: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
 
 def sentence_facts(found: dict, reference_profile: bool, description: str = "") -> dict:
     """The facts of `facts` with the words the findings' sentences need around them."""
-    fidelity = found["fidelity"]
-    if fidelity is None:
-        fidelity = ": that experiment has not finished yet"
-    else:
-        fidelity = (f": at the best setting, the trend of lower JPEG quality accounts for {fidelity['share']:.0%} of the "
-                    f"training-loss difference"
-                    + ("" if fidelity["trend"] else ", and that trend cannot be told from zero"))
+    found_predictions = found["predictions"]
+    noise, level = found_predictions["noise"], found_predictions["level"]
+    held, failed, waiting = (noise.get(key, 0) for key in ("held", "did not hold", "not judged"))
+    parts = [f"pixel noise of {level:g} grey levels, calibrated on the best setting, predicted the training numbers "
+             f"of the other settings: {held} of {noise.get('total', 0)} predictions held, {failed} did not"
+             + (f", {waiting} are not judged yet" if waiting else "")
+             if level is not None else "no noise level agrees with the report at the best setting yet"]
+    for variant, counts in found_predictions["variants"].items():
+        parts.append(f"BatchNorm with {variant.replace('_', ' ')} held {counts['held']} of its {counts['total']} "
+                     f"predicted changes"
+                     + (f" ({counts['not judged']} not judged yet)" if counts["not judged"] else "")
+                     + f" and agrees with the report at {counts['explains']} of {counts['batch_sizes']} batch sizes")
+    predictions_text = "; ".join(parts)
     protocol = ("the report's protocol" if reference_profile else
                 f"a reduced protocol, so its differences from the report's numbers are expected: {description}")
-    return {**found, "fidelity": fidelity, "protocol": protocol,
+    return {**found, "predictions": predictions_text, "protocol": protocol,
             "cnn": {**found["cnn"]}, "mlp": {**found["mlp"]}}

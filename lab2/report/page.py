@@ -44,12 +44,13 @@ class Page:
         return f"{plural(len(shown), 'run')} of the {self.profile} profile, {'seeds' if len(seeds) > 1 else 'seed'} {words}"
 
 
-def load() -> Page:
-    """The profile and results the book was asked to show ($LAB2_PROFILE, $LAB2_RESULTS)."""
+def load(profile: str | None = None) -> Page:
+    """The profile and results the book was asked to show ($LAB2_PROFILE, $LAB2_RESULTS), or another
+    profile from the default results root (a book of a smaller profile reads the committed full one too)."""
     pd.set_option("display.max_rows", None)  # tables whole, never a head and a tail
     pd.set_option("display.max_colwidth", None)  # settings and sentences whole
     _figure_formats()
-    profile, root = results.selected()
+    profile, root = results.selected() if profile is None else (profile, None)
     return Page(profile, root, load_manifest(profile, root), results.load_runs(profile, root),
                 results.load_epochs(profile, root), results.load_reference(), runs_in_flight(profile, root))
 
@@ -76,6 +77,11 @@ def uncovered_experiments(runs: pd.DataFrame) -> list[str]:
     members = results.by_experiment(runs)
     uncovered = set(members.loc[members["role"].isna(), "experiment_id"])
     return [experiment for experiment in planned_experiments(runs) if experiment in uncovered]
+
+
+def without_index(table: pd.DataFrame):
+    """A table as the pages show it when its first columns name its rows: no index column of row numbers."""
+    return table.style.hide(axis="index")
 
 
 def _figure_formats() -> None:

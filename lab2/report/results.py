@@ -18,7 +18,7 @@ import pandas as pd
 from lab2 import PROJECT_ROOT
 from lab2.core.config import FIELD_NAMES, FIELD_TYPES, RunConfig
 from lab2.core.summary import DIVERGED, FINISHED_STATUSES, OK
-from lab2.report.experiments import REPORTED, Role, shown_roles
+from lab2.report.experiments import DEPARTURES, REPORTED, Role, shown_roles
 from lab2.runs import record
 from lab2.runs.fingerprint import project_path
 from lab2.runs.manifest import load_manifest
@@ -74,6 +74,7 @@ def load_runs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
             "status": status,
             "corrupt_path": project_path(record.summary_path(run_dir)) if status == record.CORRUPT else None,
             "code_changed": _code_changed(run_dir),
+            "device": environment.get("device"),  # cpu, cuda or cuda:N: the kind of device it ran on
             "device_name": environment.get("device_name"),
             # What the device computed in (a CPU always fp32): the setting `precision` stays the
             # config's, so that runs of one setting from a GPU and a CPU stay one setting.
@@ -145,6 +146,18 @@ def runs_of(runs: pd.DataFrame, model: str, experiment: Role | str) -> pd.DataFr
 def finished(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs that trained to their last epoch (ok): every number the book computes is theirs."""
     return runs[runs["status"] == OK]
+
+
+def protocol(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of the report's protocol: those of some experiment other than the departures from it
+    (experiments.DEPARTURES: other data, another BatchNorm, a second device)."""
+    departures = {role.label for role in DEPARTURES}
+    return runs[runs["roles"].apply(lambda labels: any(label not in departures for label in labels))]
+
+
+def protocol_epochs(epochs: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The epochs of the protocol's runs (protocol)."""
+    return epochs[epochs["run_id"].isin(protocol(runs)["run_id"])]
 
 
 def ended(runs: pd.DataFrame) -> pd.DataFrame:

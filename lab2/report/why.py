@@ -2,12 +2,14 @@
 
 - `lr_rule_firings`: how often the course framework's learning-rate rule, which lab2 does not
   follow, would have fired in our runs.
-- `fidelity_runs` / `fidelity_table`: the data-fidelity experiment (lab2.core.fidelity) per level,
-  with the pixel error each level causes.
+- `fidelity_runs` / `fidelity_table` / `fidelity_differences`: the data-fidelity experiment
+  (lab2.core.fidelity) per level, with the pixel error each level causes, against the images as
+  read on the same device (the CPU, in fp32).
 - `jpeg_error_on_lossless`: the pixel error a JPEG round trip causes on lossless natural
   photographs shrunk to CIFAR-10's size, from the images scikit-image ships.
-- `gap_explained`: the trend of each metric against pixel error, read at that error, against
-  the difference between our numbers and the report's.
+- `encoded_like_pillow`: whether the data's JPEGs were written as lab2.core.fidelity re-encodes.
+
+The explanations tested by prediction are judged in lab2.report.predictions.
 """
 
 import contextlib
@@ -19,9 +21,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from lab2.report import compare, results
-from lab2.report.compare import Estimate, plus_minus
-from lab2.report.experiments import BASELINE, JPEG_QUALITY_GRID, NO_DROPOUT, PIXEL_NOISE_GRID
+from lab2.report import predictions, results
+from lab2.report.compare import NOT_MEASURED, Estimate, judge_difference, plus_minus
+from lab2.report.experiments import JPEG_QUALITY_GRID, PIXEL_NOISE_GRID
 
 # The course framework's rule: lr *= LR_DECAY when an epoch's training loss exceeds the
 # largest of the LR_WINDOW epochs before it.
@@ -48,35 +50,55 @@ def lr_rule_firings(epochs: pd.DataFrame) -> pd.DataFrame:
 
 
 def fidelity_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The MLP runs of the fidelity experiment and the runs at the images as read it is measured
-    against (the best setting and without dropout), each with `level` and `kind`."""
-    parts = []
-    for role in (BASELINE, NO_DROPOUT):
-        parts.append(results.runs_of(runs, "mlp", role).assign(kind="as read", level="as read"))
+    """The MLP runs of the fidelity experiment and, at the level 'as read', the same settings as read
+    on the device the fidelity runs used (the CPU, in fp32), each with `level` and `kind`."""
     jpeg = results.runs_of(runs, "mlp", JPEG_QUALITY_GRID)
-    parts.append(jpeg.assign(kind="JPEG", level=[f"JPEG {q:.0f}" for q in jpeg["jpeg_quality"]]))
     noise = results.runs_of(runs, "mlp", PIXEL_NOISE_GRID)
+    rates = sorted(set(jpeg["dropout_rate"]) | set(noise["dropout_rate"]), reverse=True)
+    best = predictions.best_setting(runs)
+    as_read = [predictions.on_cpu(predictions.select(runs, **{**predictions.AS_READ, **best, "dropout_rate": rate,
+                                                              "precision": "fp32"})) for rate in rates]
+    parts = [part.assign(kind="as read", level="as read") for part in as_read]
+    parts.append(jpeg.assign(kind="JPEG", level=[f"JPEG {q:.0f}" for q in jpeg["jpeg_quality"]]))
     parts.append(noise.assign(kind="noise", level=[f"noise {n:g}" for n in noise["pixel_noise"]]))
-    chosen = pd.concat(parts, ignore_index=True)
-    return chosen.drop_duplicates(["run_id", "kind"]).reset_index(drop=True)
+    return pd.concat(parts, ignore_index=True).drop_duplicates(["run_id", "kind"]).reset_index(drop=True)
 
 
 def fidelity_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per dropout rate and fidelity level: pixel error and each metric as mean ± std over seeds."""
     chosen = results.finished(fidelity_runs(runs))
     rows = []
-    for (rate, kind, level), group in chosen.groupby(["dropout_rate", "kind", "level"], sort=False):
-        row = {"dropout_rate": rate, "level": level, "seeds": len(group),
-               "pixel error (RMS grey levels)": round(group["pixel_rmse"].mean(), 2)}
+    for (rate, level), group in chosen.groupby(["dropout_rate", "level"], sort=False):
+        row = {"dropout rate": f"{rate:g}", "level": level, "seeds": len(group),
+               "pixel error (RMS grey levels)": f"{group['pixel_rmse'].mean():.2f}"}
         for metric in FIDELITY_METRICS:
             estimate = Estimate.of(group[metric])
-            row[metric] = plus_minus(estimate.mean, estimate.std)
+            row[predictions.METRIC_WORDS[metric]] = plus_minus(estimate.mean, estimate.std)
         rows.append(row)
-    table = pd.DataFrame(rows)
-    if table.empty:
-        return table
-    return table.sort_values(["dropout_rate", "pixel error (RMS grey levels)"], ascending=[False, True],
-                             kind="stable").set_index(["dropout_rate", "level"])
+    return pd.DataFrame(rows)
+
+
+def fidelity_differences(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per dropout rate and degraded level: each metric minus the images as read on the same CPU, judged by the noise rule."""
+    chosen = results.finished(fidelity_runs(runs))
+    rows = []
+    for rate, at_rate in chosen.groupby("dropout_rate", sort=False):
+        as_read = at_rate[at_rate["kind"] == "as read"]
+        for level, group in at_rate[at_rate["kind"] != "as read"].groupby("level", sort=False):
+            row = {"dropout rate": f"{rate:g}", "level": level}
+            for metric in FIDELITY_METRICS:
+                verdict = judge_difference(Estimate.of(group[metric]), Estimate.of(as_read[metric]), metric)
+                row[predictions.METRIC_WORDS[metric]] = (f"{verdict.difference:+.3f} ({verdict.text})"
+                                                         if verdict.measured else NOT_MEASURED)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def level_direction(runs: pd.DataFrame, level: str, metric: str = "train_loss") -> float:
+    """A degraded level's mean `metric` minus the images as read on the same CPU, at the best setting (nan if missing)."""
+    chosen = results.finished(fidelity_runs(runs))
+    best = chosen[np.isclose(chosen["dropout_rate"], predictions.best_setting(runs).get("dropout_rate", np.nan))]
+    return best.loc[best["level"] == level, metric].mean() - best.loc[best["kind"] == "as read", metric].mean()
 
 
 def lossless_tiles() -> np.ndarray:
@@ -124,46 +146,6 @@ def jpeg_error_on_lossless(quality: int = SHARED_COPY_QUALITY) -> dict:
             "rmse": jpeg_round_trip_error(tiles, quality)}
 
 
-def trend(chosen: pd.DataFrame, metric: str) -> tuple[float, float, int]:
-    """Least-squares slope of `metric` against pixel error over runs (with its standard error), and the run count."""
-    x, y = chosen["pixel_rmse"].to_numpy(float), chosen[metric].to_numpy(float)
-    if len(x) < 3 or np.ptp(x) == 0:
-        return float("nan"), float("nan"), len(x)
-    slope, intercept = np.polyfit(x, y, 1)
-    residuals = y - (slope * x + intercept)
-    error = np.sqrt(residuals.var(ddof=2) / ((x - x.mean()) ** 2).sum())
-    return float(slope), float(error), len(x)
-
-
-def gap_explained(runs: pd.DataFrame, comparison: pd.DataFrame, pixel_error: float,
-                  metrics=("train_loss", "train_acc", "val_loss", "test_acc"), kind: str = "JPEG") -> pd.DataFrame:
-    """Per dropout rate and metric: the trend of the `kind` levels (JPEG or noise) read at
-    `pixel_error` (what removing our data's JPEG step would change, if the trend held down to
-    lossless data), against our difference from the report at the images as read, and the
-    share of that difference it accounts for."""
-    chosen = results.finished(fidelity_runs(runs))
-    jpeg_levels = chosen[chosen["kind"].isin(["as read", kind])]
-    rows = []
-    for rate, group in jpeg_levels.groupby("dropout_rate", sort=False):
-        for metric in metrics:
-            slope, error, count = trend(group, metric)
-            match = comparison[(comparison["model"] == "mlp") & (comparison["metric"] == metric)
-                               & (comparison["dropout_rate"].round(10) == round(rate, 10))
-                               & (comparison["batch_size"] == group["batch_size"].iloc[0])
-                               & (comparison["learning_rate"].round(10) == round(group["learning_rate"].iloc[0], 10))
-                               & comparison["batchnorm"]]
-            gap = float(match["difference"].iloc[0]) if len(match) else float("nan")
-            beyond = len(match) > 0 and match["beyond_noise"].iloc[0] is True
-            effect = slope * pixel_error
-            rows.append({"dropout_rate": rate, "metric": metric, "runs": count,
-                         "slope per grey level": slope, "slope std error": error,
-                         "trend": "yes" if abs(slope) > compare.NOISE_Z * error else "not told from 0",
-                         "JPEG effect at the shared copy's error": effect, "ours - original": gap,
-                         # A share of a difference that is within noise would be a ratio of noise.
-                         "share explained": effect / gap if beyond and gap else float("nan")})
-    return pd.DataFrame(rows)
-
-
 def first_jpeg(data_source: str) -> bytes | None:
     """The first JPEG file of the data a profile was made from (a .tar.gz or a folder); None if it is not here."""
     import tarfile
@@ -197,18 +179,26 @@ def encoded_like_pillow(data_source: str, quality: int = SHARED_COPY_QUALITY) ->
         return tables == ours.quantization and sampling == JpegImagePlugin.get_sampling(ours)
 
 
-def grid_gaps(comparison: pd.DataFrame, metric: str = "train_loss") -> pd.DataFrame:
-    """Ours minus the report's `metric` over each MLP grid the report printed, one row per grid value."""
-    rows = comparison[(comparison["model"] == "mlp") & (comparison["metric"] == metric) & (comparison["seeds"] > 0)]
-    parts = []
-    for field in ("dropout_rate", "batch_size", "learning_rate"):
-        others = [other for other in ("dropout_rate", "batch_size", "learning_rate") if other != field]
-        # One-factor grids around the best setting: the other two fields at the best setting's values.
-        best = rows[rows["role"] == BASELINE.label]
-        if best.empty:
-            continue
-        mask = rows["batchnorm"] & np.logical_and.reduce([rows[o].round(10) == round(best[o].iloc[0], 10) for o in others])
-        grid = rows[mask].sort_values(field)
-        parts.append(pd.DataFrame({"grid": field, "value": grid[field].map(lambda v: f"{v:g}"),
-                                   "ours - original": grid["difference"].round(3), "verdict": grid["verdict"]}))
-    return pd.concat(parts, ignore_index=True).set_index(["grid", "value"]) if parts else pd.DataFrame()
+def conclusion_facts(lost, variants, comparison: pd.DataFrame) -> dict:
+    """What the chapter's conclusion says, from the judged predictions (lab2.report.predictions) and the
+    comparison with the report: which settings the noise reproduced, what it cost, what each BatchNorm
+    variant showed, and the CNN's test accuracy against the report's."""
+    by_setting = lost.prediction.groupby("setting", sort=False)["outcome"] if len(lost.prediction) else None
+    reproduced = [setting for setting, outcomes in by_setting if (outcomes == predictions.HELD).all()] if by_setting else []
+    failed = {setting: [predictions.METRIC_WORDS[metric] for metric, outcome in
+                        zip(lost.prediction.loc[outcomes.index, "metric"], outcomes) if outcome == predictions.FAILED]
+              for setting, outcomes in by_setting} if by_setting else {}
+    cost = lost.cost["verdict"].map(lambda verdict: verdict.difference) if len(lost.cost) else pd.Series(dtype=float)
+    cnn = comparison[(comparison["model"] == "cnn") & (comparison["metric"] == "test_acc") & (comparison["seeds"] > 0)]
+    return {
+        "settings": lost.prediction["setting"].nunique() if len(lost.prediction) else 0,
+        "reproduced": reproduced, "failed": {setting: metrics for setting, metrics in failed.items() if metrics},
+        "waiting": lost.counts.get(predictions.NOT_JUDGED, 0),
+        "cost_low": cost.min(), "cost_high": cost.max(),
+        "variants": {variant: {**counts, "explains": [batch for batch, agrees in variants.explains[variant].items()
+                                                      if agrees is True]}
+                     for variant, counts in variants.counts.items()},
+        "cnn_settings": len(cnn), "cnn_below": int((cnn["difference"] < 0).sum()),
+        "cnn_low": cnn["difference"].min(), "cnn_high": cnn["difference"].max(),
+        "cnn_seeds": int(cnn["seeds"].max()) if len(cnn) else 0,
+    }

@@ -1,0 +1,320 @@
+"""The predictions of "Why the numbers differ", judged on the runs.
+
+book/data/predictions.yaml states them; it was committed before the runs that test them, so
+nothing here chooses what to predict: this module only looks up runs and applies the book's
+noise rule (lab2.report.compare).
+
+- `lost_detail`: the noise level calibrated on the best setting alone, then, at that level,
+  each of the other settings against the report's numbers.
+- `batchnorm_variants`: each BatchNorm variant against standard BatchNorm on the same device,
+  per batch size, against what it predicted; and against the report's numbers.
+- `device_effect`: the same setting as read on the H200 (tf32) and on the CPU (fp32).
+
+Runs are found by their settings, not by experiment names: a prediction names settings as
+changes from the MLP's best setting.
+"""
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from lab2 import PROJECT_ROOT
+from lab2.report import results
+from lab2.report.compare import (NO_DIFFERENCE, NOT_MEASURED, SMALL, Estimate, Verdict, judge_against_original,
+                                 judge_difference, printed_numbers)
+from lab2.report.experiments import BASELINE
+
+PREDICTIONS_FILE = PROJECT_ROOT / "book" / "data" / "predictions.yaml"
+HELD, FAILED, NOT_JUDGED = "held", "did not hold", "not judged"
+# The setting a prediction changes, and how runs leave the report's protocol on purpose.
+SETTING = ("dropout_rate", "batch_size", "learning_rate", "batchnorm")
+AS_READ = {"jpeg_quality": None, "pixel_noise": 0.0, "batchnorm_variant": "standard"}
+STANDARD = "standard"
+
+
+def read(path: Path = PREDICTIONS_FILE) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def agrees(verdict: Verdict) -> bool | None:
+    """Whether two numbers agree: their difference is small (or none), or within noise. None when
+    it is larger than small and one seed cannot tell it from noise, or a side is missing."""
+    if not verdict.measured:
+        return None
+    if verdict.size in (NO_DIFFERENCE, SMALL):
+        return True
+    return None if verdict.beyond_noise is None else not verdict.beyond_noise
+
+
+def outcome(held: bool | None) -> str:
+    return NOT_JUDGED if held is None else HELD if held else FAILED
+
+
+def best_setting(runs: pd.DataFrame) -> dict:
+    """The MLP's best setting (its baseline in params/), as the fields a prediction changes."""
+    best = results.runs_of(runs, "mlp", BASELINE)
+    return {field: best[field].iloc[0].item() if hasattr(best[field].iloc[0], "item") else best[field].iloc[0]
+            for field in SETTING} if len(best) else {}
+
+
+def select(runs: pd.DataFrame, **values) -> pd.DataFrame:
+    """The MLP runs (finished or not) whose fields have these values (None: unset; floats matched closely)."""
+    mask = runs["model"] == "mlp"
+    for field, value in values.items():
+        column = runs[field]
+        if value is None:
+            mask &= column.isna()
+        elif isinstance(value, float):
+            mask &= np.isclose(column.astype(float), value)
+        else:
+            mask &= column == value
+    return runs[mask]
+
+
+def on_cpu(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs["device"].fillna("").str.startswith("cpu")]
+
+
+def on_gpu(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs["device"].fillna("").str.startswith("cuda")]
+
+
+def setting_words(changes: dict) -> str:
+    """{'batch_size': 50} -> 'batch size 50'; {'batchnorm': False} -> 'no BatchNorm'."""
+    words = []
+    for field, value in changes.items():
+        if field == "batchnorm":
+            words.append("BatchNorm" if value else "no BatchNorm")
+        else:
+            words.append(f"{field.replace('_', ' ')} {value:g}")
+    return ", ".join(words) or "the best setting"
+
+
+def original(reference: pd.DataFrame, setting: dict, metric: str) -> tuple[float, int]:
+    """The report's number for an MLP setting and metric (the mean of its distinct printings) and how many runs it is."""
+    rows = reference[(reference["model"] == "mlp") & (reference["metric"] == metric)]
+    for field, value in setting.items():
+        rows = rows[np.isclose(rows[field].astype(float), float(value))]
+    printed = printed_numbers(rows["value"])
+    return (sum(printed) / len(printed), len(printed)) if printed else (math.nan, 0)
+
+
+def _against_report(chosen: pd.DataFrame, reference: pd.DataFrame, setting: dict, metric: str) -> dict:
+    ours = Estimate.of(results.finished(chosen)[metric])
+    value, printings = original(reference, setting, metric)
+    verdict = judge_against_original(ours, value, metric, max(printings, 1))
+    return {"ours": ours, "original": value, "verdict": verdict, "agrees": agrees(verdict)}
+
+
+@dataclass
+class LostDetail:
+    level: float | None  # the calibrated noise level (grey levels); None when no level agrees yet
+    calibration: pd.DataFrame  # per level and metric: the best setting with noise against the report
+    prediction: pd.DataFrame  # per setting and metric: as read, with noise, the report's, the outcome
+    cost: pd.DataFrame  # the same for test accuracy, which is not predicted, at the best setting and the others
+    counts: dict  # held, did not hold, not judged, total
+
+
+def lost_detail(runs: pd.DataFrame, reference: pd.DataFrame, spec: dict | None = None) -> LostDetail:
+    spec = (spec or read())["lost_detail"]
+    best = best_setting(runs)
+    noisy = select(runs, jpeg_quality=None, batchnorm_variant=STANDARD, **best)
+    levels = sorted(level for level in noisy["pixel_noise"].unique() if level > 0)
+    rows, level = [], None
+    for candidate in levels:
+        chosen = select(noisy, pixel_noise=float(candidate))
+        found = [{"pixel noise": candidate, "metric": metric, **_against_report(chosen, reference, best, metric)}
+                 for metric in spec["calibration_metrics"]]
+        rows += found
+        if level is None and all(row["agrees"] for row in found):
+            level = float(candidate)
+    calibration = _frame(rows)
+
+    prediction = _frame(_with_noise(runs, reference, best, spec["settings"], spec["metrics"], level))
+    # What the noise costs: test accuracy is not predicted (noise carries no signal, so it costs some).
+    cost = _frame(_with_noise(runs, reference, best, [{}, *spec["settings"]], ["test_acc"], level))
+    return LostDetail(level, calibration, prediction, cost, _counts(prediction["agrees"]) if len(prediction) else {})
+
+
+def _with_noise(runs, reference, best: dict, settings: list[dict], metrics, level: float | None) -> list[dict]:
+    """Per setting and metric: our runs as read (the report's protocol, any device) and with noise at `level`."""
+    rows = []
+    for changes in settings:
+        setting = {**best, **changes}
+        as_read = select(runs, **{**AS_READ, **setting, "precision": "tf32"})
+        with_noise = select(runs, **{**AS_READ, **setting, "pixel_noise": level}) if level else runs.iloc[:0]
+        for metric in metrics:
+            rows.append({"setting": setting_words(changes), "metric": metric,
+                         "as read": Estimate.of(results.finished(as_read)[metric]), "as read on": _devices(as_read),
+                         **_against_report(with_noise, reference, setting, metric)})
+    return rows
+
+
+def _devices(chosen: pd.DataFrame) -> str:
+    names = results.finished(chosen)["device_name"].dropna()
+    return ", ".join(f"{name} ({count})" for name, count in names.value_counts().items()) or NOT_MEASURED
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame["outcome"] = frame["agrees"].map(outcome)
+    return frame
+
+
+def _counts(held: pd.Series) -> dict:
+    outcomes = held.map(outcome)
+    return {HELD: int((outcomes == HELD).sum()), FAILED: int((outcomes == FAILED).sum()),
+            NOT_JUDGED: int((outcomes == NOT_JUDGED).sum()), "total": len(outcomes)}
+
+
+def predicted_held(prediction: str, verdict: Verdict) -> bool | None:
+    """Whether a measured difference is what 'same', or '<higher|lower> <size>', predicted.
+
+    'same' holds when the difference is none, or within noise; a direction holds when the
+    difference has that sign beyond noise and the size the prediction gave.
+    """
+    if not verdict.measured:
+        return None
+    if prediction == "same":
+        return True if verdict.size == NO_DIFFERENCE else None if verdict.beyond_noise is None else not verdict.beyond_noise
+    direction, size = prediction.split()
+    if verdict.beyond_noise is None:
+        return None
+    sign_held = (verdict.difference > 0) == (direction == "higher")
+    return bool(verdict.beyond_noise and sign_held and verdict.size == size)
+
+
+@dataclass
+class Variants:
+    table: pd.DataFrame  # per variant, batch size and metric: standard, variant, report; predicted, measured, outcome
+    counts: dict  # {variant: {held, did not hold, not judged, total}} of its predicted changes
+    explains: dict  # {variant: {batch size: True/False/None}}: all its training numbers agree with the report's
+
+
+def batchnorm_variants(runs: pd.DataFrame, reference: pd.DataFrame, spec: dict | None = None) -> Variants:
+    spec = (spec or read())["batchnorm_variants"]
+    best = best_setting(runs)
+    rows = []
+    for variant, by_batch in ((name, value) for name, value in spec.items() if name != "metrics"):
+        for batch_size, predicted in by_batch.items():
+            setting = {**best, "batch_size": int(batch_size)}
+            same_device = {**AS_READ, **setting, "precision": "fp32"}
+            standard = on_cpu(select(runs, **same_device))
+            changed = on_cpu(select(runs, **{**same_device, "batchnorm_variant": variant}))
+            for metric in spec["metrics"]:
+                measured = judge_difference(Estimate.of(results.finished(changed)[metric]),
+                                            Estimate.of(results.finished(standard)[metric]), metric)
+                judged = _against_report(changed, reference, setting, metric)
+                rows.append({"variant": variant, "batch size": int(batch_size), "metric": metric,
+                             "standard": Estimate.of(results.finished(standard)[metric]), "variant value": judged["ours"],
+                             "predicted": predicted[metric], "measured": measured,
+                             "prediction": outcome(predicted_held(predicted[metric], measured)),
+                             "original": judged["original"], "against the report": judged["verdict"],
+                             "agrees": judged["agrees"]})
+    table = pd.DataFrame(rows)
+    counts, explains = {}, {}
+    for variant, group in table.groupby("variant", sort=False) if len(table) else ():
+        outcomes = group["prediction"]
+        counts[variant] = {HELD: int((outcomes == HELD).sum()), FAILED: int((outcomes == FAILED).sum()),
+                           NOT_JUDGED: int((outcomes == NOT_JUDGED).sum()), "total": len(outcomes)}
+        explains[variant] = {batch: _all(part["agrees"]) for batch, part in group.groupby("batch size")}
+    return Variants(table, counts, explains)
+
+
+def _all(values: pd.Series) -> bool | None:
+    """True when every value is True, False when one is False, None otherwise (something not judged)."""
+    if (values == False).any():  # noqa: E712 - values are True, False or None
+        return False
+    return True if values.map(lambda value: value is True).all() else None
+
+
+def device_effect(runs: pd.DataFrame, metrics=("train_loss", "train_acc", "val_loss", "val_acc", "test_acc"),
+                  dropout_rates=(0.5, 0.0)) -> pd.DataFrame:
+    """The best setting and the one without dropout as read: the H200 in tf32 against the CPU in fp32."""
+    best = best_setting(runs)
+    rows = []
+    for rate in dropout_rates:
+        setting = {**AS_READ, **best, "dropout_rate": rate}
+        gpu = on_gpu(select(runs, **setting, precision="tf32"))
+        cpu = on_cpu(select(runs, **setting, precision="fp32"))
+        for metric in metrics:
+            a, b = Estimate.of(results.finished(cpu)[metric]), Estimate.of(results.finished(gpu)[metric])
+            rows.append({"dropout_rate": rate, "metric": metric, "H200, tf32": b, "CPU, fp32": a,
+                         "verdict": judge_difference(a, b, metric)})
+    return pd.DataFrame(rows)
+
+
+# How the chapter shows the judged predictions: one row per setting and metric, numbers as text.
+METRIC_WORDS = {"train_loss": "training loss", "train_acc": "training accuracy", "val_loss": "validation loss",
+                "val_acc": "validation accuracy", "test_acc": "test accuracy"}
+
+
+def _difference_text(verdict: Verdict) -> str:
+    return f"{verdict.difference:+.3f} ({verdict.text})" if verdict.measured else NOT_MEASURED
+
+
+def _number(value: float) -> str:
+    return f"{value:.3f}" if not math.isnan(value) else NOT_MEASURED
+
+
+def calibration_table(found: LostDetail) -> pd.DataFrame:
+    """Per noise level and metric: the best setting with noise, the report's number, the verdict, agreement."""
+    table = found.calibration
+    return pd.DataFrame({
+        "pixel noise (grey levels)": table["pixel noise"].map(lambda level: f"{level:g}"),
+        "metric": table["metric"].map(METRIC_WORDS), "ours, with noise": table["ours"].map(Estimate.format),
+        "report": table["original"].map(_number), "ours - report": table["verdict"].map(_difference_text),
+        "agrees": table["outcome"].map({HELD: "yes", FAILED: "no", NOT_JUDGED: NOT_JUDGED}),
+    })
+
+
+def prediction_table(found: LostDetail) -> pd.DataFrame:
+    """Per setting and metric: ours as read (and where it ran), ours with noise, the report's, the outcome."""
+    table = found.prediction
+    return pd.DataFrame({
+        "setting": table["setting"], "metric": table["metric"].map(METRIC_WORDS),
+        "ours, as read": [f"{estimate.format()} ({devices})" for estimate, devices in
+                          zip(table["as read"], table["as read on"])],
+        "ours, with noise (CPU)": table["ours"].map(Estimate.format), "report": table["original"].map(_number),
+        "with noise - report": table["verdict"].map(_difference_text), "prediction": table["outcome"],
+    })
+
+
+def variants_table(found: Variants) -> pd.DataFrame:
+    """Per variant, batch size and metric: standard and variant BatchNorm on the CPU, what was predicted
+    and measured, and the variant against the report's number."""
+    table = found.table
+    return pd.DataFrame({
+        "variant": table["variant"].str.replace("_", " "), "batch size": table["batch size"],
+        "metric": table["metric"].map(METRIC_WORDS), "standard": table["standard"].map(Estimate.format),
+        "variant value": table["variant value"].map(Estimate.format), "predicted": table["predicted"],
+        "variant - standard": table["measured"].map(_difference_text), "prediction": table["prediction"],
+        "report": table["original"].map(_number),
+        "agrees with the report": table["agrees"].map({True: "yes", False: "no", None: NOT_JUDGED}),
+    })
+
+
+def device_table(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "dropout rate": frame["dropout_rate"].map(lambda rate: f"{rate:g}"), "metric": frame["metric"].map(METRIC_WORDS),
+        "H200, tf32": frame["H200, tf32"].map(Estimate.format), "CPU, fp32": frame["CPU, fp32"].map(Estimate.format),
+        "CPU - H200": frame["verdict"].map(_difference_text),
+    })
+
+
+def cost_table(found: LostDetail) -> pd.DataFrame:
+    """Per setting: test accuracy as read, with the calibrated noise, and the report's."""
+    table = found.cost
+    return pd.DataFrame({
+        "setting": table["setting"],
+        "ours, as read": [f"{estimate.format()} ({devices})" for estimate, devices in
+                          zip(table["as read"], table["as read on"])],
+        "ours, with noise (CPU)": table["ours"].map(Estimate.format), "report": table["original"].map(_number),
+        "with noise - report": table["verdict"].map(_difference_text),
+    })
