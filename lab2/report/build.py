@@ -347,10 +347,10 @@ def build_pdf(profile: str, build_dir: Path, env: dict) -> int:
     pdf = build_dir / PDF_FOLDER / pdf_name(profile)
     root = yaml.safe_load((BOOK_DIR / TOC_FILE).read_text())["root"]  # singlehtml writes the book as its root page
     printed = print_pdf(print_dir / "singlehtml" / f"{root}.html", pdf)
-    zoomed = f"; {len(printed.zooms)} wide tables scaled to {min(printed.zooms):.0%} or more" if printed.zooms else ""
+    zoomed = f", {len(printed.zooms)} scaled to {min(printed.zooms):.0%} or more" if printed.zooms else ""
     print(f"book as one page in {built - started:.1f} s, printed to {pdf.name} in {time.perf_counter() - built:.1f} s "
           f"({printed.links['runs']} run ids linked to the table of runs, {printed.links['unlinked']} links to files "
-          f"of the HTML book unlinked{zoomed})")
+          f"of the HTML book unlinked; wide tables: {printed.turned} turned to landscape{zoomed})")
     if (build_dir / "html").is_dir():
         shutil.copyfile(pdf, build_dir / "html" / pdf.name)
     return 0
