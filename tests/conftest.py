@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lab2.core.config import RunConfig, run_id
 from lab2.core.data import CLASSES, PICKLE_TEST, PICKLE_TRAIN
 from lab2.core.summary import OK
 
@@ -72,13 +73,57 @@ def write_tar_gz(folder: Path, archive: Path, top: str | None) -> Path:
     return archive
 
 
-def make_run(profile_dir: Path, name: str, device_name: str) -> Path:
-    """A finished run folder as a device call brings it back: env.json naming the device, summary.json ok."""
-    folder = profile_dir / name
+TEST_FINGERPRINT = "0" * 64  # the data fingerprint of the runs tests write by hand
+
+
+def written_config(model: str = "mlp", seed: int = 0) -> RunConfig:
+    """The config of a run a test writes by hand (write_run)."""
+    return RunConfig(model=model, seed=seed, num_epochs=2)
+
+
+def run_name(model: str = "cnn", seed: int = 0) -> str:
+    """The run id of written_config(model, seed) on TEST_FINGERPRINT: the folder name make_run needs for it."""
+    return run_id(written_config(model, seed), TEST_FINGERPRINT)
+
+
+def write_run(folder: Path, config: RunConfig, environment: dict | None = None, summary: dict | None = None,
+              data_fingerprint: str = TEST_FINGERPRINT) -> Path:
+    """A complete finished run in folder, as a sweep writes one (every file agreeing, lab2.runs.record.read_run)."""
     folder.mkdir(parents=True)
-    (folder / "env.json").write_text(json.dumps({"device": "cuda", "device_name": device_name}))
-    (folder / "summary.json").write_text(json.dumps({"status": OK}))
+    (folder / "config.json").write_text(json.dumps(config.to_dict()))
+    rows = [{"epoch": epoch, "train_loss": 2.0 / epoch, "train_acc": 0.2 * epoch, "val_loss": 2.1 / epoch,
+             "val_acc": 0.19 * epoch, "seconds": 1.0} for epoch in range(1, config.num_epochs + 1)]
+    columns = list(rows[0])
+    (folder / "metrics.csv").write_text("\n".join([",".join(columns)] + [",".join(repr(row[c]) for c in columns)
+                                                                         for row in rows]) + "\n")
+    (folder / "env.json").write_text(json.dumps({"data_fingerprint": data_fingerprint, **(environment or {})}))
+    last = {key: value for key, value in rows[-1].items() if key not in ("epoch", "seconds")}
+    (folder / "summary.json").write_text(json.dumps({
+        **last, "best_val_acc": last["val_acc"], "best_epoch": len(rows), "test_loss": 1.0, "test_acc": 0.5,
+        "status": OK, "seconds": 2.0, "error": None, **(summary or {})}))
     return folder
+
+
+# Ways a run's file is damaged: cut off part-way (a copy cut short, a disk that filled) or garbled (bytes overwritten).
+DAMAGES = {
+    "cut": lambda data: data[: len(data) * 2 // 3],
+    "garbled": lambda data: data[: len(data) // 3] + bytes(range(128, 192)) + data[len(data) // 3 + 64:],
+}
+RUN_FILES = ("metrics.csv", "config.json", "env.json", "summary.json", "run.ipynb")  # what read_run checks
+
+
+def damage(run_dir: Path, name: str, how: str) -> Path:
+    """Damage one file of a run as DAMAGES[how] says; the file's path."""
+    path = run_dir / name
+    path.write_bytes(DAMAGES[how](path.read_bytes()))
+    return path
+
+
+def make_run(profile_dir: Path, name: str, device_name: str, seed: int = 0) -> Path:
+    """A finished run folder as a device call brings it back, its env.json naming the device. A name that is a
+    run id must be run_name(model, seed)'s."""
+    model = name.split("-")[0] if name.split("-")[0] in ("mlp", "cnn") else "mlp"
+    return write_run(profile_dir / name, written_config(model, seed), {"device": "cuda", "device_name": device_name})
 
 
 @pytest.fixture(autouse=True)

@@ -7,12 +7,12 @@ import sys
 import tarfile
 
 import pytest
-from conftest import make_run
+from conftest import make_run, run_name
 
 from lab2 import PROJECT_ROOT
 from lab2.runs.archive import unpack_runs
 
-CNN_A, CNN_B = "cnn-0000000000aa", "cnn-0000000000bb"
+CNN_A, CNN_B = run_name("cnn", seed=0), run_name("cnn", seed=1)
 
 
 def pack(tmp_path, build) -> "Path":
@@ -27,9 +27,10 @@ def pack(tmp_path, build) -> "Path":
 
 
 def test_unpack_adds_new_runs_and_keeps_those_on_disk(tmp_path):
-    archive = pack(tmp_path, lambda full: (make_run(full, CNN_A, "NVIDIA H200"), make_run(full, CNN_B, "NVIDIA H200")))
+    archive = pack(tmp_path, lambda full: (make_run(full, CNN_A, "NVIDIA H200"),
+                                           make_run(full, CNN_B, "NVIDIA H200", seed=1)))
     results = tmp_path / "here" / "results"
-    make_run(results / "full", CNN_B, "cpu")
+    make_run(results / "full", CNN_B, "cpu", seed=1)
     outcome = unpack_runs(archive, results)
     assert outcome["added"] == [f"full/{CNN_A}"]
     assert len(outcome["kept"]) == 1 and CNN_B in outcome["kept"][0] and "H200" in outcome["kept"][0]

@@ -6,6 +6,8 @@ import math
 import pandas as pd
 import pytest
 
+from conftest import TEST_FINGERPRINT, write_run
+
 from lab2.core.summary import OK
 from lab2.report import claims, compare, results, tables
 from lab2.report.compare import Estimate
@@ -181,10 +183,7 @@ def test_a_setting_run_on_a_gpu_and_a_cpu_stays_one_setting(tmp_path):
     planned = []
     for seed, device_precision in ((0, "tf32"), (1, "fp32")):
         config = RunConfig(model="mlp", seed=seed, precision="tf32")
-        run_dir = folder / run_id(config, "test data")
-        run_dir.mkdir(parents=True)
-        (run_dir / record.ENVIRONMENT_FILE).write_text(f'{{"precision": "{device_precision}"}}')
-        (run_dir / record.SUMMARY_FILE).write_text(json.dumps({"status": OK, "test_acc": 0.5}))
+        run_dir = write_run(folder / run_id(config, TEST_FINGERPRINT), config, {"precision": device_precision})
         planned.append({"run_id": run_dir.name, "experiments": ["mlp/best"], "config": config.to_dict()})
     write_manifest(folder, {"profile": "full", "experiments": {"mlp/best": {}}, "runs": planned})
     runs = results.load_runs("full", tmp_path)

@@ -1,6 +1,7 @@
 """The run record and damaged inputs: code-aware cache, corrupt summaries, claims, truncated archives and caches."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from lab2.runs.manifest import MANIFEST_FILE, write_manifest
 from lab2.runs.snapshot import IN_FLIGHT_FILE, runs_in_flight, snapshot_profile
 from lab2.runs.staging import publish, stage
 from lab2.runs.sweep import sweep
+from conftest import DAMAGES, RUN_FILES, damage, write_run
 from test_sweep import TINY_EXPERIMENTS, write_params
 
 
@@ -30,11 +32,8 @@ def fake_finished_runs(params, data, root) -> list:
     folders = []
     for run in runs:
         folder = record.profile_dir(profile.name, root) / run_id(run.config, fingerprint)
-        code = code_fingerprint([PROJECT_ROOT / "lab2" / "layers.py", RUN_NOTEBOOK])
-        (folder).mkdir(parents=True)
-        (folder / record.ENVIRONMENT_FILE).write_text(json.dumps({"code_fingerprint": code}))
-        (folder / record.SUMMARY_FILE).write_text(json.dumps({"status": OK, "test_acc": 0.5}))
-        folders.append(folder)
+        code = code_fingerprint([PROJECT_ROOT / "lab2" / "core" / "layers.py", RUN_NOTEBOOK])
+        folders.append(write_run(folder, run.config, {"code_fingerprint": code}, data_fingerprint=fingerprint))
     write_manifest(record.profile_dir(profile.name, root), {
         "profile": "tiny", "experiments": {experiment.id: experiment.fields for experiment in experiments},
         "runs": [{"run_id": f.name, "experiments": r.experiments, "config": r.config.to_dict()}
@@ -49,7 +48,9 @@ def test_changed_code_reruns_and_says_why_unknown_code_stays_cached(tmp_path, im
     environment = json.loads((changed / record.ENVIRONMENT_FILE).read_text())
     environment["code_fingerprint"]["lab2/core/layers.py"] = "0" * 64  # as if layers.py was edited since
     (changed / record.ENVIRONMENT_FILE).write_text(json.dumps(environment))
-    (unknown / record.ENVIRONMENT_FILE).write_text("{}")  # a run made before runs recorded their code
+    environment = json.loads((unknown / record.ENVIRONMENT_FILE).read_text())
+    del environment["code_fingerprint"]  # a run made before runs recorded their code
+    (unknown / record.ENVIRONMENT_FILE).write_text(json.dumps(environment))
 
     assert sweep("tiny", dry_run=True, data_dir=image_archive, results_root=root, params_dir=params) == 0
     out = capsys.readouterr().out
@@ -73,7 +74,7 @@ def test_a_garbled_summary_is_listed_as_corrupt_and_rerun(tmp_path, image_archiv
 
     assert sweep("tiny", dry_run=True, data_dir=image_archive, results_root=root, params_dir=params) == 0
     out = capsys.readouterr().out
-    assert f"corrupt: {garbled / record.SUMMARY_FILE} does not parse" in out
+    assert f"corrupt: {garbled / record.SUMMARY_FILE}: not valid JSON, cut off or garbled" in out
     assert f"{garbled.name}   would run" in out and "[corrupt]" in out and "Traceback" not in out
     runs = results.load_runs("tiny", root).set_index("run_id")
     assert runs.loc[garbled.name, "status"] == record.CORRUPT
@@ -84,6 +85,69 @@ def test_a_garbled_summary_is_listed_as_corrupt_and_rerun(tmp_path, image_archiv
 
 def pd_isnull(value) -> bool:
     return value is None or value != value
+
+
+@pytest.fixture(scope="module")
+def swept_tiny(tmp_path_factory, image_archive):
+    """The tiny profile swept for real (two runs, one epoch each): run folders as a sweep writes them."""
+    root = tmp_path_factory.mktemp("swept")
+    params = write_params(root / "params")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LAB2_CACHE", str(root / "cache"))  # module scope: conftest's per-test cache does not apply
+        assert sweep("tiny", jobs=2, data_dir=image_archive, results_root=root / "results", params_dir=params) == 0
+    return {"params": params, "results": root / "results"}
+
+
+def sweep_cli(swept, results, data, *extra) -> int:
+    return main(["sweep", "--profile", "tiny", "--params", str(swept["params"]), "--results", str(results),
+                 "--data-dir", str(data), *extra])
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+@pytest.mark.parametrize("name", RUN_FILES)
+def test_a_damaged_run_file_makes_the_run_corrupt_for_the_sweep_and_the_book(swept_tiny, image_archive, tmp_path,
+                                                                            capsys, name, how):
+    root = shutil.copytree(swept_tiny["results"], tmp_path / "results")
+    damaged, kept = sorted(p.name for p in (root / "tiny").iterdir() if record.is_run_id(p.name))
+    path = damage(root / "tiny" / damaged, name, how)
+
+    assert sweep_cli(swept_tiny, root, image_archive, "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert f"  corrupt: {path}: " in out and "; the run is executed again" in out and "Traceback" not in out
+    assert f"{damaged}   would run" in out and "1 cached, 1 to run" in out
+    runs = results.load_runs("tiny", root).set_index("run_id")  # the book's reader
+    assert runs.loc[damaged, "status"] == record.CORRUPT
+    assert runs.loc[damaged, "corrupt_path"].endswith(f"{damaged}/{name}") and runs.loc[damaged, "damage"]
+    assert pd_isnull(runs.loc[damaged, "test_acc"]) and pd_isnull(runs.loc[damaged, "notebook"])
+    assert runs.loc[kept, "status"] == OK
+    assert set(results.load_epochs("tiny", root)["run_id"]) == {kept}
+    assert list(results.load_environments("tiny", root)["run_id"]) == [kept]
+
+
+@pytest.mark.parametrize("name", [record.METRICS_FILE, record.CONFIG_FILE])
+def test_a_file_from_another_run_disagrees_and_is_named(swept_tiny, image_archive, tmp_path, capsys, name):
+    root = shutil.copytree(swept_tiny["results"], tmp_path / "results")
+    damaged, other = sorted(p for p in (root / "tiny").iterdir() if record.is_run_id(p.name))
+    shutil.copyfile(other / name, damaged / name)
+    run = record.read_run(damaged)
+    assert run.status == record.CORRUPT and run.damaged_file == damaged / name
+    assert "another run" in run.damage or other.name in run.damage
+    assert sweep_cli(swept_tiny, root, image_archive, "--dry-run") == 0
+    assert f"corrupt: {damaged / name}: " in capsys.readouterr().out
+
+
+def test_a_sweep_reruns_a_damaged_run_and_keeps_the_finished_one(swept_tiny, image_archive, tmp_path, capsys):
+    root = shutil.copytree(swept_tiny["results"], tmp_path / "results")
+    damaged, kept = sorted(p for p in (root / "tiny").iterdir() if record.is_run_id(p.name))
+    metrics = damaged / record.METRICS_FILE
+    metrics.write_text(metrics.read_text()[:-20])  # a copy cut short mid-row, as the issue found it
+    kept_files = {path.name: path.read_bytes() for path in kept.iterdir()}
+
+    assert sweep_cli(swept_tiny, root, image_archive) == 0
+    out = capsys.readouterr().out
+    assert f"corrupt: {metrics}: line 2 " in out and "1 ran, 1 cached, 0 failed" in out
+    assert record.read_run(damaged).status == OK  # repaired
+    assert {path.name: path.read_bytes() for path in kept.iterdir()} == kept_files  # untouched
 
 
 def test_a_claim_is_exclusive_and_released_when_its_holder_ends(tmp_path):

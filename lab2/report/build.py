@@ -79,8 +79,10 @@ def inputs_digest(profile: str, results_root: Path, origin: Path | None = None) 
     in_flight = folder / IN_FLIGHT_FILE
     add("in flight", in_flight.read_bytes() if in_flight.is_file() else b"")
     for run in manifest["runs"]:
+        # The summary and the run's state as read_run finds it, so that a file damaged since the last build counts.
+        checked = record.read_run(folder / run["run_id"])
         summary = record.summary_path(folder / run["run_id"])
-        add(run["run_id"], summary.read_bytes() if summary.is_file() else record.MISSING.encode())
+        add(run["run_id"], (summary.read_bytes() if summary.is_file() else b"") + f"{checked.status}: {checked.damage}".encode())
     # A change to the code the pages import (a figure, a table) or to the reference changes pages whose
     # code did not; the rest of lab2 (sweeps, benchmarks, this build) does not.
     for source in page_code_files() + sorted(PARAMS_DIR.glob("*.yaml")) + [REFERENCE_CSV]:

@@ -40,28 +40,27 @@ def selected() -> tuple[str, Path | None]:
     return os.environ.get(PROFILE_ENV) or DEFAULT_BOOK_PROFILE, Path(root) if root else None
 
 
-def _code_changed(run_dir: Path) -> str:
+def _code_changed(run: record.RunRecord) -> str:
     """The fingerprinted files that differ from the checkout, comma-separated; 'unknown' if none were recorded."""
-    changed = record.run_code_changes(run_dir)
+    changed = record.run_code_changes(run)
     return "unknown" if changed is None else ", ".join(changed)
 
 
 def load_runs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
     """One row per run of the profile's grid, finished or not.
 
-    status: ok, diverged, failed, missing, or corrupt (its summary.json does not parse;
-    `corrupt_path` says where). code_changed: the files of the code that produced the run
-    that now differ from the checkout ("" none, "unknown" if the run recorded none).
+    status: ok, diverged, failed, missing, or corrupt (a file of its folder cannot be read or
+    disagrees with the others, record.read_run; `corrupt_path` names the file, `damage` what is
+    wrong, and nothing else of it is read). code_changed: the files of the code that produced
+    the run that now differ from the checkout ("" none, "unknown" if the run recorded none).
     """
     manifest = load_manifest(profile, results_root)
     folder = profile_dir(profile, results_root)
     labels = shown_roles(manifest["experiments"])
     rows = []
     for planned in manifest["runs"]:
-        run_dir = folder / planned["run_id"]
-        status = record.run_status(run_dir)
-        summary = record.read_json(record.summary_path(run_dir)) if status != record.CORRUPT else {}
-        environment = record.read_json(run_dir / record.ENVIRONMENT_FILE)
+        run = record.read_run(folder / planned["run_id"])
+        status, summary, environment = run.status, run.summary if run.status != record.CORRUPT else {}, run.environment
         rows.append({
             "run_id": planned["run_id"],
             "experiments": planned["experiments"],
@@ -72,8 +71,9 @@ def load_runs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
             **{key: summary.get(key) for key in METRICS + ("best_epoch", "seconds", "num_parameters", "error",
                                                            "diverged_epoch")},
             "status": status,
-            "corrupt_path": project_path(record.summary_path(run_dir)) if status == record.CORRUPT else None,
-            "code_changed": _code_changed(run_dir),
+            "corrupt_path": project_path(run.damaged_file) if status == record.CORRUPT else None,
+            "damage": run.damage,
+            "code_changed": _code_changed(run),
             "device": environment.get("device"),  # cpu, cuda or cuda:N: the kind of device it ran on
             "device_name": environment.get("device_name"),
             # What the device computed in (a CPU always fp32): the setting `precision` stays the
@@ -81,7 +81,7 @@ def load_runs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
             "used_precision": environment.get("precision"),
             # RMS pixel difference of the training images from the data as read (lab2.core.fidelity): 0 as read.
             "pixel_rmse": environment.get("fidelity", {}).get("train_pixel_rmse", 0.0) if environment else None,
-            "notebook": str(run_dir / record.NOTEBOOK_FILE) if (run_dir / record.NOTEBOOK_FILE).is_file() else None,
+            "notebook": str(run.notebook) if run.notebook else None,
         })
     runs = pd.DataFrame(rows)
     for column in METRICS + ("seconds",):
@@ -104,10 +104,11 @@ def run_config(run: pd.Series) -> RunConfig:
 
 
 def load_environments(profile: str, results_root: Path | None = None) -> pd.DataFrame:
-    """env.json of every finished run, one row each."""
+    """env.json of every finished run, one row each (a corrupt run's is not read)."""
     folder = profile_dir(profile, results_root)
-    rows = [{"run_id": p.parent.name, **record.read_json(p)} for p in sorted(folder.glob(f"*/{record.ENVIRONMENT_FILE}"))]
-    return pd.DataFrame(rows)
+    runs = (record.read_run(path.parent) for path in sorted(folder.glob(f"*/{record.ENVIRONMENT_FILE}")))
+    return pd.DataFrame([{"run_id": run.folder.name, **run.environment} for run in runs
+                         if run.status in FINISHED_STATUSES])
 
 
 def load_epochs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
@@ -116,13 +117,13 @@ def load_epochs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
     folder = profile_dir(profile, results_root)
     frames = []
     for run in runs.itertuples():
-        metrics = folder / run.run_id / record.METRICS_FILE
-        if run.status in FINISHED_STATUSES and metrics.is_file():
-            frames.append(pd.read_csv(metrics).assign(run_id=run.run_id))
-    if not frames:
-        return pd.DataFrame(columns=["run_id", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"])
-    epochs = pd.concat(frames, ignore_index=True)
+        epochs = record.read_run(folder / run.run_id).epochs if run.status in FINISHED_STATUSES else []
+        if epochs:
+            frames.append(pd.DataFrame(epochs, columns=list(record.METRIC_COLUMNS)).assign(run_id=run.run_id))
     config_columns = ["run_id", *FIELD_NAMES]
+    if not frames:  # nothing has finished: no rows, every column a page may ask for
+        return pd.DataFrame(columns=[*config_columns, *record.METRIC_COLUMNS])
+    epochs = pd.concat(frames, ignore_index=True)
     return epochs.merge(runs[config_columns], on="run_id", how="left")
 
 

@@ -244,13 +244,11 @@ def _shown_in(model: str, experiments: list[str], labels: dict[str, str]) -> lis
              f"[](../{chapter_of(model, labels.get(experiment))}.md)") for experiment in experiments]
 
 
-def render(run_dir: Path, run_id: str, pairs: dict[str, str], profile: str,
+def render(run: record.RunRecord, run_id: str, pairs: dict[str, str], profile: str,
            shown_in: list[tuple[str, str, str]]) -> tuple[str, dict[str, bytes], str]:
-    """(the page's MyST Markdown, its figures by file name, the sanitized notebook JSON) of one run folder."""
-    notebook = clean_notebook(json.loads((run_dir / record.NOTEBOOK_FILE).read_text()), pairs, run_id, profile)
-    config = record.read_json(run_dir / record.CONFIG_FILE)
-    summary = record.read_json(run_dir / record.SUMMARY_FILE)
-    environment = record.read_json(run_dir / record.ENVIRONMENT_FILE)
+    """(the page's MyST Markdown, its figures by file name, the sanitized notebook JSON) of one run read by read_run."""
+    notebook = clean_notebook(json.loads(run.notebook.read_text()), pairs, run_id, profile)
+    config, summary, environment = run.config, run.summary, run.environment
     body, figures = notebook_body(notebook, run_id)
     status = summary.get("status", record.MISSING)
     error = _fenced(sanitize(str(summary["error"]), pairs)) if summary.get("error") else ""
@@ -305,7 +303,8 @@ def _write_if_changed(path: Path, content: bytes) -> None:
 
 
 def write_run_pages(profile: str, results_root: Path, destination: Path, cache_dir: Path) -> dict[str, Path]:
-    """Write destination/<run_id>.md and its figures for every run with a notebook, and remove any other file there.
+    """Write destination/<run_id>.md and its figures for every run with a notebook (and not corrupt: provenance lists
+    those), and remove any other file there.
 
     Returns {run_id: its sanitized notebook} for the downloads, in run-id order. Pages no run
     of this build uses leave the cache.
@@ -319,12 +318,13 @@ def write_run_pages(profile: str, results_root: Path, destination: Path, cache_d
     notebooks, kept = {}, set()
     for run in sorted(manifest["runs"], key=lambda run: run["run_id"]):
         run_id, run_dir = run["run_id"], folder / run["run_id"]
-        if not (run_dir / record.NOTEBOOK_FILE).is_file():
+        read = record.read_run(run_dir)
+        if read.notebook is None:
             continue
         shown_in = _shown_in(run["config"]["model"], run["experiments"], labels)
         cached = cache_dir / _cache_key(run_dir, pairs, profile, shown_in)
         if not (cached / f"{run_id}{NOTEBOOK_SUFFIX}").is_file():
-            page, figures, notebook = render(run_dir, run_id, pairs, profile, shown_in)
+            page, figures, notebook = render(read, run_id, pairs, profile, shown_in)
             shutil.rmtree(cached, ignore_errors=True)
             staging = cached.with_name(cached.name + ".partial")
             shutil.rmtree(staging, ignore_errors=True)

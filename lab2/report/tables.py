@@ -253,11 +253,13 @@ def changed_code_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def corrupt_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs whose record could not be read, with the file at fault (relative to the results root)."""
+    """Runs whose record could not be read, with the file at fault (relative to the results root) and what is wrong."""
     corrupt = runs[runs["status"] == record.CORRUPT]
     paths = corrupt["corrupt_path"] if "corrupt_path" in corrupt.columns else pd.Series("", index=corrupt.index)
+    damage = corrupt["damage"] if "damage" in corrupt.columns else pd.Series("", index=corrupt.index)
     return pd.DataFrame({"run": corrupt["run_id"], "model": corrupt["model"],
-                         "file": paths.fillna("").map(lambda p: shown_path(p) if p else "")}).set_index("run")
+                         "file": paths.fillna("").map(lambda p: shown_path(p) if p else ""),
+                         "what is wrong": damage.fillna("")}).set_index("run")
 
 
 def progress_table(runs: pd.DataFrame) -> pd.DataFrame:

@@ -27,7 +27,7 @@ def pack_runs(profile_dir: Path, run_names, archive: Path) -> None:
 
 
 def _device_of(run_dir: Path) -> str:
-    environment = record.read_json(run_dir / record.ENVIRONMENT_FILE)
+    environment = record.read_run(run_dir).environment
     if not environment:
         return "an unknown device"
     return f"{environment.get('device_name', '?')} ({environment.get('device', '?')})"
@@ -106,13 +106,13 @@ def _checked_contents(archive: Path, unpacked: Path) -> dict[Path, list[Path]]:
             elif any(path.is_symlink() or not path.is_file() for path in entry.iterdir()):
                 problems.append(f"{name} holds links or folders; a run folder holds only its files")
             else:
-                try:
-                    if record.read_summary(entry) is None:
-                        problems.append(f"{name} has no {record.SUMMARY_FILE}: the run never ended")
-                    else:
-                        runs.append(entry)
-                except ValueError as error:
-                    problems.append(f"{name}/{record.SUMMARY_FILE}: {str(error).split(': ', 1)[-1]}")
+                run = record.read_run(entry)
+                if run.status == record.MISSING:
+                    problems.append(f"{name} has no {record.SUMMARY_FILE}: the run never ended")
+                elif run.status == record.CORRUPT:
+                    problems.append(f"{name}/{run.damaged_file.name}: {run.damage}")
+                else:
+                    runs.append(entry)
         profiles[profile_dir] = runs
     if problems:
         raise ValueError(f"{archive}: refused, nothing added:\n  " + "\n  ".join(problems))

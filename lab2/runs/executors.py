@@ -236,8 +236,8 @@ def execute_run(task: RunTask, should_stop=lambda: False) -> dict:
         error = (_notebook_error(staging / record.NOTEBOOK_FILE)
                  or f"papermill exited with code {process.returncode}; see {run_dir / record.KERNEL_LOG}")
     status = publish(run_dir, seconds, error, code=notebook_code)
-    return {**outcome, "status": status, "seconds": seconds, "error": error or record.read_json(
-        run_dir / record.SUMMARY_FILE).get("error")}
+    return {**outcome, "status": status, "seconds": seconds,
+            "error": error or record.read_run(run_dir).summary.get("error")}
 
 
 def failed_outcome(task: RunTask, error: BaseException, where: str) -> dict:

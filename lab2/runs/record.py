@@ -10,21 +10,33 @@ through it. A run lives in `results/<profile>/<run-id>/`:
     summary.json  the metrics, status and seconds; written last, so it marks the run complete
 
 A run ends with a status of lab2.core.summary (ok, diverged, failed); a folder can also be
-corrupt (its summary.json does not parse) or missing. Beside the run folders, the entries
+corrupt or missing. Every reader of a run folder (the sweep, the book, unpack-results) goes
+through `read_run`, which reads and checks each file once, so a damaged file is found the
+same way everywhere: a run that ended as it should (ok, diverged) is corrupt unless
+summary.json, config.json, env.json and metrics.csv all parse and agree with each other and
+with the folder's name (the run id hashes the config and env.json's data fingerprint;
+metrics.csv holds one row per epoch the summary counts, its last row the summary's numbers),
+and its run.ipynb, when it has one (a sweep's run does, `lab2 train`'s does not), parses as a
+notebook. A failed run is read by its summary alone: it runs again anyway. kernel.log is the
+run's console output, kept for people; nothing reads it. Beside the run folders, the entries
 with hidden names are the sweep's bookkeeping, never runs: staging folders
 (lab2.runs.staging) and claims (lab2.runs.claims). The profile's manifest is
 lab2.runs.manifest's, a snapshot of a profile lab2.runs.snapshot's.
 """
 
+import csv
 import json
+import math
 import os
 import re
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab2 import PROJECT_ROOT
 from lab2.core.atomic import atomic_write, write_json
-from lab2.core.config import MODELS, RUN_ID_HASH_LENGTH
+from lab2.core.config import MODELS, RUN_ID_HASH_LENGTH, ConfigError, RunConfig, run_id
+from lab2.core.summary import DIVERGED, FAILED, FINISHED_STATUSES, OK
 from lab2.runs.fingerprint import RUN_NOTEBOOK, changed_code, code_fingerprint, run_code_files
 
 RESULTS_ROOT = PROJECT_ROOT / "results"
@@ -36,7 +48,7 @@ NOTEBOOK_FILE = RUN_NOTEBOOK.name  # the run notebook, as the run executed it
 KERNEL_LOG = "kernel.log"
 
 # The state of a run folder that is not a status its run ended with (lab2.core.summary).
-CORRUPT = "corrupt"  # summary.json is there but does not parse; the next sweep reruns it
+CORRUPT = "corrupt"  # a file of the run cannot be read or disagrees with the others (read_run); the next sweep reruns it
 MISSING = "missing"  # no run folder (yet)
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
@@ -73,7 +85,8 @@ def is_bookkeeping(path: Path) -> bool:
 
 
 def read_json(path: Path) -> dict:
-    """A JSON file of a run as a dict; {} when it is missing or does not parse."""
+    """A JSON file as a dict, {} when it is missing or does not parse: for bookkeeping and a run being written;
+    a run folder is read by read_run."""
     try:
         value = json.loads(Path(path).read_text())
     except (OSError, ValueError):
@@ -82,30 +95,176 @@ def read_json(path: Path) -> dict:
 
 
 def read_summary(run_dir: Path) -> dict | None:
-    """summary.json of a run; None if there is none; raises ValueError if it does not parse."""
+    """summary.json of a run; None if there is none; raises ValueError naming the file if it does not parse."""
     path = Path(run_dir) / SUMMARY_FILE
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    summary = _read_json_file(path, missing_ok=True)
+    if summary is None:
         return None
-    except OSError as error:
-        raise ValueError(f"{path}: unreadable ({error})") from None
-    try:
-        summary = json.loads(text)
-    except ValueError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(summary, dict) or not isinstance(summary.get("status"), str):
+    if not isinstance(summary.get("status"), str):
         raise ValueError(f"{path}: no status recorded")
     return summary
 
 
-def run_status(run_dir: Path) -> str:
-    """ok, diverged, failed, corrupt (summary.json does not parse) or missing."""
+@dataclass(frozen=True)
+class RunRecord:
+    """A run folder as read_run found it: its state and, unless it is corrupt or missing, its files' contents."""
+
+    folder: Path
+    status: str  # ok, diverged, failed (lab2.core.summary), corrupt or missing
+    summary: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
+    epochs: list = field(default_factory=list)  # metrics.csv's rows, {column: number}, epoch by epoch
+    damaged_file: Path | None = None  # corrupt: the file at fault
+    damage: str | None = None  # corrupt: what is wrong with it
+
+    @property
+    def notebook(self) -> Path | None:
+        """The executed run notebook, if the run has one and is not corrupt."""
+        path = self.folder / NOTEBOOK_FILE
+        return path if self.status != CORRUPT and path.is_file() else None
+
+    def problem(self) -> str:
+        """'<file>: <what is wrong>' of a corrupt run."""
+        return f"{self.damaged_file}: {self.damage}"
+
+
+class _Damaged(Exception):
+    """A file of a run that cannot be used: which one, and why."""
+
+    def __init__(self, path: Path, damage: str):
+        super().__init__(f"{path}: {damage}")
+        self.path, self.damage = path, damage
+
+
+def _read_json_file(path: Path, missing_ok: bool = False) -> dict | None:
+    """A JSON object from a run's file; None if it is missing and may be; ValueError naming the file otherwise."""
     try:
-        summary = read_summary(run_dir)
-    except ValueError:
-        return CORRUPT
-    return MISSING if summary is None else summary["status"]
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        if missing_ok:
+            return None
+        raise ValueError(f"{path}: missing") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: garbled (byte {error.start} is not text)") from None
+    except OSError as error:
+        raise ValueError(f"{path}: unreadable ({error.strerror or error})") from None
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"{path}: not valid JSON, cut off or garbled ({error})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    return value
+
+
+def _json_part(path: Path) -> dict:
+    try:
+        return _read_json_file(path)
+    except ValueError as error:
+        raise _Damaged(path, str(error).split(": ", 1)[1]) from None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _read_epochs(path: Path) -> list[dict]:
+    """metrics.csv as numbers, checked: the header, every row whole, epochs 1, 2, 3, ... in order."""
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.reader(handle))
+    except FileNotFoundError:
+        raise _Damaged(path, "missing") from None
+    except UnicodeDecodeError as error:
+        raise _Damaged(path, f"garbled (byte {error.start} is not text)") from None
+    except (OSError, csv.Error) as error:
+        raise _Damaged(path, f"unreadable ({getattr(error, 'strerror', None) or error})") from None
+    if not rows or tuple(rows[0]) != METRIC_COLUMNS:
+        raise _Damaged(path, f"its header is not {','.join(METRIC_COLUMNS)}")
+    epochs = []
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(METRIC_COLUMNS):
+            raise _Damaged(path, f"line {line} has {len(row)} fields, not {len(METRIC_COLUMNS)} (cut off or garbled)")
+        try:
+            values = dict(zip(METRIC_COLUMNS, map(float, row)))
+        except ValueError:
+            raise _Damaged(path, f"line {line} holds something that is not a number: {','.join(row)[:80]!r}") from None
+        if values["epoch"] != len(epochs) + 1:
+            raise _Damaged(path, f"line {line} is epoch {row[0]}, not {len(epochs) + 1}")
+        epochs.append({**values, "epoch": len(epochs) + 1})
+    return epochs
+
+
+def _check_agreement(folder: Path, name: str, summary: dict, config: RunConfig, environment: dict,
+                     epochs: list[dict]) -> None:
+    """Raise _Damaged when the files of a finished run disagree with each other or with its folder's name."""
+    metrics = folder / METRICS_FILE
+    if summary["status"] == OK:
+        expected = config.num_epochs
+    else:  # diverged: the epochs before the one that ran away
+        diverged_epoch = summary.get("diverged_epoch")
+        expected = diverged_epoch - 1 if _is_number(diverged_epoch) else None
+    if expected is not None and len(epochs) != expected:
+        raise _Damaged(metrics, f"{len(epochs)} epochs, but the run {summary['status']} after {expected} "
+                                "(cut off, or from another run)")
+    if epochs:
+        last = epochs[-1]
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+            value = summary.get(key)
+            if not _is_number(value) or not math.isclose(value, last[key], rel_tol=1e-9, abs_tol=1e-12):
+                raise _Damaged(metrics, f"its last epoch's {key} is {last[key]!r}, but summary.json says {value!r} "
+                                        "(garbled, or from another run)")
+    if is_run_id(name):
+        fingerprint = environment.get("data_fingerprint")
+        if not isinstance(fingerprint, str):
+            raise _Damaged(folder / ENVIRONMENT_FILE, "no data_fingerprint recorded")
+        made = run_id(config, fingerprint)
+        if made != name:
+            raise _Damaged(folder / CONFIG_FILE, f"its settings and env.json's data fingerprint make run {made}, "
+                                                 f"not {name}")
+
+
+def read_run(run_dir: Path, name: str | None = None) -> RunRecord:
+    """A run folder read and checked (see the module's docstring): the one way a run's files are read.
+
+    name: the run id the folder holds (default: the folder's own name; a staging folder's is
+    its run's). Never raises for what the folder holds: a damaged file makes the run corrupt.
+    """
+    folder = Path(run_dir)
+    name = name or folder.name
+    try:
+        summary = read_summary(folder)
+    except ValueError as error:
+        return RunRecord(folder, CORRUPT, damaged_file=folder / SUMMARY_FILE, damage=str(error).split(": ", 1)[1])
+    if summary is None:
+        return RunRecord(folder, MISSING)
+    status = summary["status"]
+    if status == FAILED:
+        environment = read_json(folder / ENVIRONMENT_FILE)
+        return RunRecord(folder, FAILED, summary, read_json(folder / CONFIG_FILE), environment)
+    try:
+        if status not in FINISHED_STATUSES:
+            raise _Damaged(folder / SUMMARY_FILE, f"status {status!r} is none of {', '.join((OK, DIVERGED, FAILED))}")
+        values = _json_part(folder / CONFIG_FILE)
+        try:
+            config = RunConfig.from_dict(values)
+        except ConfigError as error:
+            raise _Damaged(folder / CONFIG_FILE, str(error)) from None
+        environment = _json_part(folder / ENVIRONMENT_FILE)
+        epochs = _read_epochs(folder / METRICS_FILE)
+        _check_agreement(folder, name, summary, config, environment, epochs)
+        notebook = folder / NOTEBOOK_FILE
+        if notebook.exists() and not isinstance(_json_part(notebook).get("cells"), list):
+            raise _Damaged(notebook, "not a notebook (no cells)")
+    except _Damaged as damaged:
+        return RunRecord(folder, CORRUPT, summary, damaged_file=damaged.path, damage=damaged.damage)
+    return RunRecord(folder, status, summary, values, environment, epochs)
+
+
+def run_status(run_dir: Path) -> str:
+    """ok, diverged, failed, corrupt (a file is damaged, read_run) or missing."""
+    return read_run(run_dir).status
 
 
 def summary_path(run_dir: Path) -> Path:
@@ -130,9 +289,9 @@ def published_runs(folder: Path) -> dict[str, tuple[int, int]]:
     return {name: stamp for name, stamp in stamps.items() if stamp is not None}
 
 
-def run_code_changes(run_dir: Path) -> list[str] | None:
+def run_code_changes(run: RunRecord) -> list[str] | None:
     """The files of a finished run's code fingerprint (env.json) that now differ; None if it recorded none."""
-    return changed_code(read_json(Path(run_dir) / ENVIRONMENT_FILE).get("code_fingerprint"))
+    return changed_code(run.environment.get("code_fingerprint"))
 
 
 # ---------------------------------------------------------------- writing a run

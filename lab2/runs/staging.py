@@ -14,7 +14,7 @@ from lab2.core.atomic import write_json
 from lab2.core.summary import failed_summary
 from lab2.runs.claims import try_claim
 from lab2.runs.record import (CORRUPT, ENVIRONMENT_FILE, KERNEL_LOG, MISSING, SUMMARY_FILE, bookkeeping_path, read_json,
-                              run_status)
+                              read_run, run_status)
 
 STAGING_SUFFIX = ".partial"
 REPLACED_SUFFIX = ".replaced"  # an earlier attempt, moved aside for the moment its successor is published
@@ -55,8 +55,11 @@ def publish(run_dir: Path, seconds: float, error: str | None = None, code: dict 
                 write_json(staging / ENVIRONMENT_FILE, environment)
             except OSError:
                 pass  # a full disk: the run keeps env.json as it wrote it (its modules' fingerprint), not lost for this
-    if error is None and run_status(staging) in (MISSING, CORRUPT):
+    written = read_run(staging, run_dir.name) if error is None else None
+    if written is not None and written.status == MISSING:
         error = f"the run ended without a summary; see {run_dir / KERNEL_LOG}"
+    elif written is not None and written.status == CORRUPT:  # published as it is, it would be read as corrupt
+        error = f"the run wrote a damaged record: {written.damaged_file.name}: {written.damage}"
     if error is not None:
         write_json(staging / SUMMARY_FILE, failed_summary(error, seconds))
     if run_dir.exists():  # an earlier failed or corrupt attempt, now replaced

@@ -63,7 +63,7 @@ def longest_first(pending: list, data_images: int) -> list:
     return sorted(pending, key=lambda pair: (seeds.index(pair[0].config.seed), -work(pair[0])))
 
 
-def pending_reason(run_dir: Path, keep_finished: bool = False) -> str | None:
+def pending_reason(run: record.RunRecord, keep_finished: bool = False) -> str | None:
     """Why a run must execute ('new', 'failed before', 'corrupt', 'code changed: FILES'); None if cached.
 
     A finished run that recorded no code fingerprint (made before runs recorded one) stays
@@ -71,14 +71,13 @@ def pending_reason(run_dir: Path, keep_finished: bool = False) -> str | None:
     run whose code has changed since (an edited message need not cost a GPU hour); the book
     still names the changed files.
     """
-    status = record.run_status(run_dir)
-    if status == record.MISSING:
+    if run.status == record.MISSING:
         return "new"
-    if status == record.CORRUPT:
+    if run.status == record.CORRUPT:
         return record.CORRUPT
-    if status not in FINISHED_STATUSES:
+    if run.status not in FINISHED_STATUSES:
         return "failed before"
-    changed = None if keep_finished else record.run_code_changes(run_dir)
+    changed = None if keep_finished else record.run_code_changes(run)
     return f"code changed: {', '.join(changed)}" if changed else None
 
 
@@ -304,11 +303,12 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
     selected = _select(runs, ids, only, seeds)
     _check_sizes(selected, dataset)
     out = record.profile_dir(chosen_profile.name, results_root)
-    reasons = {rid: pending_reason(out / rid, keep_finished) for _, rid in selected}
+    on_disk = {rid: record.read_run(out / rid) for _, rid in selected}
+    reasons = {rid: pending_reason(on_disk[rid], keep_finished) for _, rid in selected}
     cached = [rid for _, rid in selected if reasons[rid] is None]
     pending = [(run, rid) for run, rid in selected if reasons[rid] is not None]
     experiments_of = {rid: ", ".join(run.experiments) for run, rid in selected}
-    corrupt = [record.summary_path(out / rid) for rid in reasons if reasons[rid] == record.CORRUPT]
+    corrupt = [on_disk[rid] for rid in reasons if reasons[rid] == record.CORRUPT]
     stamps = {rid: record.summary_stamp(out / rid) for _, rid in pending}  # to notice another sweep's work
 
     if dry_run:
@@ -388,9 +388,9 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
     return 1 if failed or failed_elsewhere or interrupted else 0
 
 
-def _report_corrupt(paths: list[Path]) -> None:
-    for path in paths:
-        print(f"  corrupt: {path} does not parse; the run is executed again")
+def _report_corrupt(runs: list[record.RunRecord]) -> None:
+    for run in runs:
+        print(f"  corrupt: {run.problem()}; the run is executed again")
 
 
 def _drive(executor, tasks: list[RunTask], profile: str, stamps: dict):

@@ -26,7 +26,6 @@ stages and the sweep's runs of a setting compile it once between them.
 profile's CNN runs into the output folder.
 """
 
-import csv
 import dataclasses
 import json
 import os
@@ -184,11 +183,12 @@ def time_compiles(data_dir, tiny: bool, scratch: Path) -> dict:
                               cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"{name} run exited {done.returncode}: {done.stderr.strip()[-2000:]}")
-        with open(run_dir / record.METRICS_FILE) as file:
-            seconds = [float(row["seconds"]) for row in csv.DictReader(file)]
-        environment_record = json.loads((run_dir / record.ENVIRONMENT_FILE).read_text())
+        run = record.read_run(run_dir)
+        if run.status == record.CORRUPT:
+            raise RuntimeError(f"{name} run: {run.problem()}")
+        seconds = [epoch["seconds"] for epoch in run.epochs]
         runs[name] = {"process_seconds": round(time.time() - started, 1), "first_epoch_seconds": seconds[0],
-                      "epoch_seconds": seconds[-1], "step_mode": environment_record["step_mode"]}
+                      "epoch_seconds": seconds[-1], "step_mode": run.environment["step_mode"]}
     return runs
 
 

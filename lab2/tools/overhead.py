@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab2.core.config import run_id
 from lab2.core.summary import OK
 from lab2.runs import record
 from lab2.runs.executors import RunTask, execute_run, notebook_parameters, start_fork_server
@@ -48,14 +47,15 @@ def measure(models=("mlp",), repeats: int = 5, data_dir=None, progress=print) ->
         for model in models:
             config = baseline_config(model, PROFILE)
             for repeat in range(repeats):
-                run_dir = Path(folder) / run_id(config, f"overhead {repeat}")
+                # Not a run id: each repeat is a folder of its own, and no record claims to hold a run of the data.
+                run_dir = Path(folder) / f"{model}-repeat-{repeat}"
                 task = RunTask(run_dir.name, notebook_parameters(config, "cpu", data_path), str(run_dir), threads=1)
                 started = time.perf_counter()
                 outcome = execute_run(task)
                 wall = time.perf_counter() - started
                 if outcome["status"] != OK:
                     raise RuntimeError(f"the {model} run failed: {outcome['error']}")
-                cost = RunCost(model, wall, record.read_json(run_dir / record.SUMMARY_FILE)["seconds"])
+                cost = RunCost(model, wall, record.read_run(run_dir).summary["seconds"])
                 progress(f"{model} run {repeat + 1}/{repeats}: {cost.wall_s:.2f} s, of which fit "
                          f"{cost.fit_s:.2f} s, fixed {cost.fixed_s:.2f} s")
                 costs.append(cost)
