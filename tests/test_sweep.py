@@ -81,7 +81,7 @@ def test_a_models_baseline_is_the_run_of_its_best_experiment(profile):
     (lambda e, p: e["experiments"]["best"].update(droput_rate=0.1),
      "mlp.yaml: experiments.best.droput_rate: unknown key; allowed keys are"),
     (lambda e, p: e["baseline"].update(batch_size="big"),
-     "mlp.yaml: experiments.best.batch_size: must be an integer, got 'big'"),
+     "mlp.yaml: baseline.batch_size: must be an integer, got 'big'"),
     (lambda e, p: e["experiments"]["grid_dropout_rate"].update(dropout_rate=[0.0, 1.5]),
      "mlp.yaml: experiments.grid_dropout_rate.dropout_rate: must be in [0, 1), got 1.5"),
     (lambda e, p: e.update(model="rnn"), f"mlp.yaml: model: must be one of {', '.join(MODELS)}, got 'rnn'"),

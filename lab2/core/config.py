@@ -101,7 +101,18 @@ class RunConfig:
         """Raise ConfigError for the first value that is out of range."""
         for name in FIELD_NAMES:
             _check_type(name, getattr(self, name))
-        checks = [
+        for name, ok, allowed in self.bounds():
+            if not ok:
+                raise ConfigError(name, f"{allowed}, got {getattr(self, name)!r}")
+        if not self.batchnorm and self.batchnorm_variant != "standard":
+            raise ConfigError("batchnorm_variant", f"applies only with BatchNorm on (batchnorm: true), got "
+                                                   f"{self.batchnorm_variant!r} without BatchNorm")
+        if self.train_size is not None and self.batch_size > self.train_size:
+            raise ConfigError("batch_size", f"must be at most train_size ({self.train_size}), got {self.batch_size}")
+
+    def bounds(self) -> list[tuple[str, bool, str]]:
+        """(field, whether its value is within the field's own bounds, what they allow), each field on its own."""
+        return [
             ("model", self.model in MODELS, f"must be one of {', '.join(MODELS)}"),
             ("dropout_rate", is_dropout_rate(self.dropout_rate), f"must be in {DROPOUT_RATES}"),
             ("batch_size", self.batch_size >= 2, "must be an integer >= 2 (BatchNorm needs two samples)"),
@@ -120,14 +131,6 @@ class RunConfig:
             ("seed", self.seed >= 0, "must be an integer >= 0"),
             ("precision", self.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
         ]
-        for name, ok, allowed in checks:
-            if not ok:
-                raise ConfigError(name, f"{allowed}, got {getattr(self, name)!r}")
-        if not self.batchnorm and self.batchnorm_variant != "standard":
-            raise ConfigError("batchnorm_variant", f"applies only with BatchNorm on (batchnorm: true), got "
-                                                   f"{self.batchnorm_variant!r} without BatchNorm")
-        if self.train_size is not None and self.batch_size > self.train_size:
-            raise ConfigError("batch_size", f"must be at most train_size ({self.train_size}), got {self.batch_size}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -156,6 +159,17 @@ def _check_type(name: str, value) -> None:
     if not ok:
         kind = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}[base]
         raise ConfigError(name, f"must be {kind}, got {value!r}")
+
+
+def check_value(name: str, value) -> None:
+    """Raise ConfigError if value is not allowed for field `name` on its own (its type and bounds), before it
+    meets the other fields: how params/ is checked where it is written, before a profile changes it."""
+    _check_type(name, value)
+    probe = RunConfig()  # the defaults, a valid config
+    object.__setattr__(probe, name, value)  # frozen: set without checking the whole (bounds() checks this field)
+    for field_name, ok, allowed in probe.bounds():
+        if field_name == name and not ok:
+            raise ConfigError(name, f"{allowed}, got {value!r}")
 
 
 RUN_ID_HASH_LENGTH = 12  # hex digits of the config-and-data hash in a run id

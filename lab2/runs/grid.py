@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import yaml
 
-from lab2.core.config import FIELD_NAMES, ConfigError, RunConfig
+from lab2.core.config import FIELD_NAMES, ConfigError, RunConfig, check_value
 
 PARAMS_DIR = Path(__file__).resolve().parents[2] / "params"
 PROFILES_FILE = "profiles.yaml"
@@ -104,6 +104,14 @@ def load_profiles(params_dir: Path = PARAMS_DIR) -> dict[str, Profile]:
             raise GridError(f"{path}: {name}.seeds: must be a non-empty list of integers >= 0, got {seeds!r}")
         overrides = body.get("set", {}) or {}
         _check_keys(path, f"{name}.set.", overrides, SETTABLE_FIELDS)
+        for key, setting in overrides.items():  # checked here, so a bad value is blamed on this file
+            targets = setting.items() if isinstance(setting, dict) else [(None, setting)]
+            for source, value in targets:
+                try:
+                    check_value(key, value)
+                except ConfigError as error:
+                    where = f"{name}.set.{key}" + ("" if source is None else f".{source}")
+                    raise GridError(f"{path}: {where}: {error.message}") from None
         profiles[name] = Profile(name, str(body.get("description", "")).strip(), seeds, overrides, path)
     return profiles
 
@@ -217,6 +225,27 @@ def baseline_config(model: str, profile: str | None = None, params_dir: Path = P
         raise GridError(f"{path}: baseline.{error.field}: {error.message}") from None
 
 
+def _check_declared(path: Path, experiment: Experiment, values: dict) -> None:
+    """Refuse a value params/ declares that its field does not allow, before a profile replaces it (a profile
+    that sets hidden: 64 would hide an experiment's hidden: -3 until the full profile ran it)."""
+    for key, value in values.items():
+        try:
+            check_value(key, value)
+        except ConfigError as error:
+            where = f"experiments.{experiment.name}" if key in experiment.fields else "baseline"
+            raise GridError(f"{path}: {where}.{key}: {error.message}") from None
+
+
+def _combination_problem(error: ConfigError, path: Path, experiment: str, profile: Profile) -> str:
+    """A config refused as a whole, blamed on the file that set the field it names: the profile or the experiment."""
+    if error.field == "model":
+        return f"{path}: model: {error.message}"
+    if error.field in profile.overrides:
+        return f"{profile.source}: {profile.name}.set.{error.field}: {error.message} (for {path}: experiments.{experiment})"
+    under = f" under profile {profile.name} ({profile.source})" if profile.overrides else ""
+    return f"{path}: experiments.{experiment}.{error.field}: {error.message}{under}"
+
+
 class Plan(NamedTuple):
     profile: Profile
     runs: list[PlannedRun]  # de-duplicated, seed-major
@@ -231,15 +260,17 @@ def plan(profile_name: str, params_dir: Path = PARAMS_DIR) -> Plan:
     for experiment in experiments:
         path, name, model = experiment.source, experiment.name, experiment.model
         declared = {**baselines[model], **experiment.fields}
+        expanded = _expand(path, name, declared)
+        for values in expanded:
+            _check_declared(path, experiment, values)
         _check_grid_kept(declared, profile, path, name)
-        for values in _expand(path, name, declared):
+        for values in expanded:
             resolved = _apply_profile({"model": model, **values}, profile, path, f"experiments.{name}")
             for seed in profile.seeds:
                 try:
                     config = RunConfig.from_dict({**resolved, "seed": seed})
-                except ConfigError as error:
-                    where = "model" if error.field == "model" else f"experiments.{name}.{error.field}"
-                    raise GridError(f"{path}: {where}: {error.message}") from None
+                except ConfigError as error:  # the model, or two values that do not go together
+                    raise GridError(_combination_problem(error, path, name, profile)) from None
                 runs.setdefault(config, PlannedRun(config)).experiments.append(experiment.id)
     # Seed-major order: a sweep stopped part-way has one seed of everything before the next.
     ordered = sorted(runs.values(), key=lambda run: profile.seeds.index(run.config.seed))
