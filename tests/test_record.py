@@ -136,6 +136,17 @@ def test_a_file_from_another_run_disagrees_and_is_named(swept_tiny, image_archiv
     assert f"corrupt: {damaged / name}: " in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("cut", [1, 3])
+def test_a_metrics_file_cut_inside_its_last_number_is_still_cut_off(swept_tiny, tmp_path, cut):
+    """A cut that leaves the last row whole in shape ('0.2255' of '0.22550273'): its missing end of line tells."""
+    run_dir = shutil.copytree(sorted(p for p in (swept_tiny["results"] / "tiny").iterdir()
+                                     if record.is_run_id(p.name))[0], tmp_path / "run")
+    metrics = run_dir / record.METRICS_FILE
+    metrics.write_text(metrics.read_text()[:-cut])
+    run = record.read_run(run_dir, run_dir.name)
+    assert run.status == record.CORRUPT and run.damage == "line 2 has no end of line (cut off)"
+
+
 def test_a_sweep_reruns_a_damaged_run_and_keeps_the_finished_one(swept_tiny, image_archive, tmp_path, capsys):
     root = shutil.copytree(swept_tiny["results"], tmp_path / "results")
     damaged, kept = sorted(p for p in (root / "tiny").iterdir() if record.is_run_id(p.name))

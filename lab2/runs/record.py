@@ -172,8 +172,8 @@ def _is_number(value) -> bool:
 def _read_epochs(path: Path) -> list[dict]:
     """metrics.csv as numbers, checked: the header, every row whole, epochs 1, 2, 3, ... in order."""
     try:
-        with open(path, newline="") as handle:
-            rows = list(csv.reader(handle))
+        text = Path(path).read_text()
+        rows = list(csv.reader(text.splitlines()))
     except FileNotFoundError:
         raise _Damaged(path, "missing") from None
     except UnicodeDecodeError as error:
@@ -182,6 +182,8 @@ def _read_epochs(path: Path) -> list[dict]:
         raise _Damaged(path, f"unreadable ({getattr(error, 'strerror', None) or error})") from None
     if not rows or tuple(rows[0]) != METRIC_COLUMNS:
         raise _Damaged(path, f"its header is not {','.join(METRIC_COLUMNS)}")
+    if not text.endswith("\n"):  # every row is written with its end of line (save_run): a cut may leave a number
+        raise _Damaged(path, f"line {len(rows)} has no end of line (cut off)")
     epochs = []
     for line, row in enumerate(rows[1:], start=2):
         if len(row) != len(METRIC_COLUMNS):
