@@ -14,6 +14,14 @@ from lab2.runs.grid import PARAMS_DIR
 CHOICES = {"model": MODELS, "dropout_kind": DROPOUT_KINDS, "precision": PRECISIONS,
            "batchnorm_variant": BATCHNORM_VARIANTS}
 CPU_BENCH_CHANNELS = 64  # the bench's CNN width on a CPU
+INTERRUPTED_EXIT = 130  # a shell's code for a command ended by Ctrl-C (128 + SIGINT)
+# What an interrupted command leaves, for its one line (files are written whole or not at all, lab2.core.atomic).
+INTERRUPTED = {
+    "sweep": "finished runs are kept; run the sweep again to resume",
+    "book": "the results are untouched; build again",
+    "train": "the run did not finish (its folder holds no summary.json)",
+    "unpack-results": "each run is added whole or not at all; unpack again to add the rest",
+}
 
 
 def flag(field_name: str) -> str:
@@ -113,7 +121,10 @@ def bench_command(parser, args) -> int:
     from lab2.runs.grid import baseline_config
     from lab2.tools.bench import format_results, run_bench
 
-    device = choose_device(args.device)
+    try:
+        device = choose_device(args.device)
+    except ValueError as error:
+        parser.error(str(error))
     # The report's CNN (params/) on a GPU; a narrower one on a CPU, so that the bench takes seconds, not minutes.
     channels = args.channels or (baseline_config("cnn").channels if device.type == "cuda" else CPU_BENCH_CHANNELS)
     results = run_bench(args.models.split(","), device, channels, args.repeats, args.steps)
@@ -262,7 +273,15 @@ def main(argv=None) -> int:
 
     args = parser.parse_args(argv)
     # Errors are reported by the sub-command's parser, so its usage line is the one shown.
-    return args.handler(commands.choices[args.command], args)
+    command = commands.choices[args.command]
+    try:
+        return args.handler(command, args)
+    except KeyboardInterrupt:
+        # Ctrl-C before a sweep's runs started or after they ended (while they run, the sweep stops them and
+        # says so itself), or during any other command: one line, no traceback.
+        left = INTERRUPTED.get(args.command)
+        print(f"{command.prog}: interrupted" + (f"; {left}" if left else ""), file=sys.stderr)
+        return INTERRUPTED_EXIT
 
 
 if __name__ == "__main__":

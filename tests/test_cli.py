@@ -51,13 +51,16 @@ def test_train_without_flags_runs_the_reports_best_mlp():
     (["--train-size", "5000"], "--train-size: must be at most the 1040 training images, got 5000"),
     (["--eval-size", "5000"], "--eval-size: must be at most 260 (the data has 260 validation and"),
     (["--num-epochs", "0"], "--num-epochs: must be an integer >= 1, got 0"),
+    (["--device", "tpu"], "--device tpu: not a device lab2 runs on; allowed: cpu, cuda, cuda:N or auto"),
+    (["--device", "cuda:x"], "--device cuda:x: not a device lab2 runs on"),
 ])
 def test_bad_values_are_refused_naming_the_flag(pickle_dir, tmp_path, capsys, extra, message):
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as exit_:
         main(train_args(pickle_dir, out, *extra))
     assert exit_.value.code == 2
-    assert message in capsys.readouterr().err
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0], errors
     assert not out.exists()  # refused before any work: nothing written
 
 
@@ -68,6 +71,20 @@ def test_a_batch_larger_than_the_training_set_is_one_error_naming_the_flag(pickl
     assert exit_.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert errors == ["python -m lab2 train: error: --batch-size: must be at most the 1040 training images, got 5000"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_cuda_device_without_cuda_is_refused_by_train_and_bench(pickle_dir, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for command in (train_args(pickle_dir, tmp_path / "run", "--device", "cuda"),
+                    ["bench", "--device", "cuda"], ["bench", "--device", "tpu"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(command)
+        errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+        assert exit_.value.code == 2 and len(errors) == 1 and "--device " in errors[0], errors
     assert not (tmp_path / "run").exists()
 
 

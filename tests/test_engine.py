@@ -126,6 +126,26 @@ def test_a_dask_worker_killed_mid_run_is_retried_and_nothing_is_lost(tmp_path, i
     assert not run.is_running() or run.status() == psutil.STATUS_ZOMBIE  # the killed worker's run died with it
 
 
+def test_a_device_the_dask_workers_cannot_use_is_refused_before_any_run(tmp_path, image_archive, capsys):
+    """--scheduler: the device is the workers' to have, so each worker checks it before anything is submitted."""
+    import torch
+    from distributed import LocalCluster
+
+    from lab2.__main__ import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    params = write_params(tmp_path / "params")
+    with LocalCluster(n_workers=1, processes=False, protocol="tcp", dashboard_address=None) as cluster:
+        with pytest.raises(SystemExit) as exit_:
+            main(sweep_command(params, tmp_path / "results", image_archive, "--scheduler", cluster.scheduler_address,
+                               "--device", "cuda")[3:])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "the Dask workers cannot run this sweep" in err and "Traceback" not in err
+    assert "cannot run there: --device cuda: CUDA is not available on this machine" in err
+    assert not (tmp_path / "results").exists()
+
+
 def test_local_gpus_pins_one_worker_to_each_gpu():
     """The --cluster local-gpus layout, built on a CPU: each worker sees only its own GPU index."""
     from distributed import Client

@@ -1,6 +1,7 @@
 """The sweep: grid expansion, params validation, cache, failures, interruption, the run notebook."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -99,9 +100,21 @@ def test_bad_params_are_refused_naming_file_and_key(tmp_path, edit, message):
 
 
 def test_sweep_cli_refuses_bad_input_before_writing(tmp_path, image_archive, capsys):
+    import torch
+
     params = write_params(tmp_path / "params")
     results_root = tmp_path / "results"
-    for extra, message in [(["--profile", "huge"], "unknown profile 'huge'"),
+    no_cuda = [] if torch.cuda.is_available() else [
+        (["--device", "cuda"], "--device cuda: CUDA is not available on this machine; use cpu or auto")]
+    for extra, message in no_cuda + [
+                           (["--device", "tpu"], "--device tpu: not a device lab2 runs on; allowed: cpu, cuda, cuda:N or auto"),
+                           (["--params", str(params / "profiles.yaml")], "profiles.yaml: a file, not a folder"),
+                           (["--scheduler", "tls://127.0.0.1:8786"], "tls:// needs Dask's TLS settings"),
+                           (["--scheduler", "wss://127.0.0.1:8786"], "wss:// needs Dask's TLS settings"),
+                           (["--scheduler", "ucx://127.0.0.1:8786"], "ucx:// needs UCX for Dask (the distributed-ucxx"),
+                           (["--scheduler", "inproc://127.0.0.1/1/2"], "inproc:// is the address of a scheduler inside"),
+                           (["--scheduler", "ws://127.0.0.1:1"], "cannot connect (Connection refused)"),
+                           (["--profile", "huge"], "unknown profile 'huge'"),
                            (["--jobs", "0"], "--jobs: must be an integer >= 1"),
                            (["--threads", "0"], "--threads: must be an integer >= 1"),
                            (["--seeds", "0,3"], "--seeds: profile tiny has no seed 3; allowed: 0"),
@@ -113,7 +126,8 @@ def test_sweep_cli_refuses_bad_input_before_writing(tmp_path, image_archive, cap
         with pytest.raises(SystemExit) as exit_:
             main(["sweep", "--profile", "tiny", "--params", str(params), "--results", str(results_root),
                   "--data-dir", str(image_archive), *extra])
-        assert exit_.value.code == 2 and message in capsys.readouterr().err
+        errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+        assert exit_.value.code == 2 and len(errors) == 1 and message in errors[0], (extra, errors)
     assert not results_root.exists()
 
 
@@ -255,21 +269,93 @@ def test_a_mapping_error_names_the_params_folder_given(tmp_path):
     assert str(error.value).startswith(f"{params / 'profiles.yaml'}: tiny.set.channels: no entry for 256")
 
 
-def test_a_port_held_by_another_server_is_no_scheduler(tmp_path, image_archive, capsys):
+@pytest.mark.parametrize("scheme, message", [("tcp", "sent no Dask handshake"),
+                                             ("ws", "no Dask scheduler with workers answered (Non-websocket response)")])
+def test_a_port_held_by_another_server_is_no_scheduler(tmp_path, image_archive, capsys, scheme, message):
     import http.server
     import threading
 
     server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit) as exit_:
             main(["sweep", "--profile", "tiny", "--params", str(write_params(tmp_path / "params")),
                   "--results", str(tmp_path / "results"), "--data-dir", str(image_archive),
-                  "--scheduler", f"tcp://127.0.0.1:{server.server_port}"])
+                  "--scheduler", f"{scheme}://127.0.0.1:{server.server_port}"])
     finally:
         server.shutdown()
-    assert "sent no Dask handshake" in capsys.readouterr().err
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert exit_.value.code == 2 and len(errors) == 1 and message in errors[0], errors
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda e, p: e["experiments"]["best"].update(hidden=-3), "mlp.yaml: experiments.best.hidden: must be an integer >= 1, got -3"),
+    (lambda e, p: e["experiments"]["best"].update(hidden=0), "mlp.yaml: experiments.best.hidden: must be an integer >= 1, got 0"),
+    (lambda e, p: e["experiments"]["best"].update(hidden=1e9), "mlp.yaml: experiments.best.hidden: must be an integer, got 1000000000.0"),
+    (lambda e, p: e["experiments"]["best"].update(num_epochs=0), "mlp.yaml: experiments.best.num_epochs: must be an integer >= 1, got 0"),
+    (lambda e, p: e["experiments"]["best"].update(train_size=0), "mlp.yaml: experiments.best.train_size: must be an integer >= 2"),
+    (lambda e, p: e["experiments"]["best"].update(eval_size=-1), "mlp.yaml: experiments.best.eval_size: must be an integer >= 1"),
+    (lambda e, p: p["tiny"]["set"].update(hidden=-3), "profiles.yaml: tiny.set.hidden: must be an integer >= 1, got -3"),
+    (lambda e, p: p["tiny"]["set"].update(channels={256: 0, 128: 4}), "profiles.yaml: tiny.set.channels.256: must be an integer >= 1, got 0"),
+], ids=["hidden-3", "hidden0", "hidden1e9", "epochs0", "train_size0", "eval_size-1", "profile-hidden", "profile-map"])
+def test_a_value_is_checked_where_it_is_written_whatever_the_profile(tmp_path, image_archive, capsys, edit, message):
+    """The tiny profile sets hidden, num_epochs and eval_size for every run: an experiment's bad value is refused
+    all the same, blamed on its experiment file, and a profile's bad value on profiles.yaml."""
+    experiments, profiles = json.loads(json.dumps(TINY_EXPERIMENTS)), json.loads(json.dumps(TINY_PROFILES))
+    profiles["tiny"]["set"]["train_size"] = 500
+    edit(experiments, profiles)
+    params = write_params(tmp_path / "params", experiments, profiles)
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", "--profile", "tiny", "--params", str(params), "--results", str(tmp_path / "results"),
+              "--data-dir", str(image_archive), "--dry-run"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert exit_.value.code == 2 and len(errors) == 1 and message in errors[0], errors
+    assert not (tmp_path / "results").exists()
+
+
+def test_jobs_beyond_the_cores_is_said_and_never_more_than_the_runs(tmp_path, image_archive, capsys):
+    from lab2.runs.executors import usable_cores
+
+    params = write_params(tmp_path / "params")
+    assert main(["sweep", "--profile", "tiny", "--params", str(params), "--results", str(tmp_path / "results"),
+                 "--data-dir", str(image_archive), "--jobs", "1000"]) == 0
+    out = capsys.readouterr().out
+    cores = usable_cores()
+    assert f"--jobs 1000: more than this machine's {cores} usable cores; 2 runs at once (2 to execute)" in out
+    assert "sweep tiny: 2 runs to execute, 2 at once on this machine" in out and "2 ran, 0 cached, 0 failed" in out
+
+
+def test_ctrl_c_while_the_sweep_starts_is_one_line(tmp_path, image_archive):
+    """Ctrl-C (SIGINT to the terminal's process group) while the fork server imports torch and papermill, the
+    first seconds of a sweep: one line, no traceback from the sweep or its fork server, nothing written."""
+    import psutil
+
+    params = write_params(tmp_path / "params")
+    command = [sys.executable, "-m", "lab2", "sweep", "--profile", "tiny", "--jobs", "1", "--params", str(params),
+               "--results", str(tmp_path / "results"), "--data-dir", str(image_archive)]
+    sweeper = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # a process group of its own, as a terminal's job is
+
+    def fork_server() -> bool:
+        try:
+            children = psutil.Process(sweeper.pid).children()
+        except psutil.NoSuchProcess:
+            return False
+        return any("forkserver" in " ".join(child.cmdline()) for child in children if child.is_running())
+
+    deadline = time.time() + 120
+    while not fork_server() and time.time() < deadline and sweeper.poll() is None:
+        time.sleep(0.05)
+    assert fork_server(), "the sweep never started its fork server"
+    time.sleep(0.5)  # the server is importing now (it takes seconds); at once, Python's own start would not have run
+    os.killpg(sweeper.pid, signal.SIGINT)
+    out, err = sweeper.communicate(timeout=60)
+    assert sweeper.returncode == 130, (out, err)
+    assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err, err
+    assert err.strip().splitlines()[-1] == ("python -m lab2 sweep: interrupted; finished runs are kept; "
+                                            "run the sweep again to resume"), err
+    assert not (tmp_path / "results").exists()  # stopped before anything was written
 
 
 def test_runs_of_each_seed_start_longest_first_and_seeds_stay_in_order(tmp_path):

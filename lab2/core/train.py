@@ -47,13 +47,32 @@ def failed_result(error: BaseException, seconds: float) -> RunResult:
     return RunResult([], failed_summary("".join(traceback.format_exception_only(error)).strip(), seconds))
 
 
+DEVICES = "cpu, cuda, cuda:N or auto"  # the devices a run may ask for (--device)
+
+
+def parse_device(requested: str) -> torch.device:
+    """A device a run can use, as written ('cpu', 'cuda', 'cuda:1'), whether or not this machine has it;
+    ValueError naming --device for anything else (a typo, or a device torch knows and lab2 does not run on)."""
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {requested}: not a device lab2 runs on; allowed: {DEVICES}")
+    return device
+
+
 def choose_device(requested: str = "auto") -> torch.device:
-    """CUDA when present unless a device is forced ('cpu', 'cuda', 'cuda:1')."""
+    """CUDA when present unless a device is forced ('cpu', 'cuda', 'cuda:1'); ValueError if this machine has not it."""
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
+    device = parse_device(requested)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {requested}: CUDA is not available on this machine; use cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ValueError(f"--device {requested}: this machine has {count} GPU{'' if count == 1 else 's'}, "
+                         f"cuda:0 to cuda:{count - 1}")
     return device
 
 

@@ -41,6 +41,8 @@ def unpack_runs(archive: Path, results_root: Path = record.RESULTS_ROOT) -> dict
     Each run lands by one rename, so an interrupted unpack leaves no half-written run.
     """
     added, kept = [], []
+    # The folders this call makes (the results root, a profile), removed again when it adds nothing.
+    created = [folder for folder in (results_root, *results_root.parents) if not folder.exists()]
     results_root.mkdir(parents=True, exist_ok=True)
     unpacked = Path(tempfile.mkdtemp(prefix=".unpack-", dir=results_root))
     try:
@@ -55,6 +57,8 @@ def unpack_runs(archive: Path, results_root: Path = record.RESULTS_ROOT) -> dict
             if target_profile.is_symlink() or (target_profile.exists() and not target_profile.is_dir()):
                 raise ValueError(f"{target_profile} is not a folder of its own (a link or a file); "
                                  "unpack into a results folder whose profiles are real folders")
+            if not target_profile.exists():
+                created.insert(0, target_profile)
             target_profile.mkdir(exist_ok=True)
             manifest = profile_dir / MANIFEST_FILE
             if manifest.is_file() and not (target_profile / MANIFEST_FILE).exists():
@@ -71,7 +75,18 @@ def unpack_runs(archive: Path, results_root: Path = record.RESULTS_ROOT) -> dict
         raise ValueError(f"{archive}: cannot unpack into {results_root} ({error})") from None
     finally:
         shutil.rmtree(unpacked, ignore_errors=True)
+        if not added:
+            _remove_if_empty(created)
     return {"added": added, "kept": kept}
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove folders, deepest first, that hold nothing: a refused archive leaves no trace."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (a manifest was added), or not ours to remove
+            return
 
 
 def _checked_contents(archive: Path, unpacked: Path) -> dict[Path, list[Path]]:

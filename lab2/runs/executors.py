@@ -13,6 +13,7 @@ leaves nothing behind.
 import json
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import socket
@@ -140,7 +141,22 @@ def _can_fork(device: str) -> bool:
 
 
 def start_fork_server() -> None:
-    """Start the fork server now rather than with the first CPU run; return once it has imported what runs need."""
+    """Start the fork server now rather than with the first CPU run; return once it has imported what runs need.
+
+    From the main thread, the server is started with Ctrl-C ignored: it imports torch and
+    papermill for seconds before it ignores SIGINT itself (multiprocessing's forkserver does so
+    only after its preloading), and a Ctrl-C meanwhile would print its traceback beside the
+    sweep's one line. This process goes on taking Ctrl-C; only the server's start is shielded.
+    """
+    global _forked_code
+    with _forked_code_lock:
+        _forked_code = _forked_code or code_fingerprint(checkout_code_files())  # the code the server imports
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the server it spawns
+        try:
+            multiprocessing.forkserver.ensure_running()  # spawns the server; returns before it has imported anything
+        finally:
+            signal.signal(signal.SIGINT, previous)
     ready = FORK_SERVER.Process(target=os.getpid)  # the server forks it only after its preloading
     ready.start()
     ready.join()
@@ -318,9 +334,10 @@ def _execute_on_worker(task: RunTask) -> dict:
     return {**outcome, "worker": worker.address}
 
 
-def check_worker(data_dir: str | None, results_dir: str, probe: str) -> dict:
-    """What one worker sees: the results folder (the client's probe file in it), the data, the code."""
+def check_worker(data_dir: str | None, results_dir: str, probe: str, device: str = "auto") -> dict:
+    """What one worker sees: the results folder (the client's probe file in it), the data, the code, the device."""
     from lab2.core.data import DataError, load_cifar10
+    from lab2.core.train import choose_device
 
     seen = {"host": socket.gethostname(), "problems": []}
     if not (Path(results_dir) / probe).is_file():
@@ -329,6 +346,10 @@ def check_worker(data_dir: str | None, results_dir: str, probe: str) -> dict:
         seen["data_fingerprint"] = load_cifar10(data_dir).fingerprint
     except DataError as error:
         seen["problems"].append(f"cannot read the data: {error}")
+    try:
+        choose_device(device)
+    except ValueError as error:
+        seen["problems"].append(f"cannot run there: {error}")
     seen["code"] = code_fingerprint(checkout_code_files())
     return seen
 
@@ -345,12 +366,12 @@ class DaskExecutor:
         workers = self.client.nthreads()
         return f"{self.capacity} at once on {len(workers)} Dask workers of {self.name}"
 
-    def check(self, data_dir: str | None, results_dir: Path, data_fingerprint: str) -> list[str]:
+    def check(self, data_dir: str | None, results_dir: Path, data_fingerprint: str, device: str = "auto") -> list[str]:
         """Problems that would make a worker's runs wrong or lost; checked before any run is submitted."""
         probe = f".lab2-probe-{uuid.uuid4().hex[:12]}"
         (results_dir / probe).write_text("written by the sweep's client; workers must see it\n")
         try:
-            seen = self.client.run(check_worker, data_dir, str(results_dir), probe)
+            seen = self.client.run(check_worker, data_dir, str(results_dir), probe, device)
         finally:
             (results_dir / probe).unlink(missing_ok=True)
         here = code_fingerprint(checkout_code_files())

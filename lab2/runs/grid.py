@@ -93,7 +93,8 @@ def _check_keys(path: Path, where: str, mapping, allowed) -> None:
 
 def load_profiles(params_dir: Path = PARAMS_DIR) -> dict[str, Profile]:
     if not Path(params_dir).is_dir():
-        raise GridError(f"{params_dir}: no such folder; the params folder holds {PROFILES_FILE} and the experiment "
+        what = "a file, not a folder" if Path(params_dir).exists() else "no such folder"
+        raise GridError(f"{params_dir}: {what}; the params folder holds {PROFILES_FILE} and the experiment "
                         "files (*.yaml), as params/ does")
     path = Path(params_dir) / PROFILES_FILE
     profiles = {}

@@ -25,7 +25,7 @@ from lab2.core.summary import FINISHED_STATUSES
 from lab2.runs import record
 from lab2.runs.claims import claim_holder, try_claim
 from lab2.runs.executors import (CLUSTERS, DaskExecutor, LocalExecutor, RunTask, failed_outcome, notebook_parameters,
-                                 run_threads, usable_cores)
+                                 run_threads, start_fork_server, usable_cores)
 from lab2.runs.grid import PARAMS_DIR, GridError, PlannedRun, plan
 from lab2.runs.manifest import MANIFEST_FILE, write_manifest
 from lab2.runs.staging import clean_stale_staging, discard
@@ -167,9 +167,40 @@ def _check_engine(scheduler: str | None, cluster: str | None) -> None:
             raise SweepError("--cluster local-gpus: no GPU is visible on this machine; use --cluster local")
 
 
+def _jobs_here(jobs: int, runs: int, device: str) -> int:
+    """--jobs for runs on this machine: never more at once than there are runs to execute, and said once when
+    more than the machine's cores were asked for (each run is a process of its own)."""
+    if runs == 0:
+        return jobs
+    fitted, cores = min(jobs, runs), usable_cores()
+    if jobs > cores:
+        share = ", which share the cores, one thread each" if device == "cpu" and fitted > cores else ""
+        print(f"--jobs {jobs}: more than this machine's {cores} usable cores; {fitted} runs at once "
+              f"({runs} to execute){share}", flush=True)
+    return fitted
+
+
+def _check_device(device: str, scheduler: str | None, cluster: str | None) -> None:
+    """Refuse a device the runs cannot use, before any run: here, where this machine executes them
+    (the local pool, --cluster local or local-gpus); by its spelling alone for workers elsewhere
+    (--scheduler, --cluster slurm), which check it themselves (DaskExecutor.check)."""
+    from lab2.core.train import choose_device, parse_device
+
+    try:
+        if scheduler or cluster == "slurm":
+            if device != "auto":
+                parse_device(device)
+        else:
+            choose_device(device)
+    except ValueError as error:
+        raise SweepError(str(error)) from None
+
+
 def _start_engine(jobs: int | None, device: str, scheduler: str | None, cluster: str | None):
     """The executor: a local pool (no flags), a Dask scheduler by address, or a cluster this sweep starts."""
     if not scheduler and not cluster:
+        if device == "cpu":
+            start_fork_server()  # here, in the main thread, where its start can be shielded from Ctrl-C
         return LocalExecutor(jobs or default_jobs(device))
     from distributed import Client
 
@@ -177,8 +208,9 @@ def _start_engine(jobs: int | None, device: str, scheduler: str | None, cluster:
         try:
             client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
             client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
-        except (OSError, TimeoutError) as error:
-            raise SweepError(f"--scheduler {scheduler}: no Dask scheduler with workers answered ({error})") from None
+        except Exception as error:  # noqa: BLE001 - each scheme fails its own way (OSError, TimeoutError, WebSocketError, ...)
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise SweepError(f"--scheduler {scheduler}: no Dask scheduler with workers answered ({reason})") from None
         return DaskExecutor(client, name=scheduler)
     if cluster == "local":
         from distributed import LocalCluster
@@ -220,14 +252,20 @@ def _start_engine(jobs: int | None, device: str, scheduler: str | None, cluster:
 
 
 def _scheduler_problem(address: str) -> str | None:
-    """Why address is no Dask scheduler (None if it may be one), told in seconds rather than at a timeout.
+    """Why address is no Dask scheduler this sweep can use (None if it may be one), told in seconds.
 
-    A Dask scheduler speaks first: on a new TCP connection it sends its handshake (a frame
-    naming its compression and pickle protocol) before reading anything. So a port where
-    nothing listens is refused at once, and one held by another server (which waits for a
-    request) is told apart within HANDSHAKE_TIMEOUT_S, where distributed itself would wait
-    forever.
+    A scheme that cannot work from here is refused by name: inproc:// (a scheduler inside
+    another process), ucx:// without UCX installed, tls:// and wss:// without Dask's TLS
+    settings. Then a port where nothing listens is refused at once. And a Dask scheduler
+    speaks first: on a new TCP connection it sends its handshake (a frame naming its
+    compression and pickle protocol) before reading anything, so one held by another server
+    (which waits for a request) is told apart within HANDSHAKE_TIMEOUT_S, where distributed
+    itself would wait forever. (Over ws:// the handshake comes after an HTTP upgrade, so
+    there distributed's own connection attempt tells: _start_engine.)
     """
+    import importlib.util
+
+    import dask
     from distributed.comm import parse_address
     from distributed.comm.registry import backends
 
@@ -237,13 +275,24 @@ def _scheduler_problem(address: str) -> str | None:
         return str(error)
     if scheme not in backends:
         return f"unknown address scheme {scheme!r}; allowed: {', '.join(sorted(backends))} (e.g. tcp://HOST:8786)"
-    if scheme != "tcp":
-        return None  # encrypted or in-process: left to distributed
+    if scheme == "inproc":
+        return ("inproc:// is the address of a scheduler inside the Python process that started it, and a sweep is a "
+                "process of its own; give the scheduler's tcp:// address")
+    if scheme == "ucx" and importlib.util.find_spec("distributed_ucxx") is None:
+        return ("ucx:// needs UCX for Dask (the distributed-ucxx package), which is not installed here; "
+                "give the scheduler's tcp:// address")
+    if scheme in ("tls", "wss") and not dask.config.get("distributed.comm.tls.ca-file", None):
+        return (f"{scheme}:// needs Dask's TLS settings (distributed.comm.tls.ca-file, .client.cert and .client.key, "
+                "e.g. in ~/.config/dask/distributed.yaml), and none are set here; set them, or give a tcp:// address")
+    if scheme == "ucx":
+        return None  # UCX's own transport: left to distributed
     host, _, port = location.rpartition(":")
     if not port.isdigit():
-        return "no port; give HOST:PORT, e.g. tcp://10.0.0.5:8786"
+        return f"no port; give HOST:PORT, e.g. {scheme}://10.0.0.5:8786"
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=HANDSHAKE_TIMEOUT_S) as connection:
+            if scheme != "tcp":
+                return None  # TLS or a web socket: the handshake follows its own; distributed's connection tells
             connection.settimeout(HANDSHAKE_TIMEOUT_S)
             first = connection.recv(256)
     except socket.timeout:
@@ -293,6 +342,7 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
         raise SweepError(f"--threads: must be an integer >= 1, got {threads}")
     check_seeds(seeds, chosen_profile)
     _check_engine(scheduler, cluster)
+    _check_device(device, scheduler, cluster)
     try:
         dataset = load_cifar10(data_dir)
         # Every run (and every Dask worker, whatever its LAB2_DATA) reads the very same data, found here once.
@@ -320,10 +370,12 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
 
     local = not scheduler and not cluster
     if local and device == "auto":
-        from lab2.core.train import choose_device  # torch: only once runs are to execute
+        from lab2.core.train import choose_device
 
         # Resolved here, where the runs will execute: a CPU run's process is forked (lab2.runs.executors).
         device = choose_device(device).type
+    if jobs is not None and cluster in (None, "local"):  # processes on this machine
+        jobs = _jobs_here(jobs, len(pending), device)
     threads = threads or (run_threads(jobs or default_jobs(device)) if local else None)
     pending = longest_first(pending, split_counts(dataset)["train"])
     tasks = [RunTask(rid, notebook_parameters(run.config, device, data_path), str(out / rid), threads)
@@ -347,13 +399,13 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
     # A cluster that cannot be reached, or whose workers cannot run this sweep, is refused before anything is written.
     executor = _start_engine(jobs, device, scheduler, cluster) if tasks else None
     try:
-        created = not out.exists()
+        created = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
         out.mkdir(parents=True, exist_ok=True)
         if isinstance(executor, DaskExecutor):
-            problems = executor.check(data_path, out, dataset.fingerprint)
+            problems = executor.check(data_path, out, dataset.fingerprint, device)
             if problems:
-                if created:
-                    out.rmdir()
+                for folder in created:  # refused: no folder is left behind
+                    folder.rmdir()
                 raise SweepError("the Dask workers cannot run this sweep:\n  " + "\n  ".join(problems))
         try:
             clean_stale_staging(out)
