@@ -35,6 +35,7 @@ CHAPTERS = {
 }
 # Experiments whose runs the book's results lack, as a partial profile (a sweep under way) does.
 LEFT_OUT = ("cnn/narrow_dropout_rate", "mlp/no_batchnorm")
+DAMAGED_EXPERIMENT = "mlp/grid_learning_rate"  # the experiment of the run whose metrics.csv the book's results cut off
 WIDTHS = (1280, 1920)  # px: the browser windows no table or figure may overflow
 # Elements of the main column wider than the column, or clipped by a scrolling box.
 OVERFLOWING = """() => {
@@ -67,13 +68,17 @@ def built(tmp_path_factory):
         left_out = [run["run_id"] for run in manifest["runs"] if set(run["experiments"]) <= set(LEFT_OUT)]
         for run_id in left_out:
             shutil.rmtree(root / "results" / "smoke" / run_id)
+        # One run's metrics.csv cut off mid-row (a copy cut short, a disk that filled): a corrupt run, never a crash.
+        damaged = next(run["run_id"] for run in manifest["runs"] if run["experiments"] == [DAMAGED_EXPERIMENT])
+        metrics = root / "results" / "smoke" / damaged / "metrics.csv"
+        metrics.write_text(metrics.read_text()[:-20])
         # One of them is being executed by a sweep (this test holds its claim) for as long as the book is tested.
         in_flight = try_claim(root / "results" / "smoke" / left_out[0])
         code = build_book("smoke", results_root=root / "results", output_dir=root / "out")
     build_dir = root / "out" / "_build"
     assert code == 0, (build_dir / LOG_FILE).read_text()[-5000:]
     yield {"results": root / "results", "swept": root / "swept", "archive": archive, "output": root / "out",
-           "html": build_dir / "html", "left_out": left_out, "root": root,
+           "html": build_dir / "html", "left_out": left_out, "damaged": damaged, "root": root,
            "chapters": json.loads((build_dir / CHAPTERS_FILE).read_text())}
     in_flight.release()
 
@@ -179,14 +184,15 @@ def visible(page: str) -> tuple[str, str]:
 def test_every_run_has_a_page_linked_from_the_provenance_table(built):
     assert (built["html"] / "run.html").is_file()
     manifest = json.loads((built["results"] / "smoke" / "manifest.json").read_text())
-    finished = [run["run_id"] for run in manifest["runs"] if run["run_id"] not in built["left_out"]]
+    finished = [run["run_id"] for run in manifest["runs"]
+                if run["run_id"] not in built["left_out"] and run["run_id"] != built["damaged"]]
     for run_id in finished:
         page = (built["html"] / RUNS_FOLDER / f"{run_id}.html").read_text()
         assert "<img" in page and "Settings" in page and "Environment" in page, run_id  # curves, config, env
         assert f'href="{run_id}.ipynb"' in page  # the notebook stays downloadable
         notebook = built["html"] / RUNS_FOLDER / f"{run_id}.ipynb"
         assert json.loads(notebook.read_text())["cells"], notebook
-    for run_id in built["left_out"]:  # a run that has not finished has no page
+    for run_id in [*built["left_out"], built["damaged"]]:  # a run that has not finished, or is corrupt, has no page
         assert not (built["html"] / RUNS_FOLDER / f"{run_id}.html").exists()
     provenance = (built["html"] / "provenance.html").read_text()
     table = provenance[provenance.index("<article"):provenance.index("</article>")]  # not the sidebar's links
@@ -205,7 +211,7 @@ def test_a_run_page_is_a_page_of_the_book_showing_what_its_run_used(built):
     pages = 0
     for run in manifest["runs"]:
         run_id, model = run["run_id"], run["config"]["model"]
-        if run_id in built["left_out"]:
+        if run_id in built["left_out"] or run_id == built["damaged"]:
             continue
         page = (built["html"] / RUNS_FOLDER / f"{run_id}.html").read_text()
         assert "bd-sidebar" in page and 'href="../intro.html"' in page, run_id  # the book's theme and its toc
@@ -249,6 +255,53 @@ def test_a_partial_profile_shows_what_is_missing(built):
         _, prose = visible(without_tables((built["html"] / f"{chapter}.html").read_text()))
         for glued in (NOT_MEASURED, "seed(s)", "0 of the 0", "NaN"):
             assert glued not in prose, (chapter, glued)
+
+
+def test_a_damaged_run_is_shown_once_as_unreadable_naming_its_file(built):
+    """The run whose metrics.csv was cut off: every chapter rendered (no traceback, see above), and provenance
+    names the run, the file and what is wrong with it, once."""
+    _, provenance = visible((built["html"] / "provenance.html").read_text())
+    assert "Runs whose folder could not be read (1), with the file at fault" in provenance
+    page = (built["html"] / "provenance.html").read_text()
+    parser = TableRows()
+    parser.feed(page)
+    named = [row for row in parser.rows if f"{built['damaged']}/metrics.csv" in row]
+    assert len(named) == 1 and "line 3" in named[0][-1], named
+    rows = [row for row in parser.rows if built["damaged"] in " ".join(row)]
+    assert any("corrupt" in row for row in rows)  # and in the table of every run, its status
+
+
+def test_a_profile_with_nothing_finished_renders_and_says_what_to_run(built, tmp_path):
+    """Every run gone or damaged (each file of a run cut off or garbled, one way per run): the book builds
+    through the CLI, its introduction says nothing has finished and what to run, provenance names each file."""
+    import itertools
+    import subprocess
+    import sys
+
+    from conftest import DAMAGES, RUN_FILES, damage
+
+    results = shutil.copytree(built["swept"], tmp_path / "results")
+    runs = sorted(path for path in (results / "smoke").iterdir() if path.is_dir())
+    ways = list(itertools.product(RUN_FILES, DAMAGES))
+    damaged = {}
+    for run, way in itertools.zip_longest(runs, ways):
+        if way is None:
+            shutil.rmtree(run)
+        else:
+            damaged[run.name] = damage(run, *way).name
+    done = subprocess.run([sys.executable, "-m", "lab2", "book", "--profile", "smoke", "--results", str(results),
+                           "--output", str(tmp_path / "out")], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    html_dir = tmp_path / "out" / "_build" / "html"
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Traceback" not in done.stdout + done.stderr
+    _, intro = visible((html_dir / "intro.html").read_text())
+    intro = " ".join(intro.split())
+    assert "No run of the smoke profile has finished yet , so no page of this book has a number of it" in intro
+    assert "make sweep PROFILE=smoke runs them; then make book PROFILE=smoke builds these pages again" in intro
+    parser = TableRows()
+    parser.feed((html_dir / "provenance.html").read_text())
+    for run_id, name in damaged.items():
+        assert any(f"{run_id}/{name}" in row for row in parser.rows), (run_id, name)
 
 
 class TableRows(html.parser.HTMLParser):

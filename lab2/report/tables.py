@@ -359,7 +359,8 @@ def reference_counts(comparison: pd.DataFrame) -> dict:
     numbers = without_runs + beyond + within + one_seed; beyond = large + clear + small (+ none).
     """
     measured = comparison[comparison["seeds"] > 0]
-    beyond = measured[measured["beyond_noise"].map(lambda value: value is True)]
+    # astype(bool): with no run measured the mask is empty and untyped, and pandas would take it for column names.
+    beyond = measured[measured["beyond_noise"].map(lambda value: value is True).astype(bool)]
     printed_again = comparison["experiments"].str.contains(",")  # printed in several of the report's sections
     counts = {
         "numbers": len(comparison), "settings": len(comparison.drop_duplicates(SETTING_KEYS)),
