@@ -156,10 +156,13 @@ def overhead_command(parser, args) -> int:
 
 
 def book_command(parser, args) -> int:
-    from lab2.report.build import BookError, build_book
+    from lab2.report.build import BookError, BookFault, build_book
 
     try:
         return build_book(args.profile, args.results, args.output, pdf=args.pdf)
+    except BookFault as error:  # not a refusal: the build began and could not go on
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 1
     except BookError as error:
         parser.error(str(error))
 

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 from conftest import make_arrays, write_image_folder, write_tar_gz
+from test_faults import mount  # noqa: F401 - the fixture: a small tmpfs that fills up
 
 from lab2 import PROJECT_ROOT
 from lab2.core.summary import OK
-from lab2.report.build import (CHAPTERS_FILE, DIGEST_FILE, LOG_FILE, PDF_FOLDER, PRINT_FOLDER, RUNS_FOLDER,
-                               BookError, build_book, inputs_digest, page_code_files, pdf_name)
+from lab2.report.build import (CHAPTERS_FILE, DIGEST_FILE, LOCK_RETRY_S, LOG_FILE, PDF_FOLDER, PRINT_FOLDER,
+                               RUNS_FOLDER, BookError, build_book, inputs_digest, page_code_files, pdf_name)
 from lab2.report.compare import NOT_MEASURED
 from lab2.report.pdf import CHROMIUM, CHROMIUM_ARGS, MARGINS_MM
 from lab2.runs.claims import try_claim
@@ -424,6 +425,72 @@ def test_rebuild_with_nothing_changed_is_cached(built):
     assert marker.exists()
     assert (build_dir / DIGEST_FILE).read_text().strip() == inputs_digest("smoke", build_dir / "results",
                                                                           built["results"])
+
+
+def test_a_second_build_into_the_same_folder_waits_for_the_first(built):
+    """Two builds of one book: the second says once who holds the build folder, waits, then builds (cached here)."""
+    import subprocess
+    import sys
+
+    from lab2.report.build import BUILD_LOCK
+    from lab2.runs.claims import try_lock
+
+    build_dir = built["output"] / "_build"
+    first = try_lock(build_dir / BUILD_LOCK)  # as a build writing the folder holds it
+    assert first is not None
+    log_written = (build_dir / LOG_FILE).stat().st_mtime_ns
+    try:
+        second = subprocess.Popen([sys.executable, "-m", "lab2", "book", "--profile", "smoke", "--results",
+                                   str(built["results"]), "--output", str(built["output"])],
+                                  cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = second.stdout.readline()
+        assert line.startswith(f"another build is writing {build_dir} (") and "pid" in line, line
+        assert line.rstrip().endswith("; waiting for it to end"), line
+        time.sleep(2 * LOCK_RETRY_S)
+        assert second.poll() is None and (build_dir / LOG_FILE).stat().st_mtime_ns == log_written  # it waits
+    finally:
+        first.release()
+    rest = second.communicate(timeout=900)[0]
+    assert second.returncode == 0, rest[-3000:]
+    assert "waiting for it to end" not in rest and "Traceback" not in rest
+    assert (build_dir / LOG_FILE).stat().st_mtime_ns != log_written  # then it built
+
+
+def test_a_full_disk_while_building_is_one_line_and_the_results_are_untouched(built, tmp_path, mount):
+    import subprocess
+    import sys
+
+    results = shutil.copytree(built["swept"], tmp_path / "results")
+    before = {path: path.read_bytes() for path in results.rglob("*") if path.is_file()}
+    output = mount(256 * 1024)  # room for less than the snapshot of the results
+    done = subprocess.run([sys.executable, "-m", "lab2", "book", "--profile", "smoke", "--results", str(results),
+                           "--output", str(output)], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines() == [
+        f"python -m lab2 book: error: cannot write the book into {output / '_build'} (No space left on device"
+        + done.stderr.split("(No space left on device", 1)[1].strip()]
+    assert "make room there (or give --output another folder) and build again; the results are untouched" in done.stderr
+    assert {path: path.read_bytes() for path in results.rglob("*") if path.is_file()} == before
+
+
+def test_a_disk_that_fills_while_jupyter_book_writes_the_html_is_one_line(built, tmp_path, mount):
+    """The book's caches fit, its HTML does not: jupyter-book's own crash stays in build.log, one line says why."""
+    import subprocess
+    import sys
+
+    room = mount(64 * 2**20)
+    shutil.copytree(built["output"] / "_build", room / "_build", symlinks=True,
+                    ignore=shutil.ignore_patterns("html", RUNS_FOLDER))
+    used = shutil.disk_usage(room).used
+    subprocess.run(["mount", "-o", f"remount,size={used + 3 * 2**20}", str(room)], check=True)  # 3 MiB more
+    done = subprocess.run([sys.executable, "-m", "lab2", "book", "--profile", "smoke", "--results",
+                           str(built["results"]), "--output", str(room)], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1 and "Traceback" not in output and "Exception occurred" not in output, output[-3000:]
+    assert done.stderr.strip().splitlines() == [
+        f"python -m lab2 book: error: cannot write the book into {room / '_build'} (No space left on device); "
+        "make room there (or give --output another folder) and build again; the results are untouched"]
 
 
 def test_the_intro_names_the_runs_a_sweep_was_executing_while_the_book_was_built(built):

@@ -13,13 +13,23 @@ every table naming the run links to, with its executed notebook beside it as
 `runs/<run_id>.ipynb`. jupyter-book reads a staged copy of book/ in the build folder: the
 book's files linked one by one, the run pages written beside them, and a table of contents
 that lists the run pages under the provenance chapter; beside it the rest of the project is
-linked, for the pages that include its files (`../lab2/core/layers.py`). So two builds at once
-never share a generated file, and book/ holds none.
+linked, for the pages that include its files (`../lab2/core/layers.py`). So book/ holds no
+generated file.
+
+One build at a time writes a build folder: a build holds BUILD_LOCK (lab2.runs.claims) from
+its snapshot to its last file, and a second build into the same folder says who holds it and
+waits. A lock rather than a work folder per build published by one rename: the folder's
+caches (the executed pages, the rendered run pages, Sphinx's environment) are what makes a
+rebuild take seconds, and two builds of one book would do the same work twice, cold, only for
+one to replace the other; a folder that is not empty cannot be renamed over another in one
+step either. Builds into different --output folders run side by side.
 """
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +42,7 @@ import yaml
 
 from lab2 import PROJECT_ROOT
 from lab2.runs import record
+from lab2.runs.claims import lock_holder, try_lock
 from lab2.runs.fingerprint import imported_by, project_path
 from lab2.runs.grid import PARAMS_DIR, GridError, get_profile
 from lab2.runs.manifest import MANIFEST_FILE, load_manifest
@@ -55,10 +66,20 @@ CHAPTERS_FILE = "chapters.json"  # in the build folder: the pages last pre-execu
 SNAPSHOT_FOLDER = "results"  # in the build folder: the results the pages read, copied at the build's start
 RUN_PAGES_CACHE = ".run-pages"  # rendered run pages by content, in the build folder; kept when it is wiped
 PAGE_JOBS = 2  # pages executed at once; each is one mostly single-threaded kernel
+BUILD_LOCK = ".build.claim"  # in the build folder: held by the build writing it
+CRASH_STARTS = ("Traceback (most recent call last):", "Exception occurred:")  # how Python's and Sphinx's reports begin
+EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Interrupt|Exit)(:|$)")  # 'OSError: [Errno 28] ...'
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+FULL_DISK_BYTES = 2**20  # a failed build with less room than this left ran out of it
+LOCK_RETRY_S = 2.0  # how often a build waiting for another into the same folder tries again
 
 
 class BookError(ValueError):
     """A book that cannot be built (unknown profile, no results); the message says what to do."""
+
+
+class BookFault(BookError):
+    """A build that failed on the way (its folder could not be written); the message says what to do."""
 
 
 def inputs_digest(profile: str, results_root: Path, origin: Path | None = None) -> str:
@@ -117,6 +138,10 @@ def _check_inputs(profile: str, results_root: Path) -> None:
     if not manifest.is_file():
         raise BookError(f"no results for profile {profile!r}: {manifest} is missing; "
                         f"run `python -m lab2 sweep --profile {profile}` first")
+    try:  # a damaged manifest is refused before anything is written (the snapshot reads it again)
+        load_manifest(profile, results_root)
+    except RecordError as error:
+        raise BookError(str(error)) from None
 
 
 def _book_config() -> dict:
@@ -246,15 +271,41 @@ def _write_if_changed(path: Path, text: str) -> None:
         path.write_text(text)
 
 
-def _run_logged(command: list[str], env: dict, log_path: Path) -> int:
-    """Run command, echoing its output and keeping a copy in log_path; its exit code."""
+def _run_logged(command: list[str], env: dict, log_path: Path) -> tuple[int, str | None]:
+    """Run command, echoing its output and keeping all of it in log_path; (its exit code, how it crashed or None).
+
+    A crash report (a traceback) is kept in the log but not echoed: build_book says in one line what it was.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    report, unlogged = None, None  # the crash report's lines, once one has begun
     with open(log_path, "w") as log, subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
                                                       stderr=subprocess.STDOUT, text=True) as process:
         for line in process.stdout:
-            sys.stdout.write(line)
-            log.write(line)
-    return process.returncode
+            plain = ANSI.sub("", line).strip()  # Sphinx colours its report
+            if report is None and plain.startswith(CRASH_STARTS):
+                report = []
+            if report is None:
+                sys.stdout.write(line)
+            elif plain:
+                report.append(plain)
+            if unlogged is None:
+                try:
+                    log.write(line)
+                except OSError as error:  # a full disk: the output is still read to the end, so the build ends
+                    unlogged = error
+    if unlogged is not None:
+        raise unlogged
+    if report is None:
+        return process.returncode, None
+    # The first exception the report names (Sphinx's own; jupyter-book then raises one of its own about it).
+    exceptions = [line for line in report if EXCEPTION_LINE.match(line)]
+    return process.returncode, (exceptions or report or ["a crash with no message"])[0]
+
+
+def _out_of_space(folder: Path, message: str) -> bool:
+    """Whether a failure was the disk filling up: said so (errno 28, sqlite's "disk is full"), or nearly no room left."""
+    said = any(sign in message for sign in ("No space left on device", "[Errno 28]", "disk is full"))
+    return said or shutil.disk_usage(folder).free < FULL_DISK_BYTES
 
 
 def build_book(profile: str, results_root: Path | None = None, output_dir: Path | None = None,
@@ -265,11 +316,47 @@ def build_book(profile: str, results_root: Path | None = None, output_dir: Path 
     results_root: the folder holding <profile>/manifest.json (default: results/).
     output_dir: where `_build/` goes (jupyter-book's --path-output; default: book/).
     pdf: also print the book (build_pdf) to `_build/pdf/`, linked from the HTML's header.
-    Raises BookError for an unknown profile or missing results.
+    Raises BookError for an unknown profile or missing results, BookFault when the build
+    folder cannot be written (a full disk).
     """
     results_root = Path(results_root or RESULTS_ROOT).resolve()
     _check_inputs(profile, results_root)
     build_dir = Path(output_dir or BOOK_DIR).resolve() / "_build"
+    try:
+        lock = _hold_build_folder(build_dir)
+        try:
+            return _build(profile, results_root, build_dir, pdf)
+        finally:
+            lock.release()
+    except BookError:
+        raise
+    except OSError as error:
+        where = f": {project_path(Path(error.filename))}" if error.filename else ""
+        raise BookFault(f"cannot write the book into {build_dir} ({error.strerror or error}{where}); "
+                        "make room there (or give --output another folder) and build again; the results "
+                        "are untouched") from None
+    except Exception as error:  # noqa: BLE001 - jupyter-cache's sqlite says "database or disk is full", not OSError
+        if not _out_of_space(build_dir, str(error)):
+            raise
+        raise BookFault(f"cannot write the book into {build_dir} (no space left: {str(error).splitlines()[0]}); "
+                        "make room there (or give --output another folder) and build again; the results "
+                        "are untouched") from None
+
+
+def _hold_build_folder(build_dir: Path):
+    """The build folder's lock for this build; waits, saying so once, while another build holds it."""
+    lock = try_lock(build_dir / BUILD_LOCK)
+    if lock is None:
+        print(f"another build is writing {build_dir} ({lock_holder(build_dir / BUILD_LOCK, 'another build')}); "
+              "waiting for it to end", flush=True)
+    while lock is None:
+        time.sleep(LOCK_RETRY_S)
+        lock = try_lock(build_dir / BUILD_LOCK)
+    return lock
+
+
+def _build(profile: str, results_root: Path, build_dir: Path, pdf: bool) -> int:
+    """build_book's work, while it holds the build folder."""
     # A sweep may publish runs while the pages execute, one after the other: every page reads
     # one snapshot taken now, and the intro names the runs that were in flight.
     shown_root = build_dir / SNAPSHOT_FOLDER
@@ -280,11 +367,11 @@ def build_book(profile: str, results_root: Path | None = None, output_dir: Path 
     digest = inputs_digest(profile, shown_root, results_root)
     results_root = shown_root
     stored = build_dir / DIGEST_FILE
-    if build_dir.exists() and not (stored.is_file() and stored.read_text().strip() == digest):
+    if not (stored.is_file() and stored.read_text().strip() == digest):
         # Cached pages were executed against other results (or a build that did not finish).
         # Run pages are cached by their own content, so they stay.
         for child in build_dir.iterdir():
-            if child.name not in (RUN_PAGES_CACHE, SNAPSHOT_FOLDER):
+            if child.name not in (RUN_PAGES_CACHE, SNAPSHOT_FOLDER, BUILD_LOCK):
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
     env = {
         **os.environ, PROFILE_ENV: profile, RESULTS_ENV: str(results_root),
@@ -314,11 +401,19 @@ def build_book(profile: str, results_root: Path | None = None, output_dir: Path 
 
 
 def _jupyter_book(source: Path, builder: str, build_dir: Path, env: dict) -> int:
-    """`jupyter-book build` of the staged `source`, strictly (-W -n), into build_dir (its log beside the output)."""
+    """`jupyter-book build` of the staged `source`, strictly (-W -n), into build_dir (its log beside the output).
+
+    Its crash report stays in the log, named here in one line; a full disk is raised as OSError (build_book).
+    """
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
     command = [str(jupyter_book), "build", str(source), "--builder", builder, "-W", "-n", "--keep-going",
                "--path-output", str(build_dir.parent)]
-    return _run_logged(command, env, build_dir / LOG_FILE)
+    code, crashed = _run_logged(command, env, build_dir / LOG_FILE)
+    if code != 0 and _out_of_space(build_dir, crashed or ""):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if crashed is not None:
+        print(f"jupyter-book stopped: {crashed}; its whole output is in {build_dir / LOG_FILE}", flush=True)
+    return code
 
 
 def pdf_name(profile: str) -> str:

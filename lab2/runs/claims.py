@@ -2,7 +2,8 @@
 
 Before it starts a run, a sweep claims it with an exclusive lock on `.<run-id>.claim` beside
 the run's folder. The operating system releases the lock when the holder dies, however it
-dies, so a dead sweep's claims are taken over by the next; the file says who holds it.
+dies, so a dead sweep's claims are taken over by the next; the file says who holds it. The
+book's build claims its build folder the same way (`try_lock` on a file of its own).
 """
 
 import fcntl
@@ -37,7 +38,12 @@ def claim_path(run_dir: Path) -> Path:
 
 def try_claim(run_dir: Path) -> Claim | None:
     """Claim a run for this process; None if another live process holds it."""
-    path = claim_path(run_dir)
+    return try_lock(claim_path(run_dir))
+
+
+def try_lock(path: Path) -> Claim | None:
+    """Hold the lock file `path` for this process; None if another live process holds it."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -59,10 +65,15 @@ def try_claim(run_dir: Path) -> Claim | None:
 
 def claim_holder(run_dir: Path) -> str:
     """Who holds a run's claim, as the holder wrote it ('host pid N since HH:MM:SS')."""
+    return lock_holder(claim_path(run_dir), "another sweep")
+
+
+def lock_holder(path: Path, unknown: str) -> str:
+    """Who holds the lock file `path`, as the holder wrote it; `unknown` if it cannot be told."""
     try:
-        return claim_path(run_dir).read_text().strip() or "another sweep"
+        return Path(path).read_text().strip() or unknown
     except OSError:
-        return "another sweep"
+        return unknown
 
 
 def claimed_runs(folder: Path, run_ids) -> dict[str, str]:
