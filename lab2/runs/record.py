@@ -96,12 +96,17 @@ def read_json(path: Path) -> dict:
 
 def read_summary(run_dir: Path) -> dict | None:
     """summary.json of a run; None if there is none; raises ValueError naming the file if it does not parse."""
-    path = Path(run_dir) / SUMMARY_FILE
+    try:
+        return _read_summary(Path(run_dir))
+    except _Damaged as damaged:
+        raise ValueError(str(damaged)) from None
+
+
+def _read_summary(folder: Path) -> dict | None:
+    path = folder / SUMMARY_FILE
     summary = _read_json_file(path, missing_ok=True)
-    if summary is None:
-        return None
-    if not isinstance(summary.get("status"), str):
-        raise ValueError(f"{path}: no status recorded")
+    if summary is not None and not isinstance(summary.get("status"), str):
+        raise _Damaged(path, "no status recorded")
     return summary
 
 
@@ -138,31 +143,24 @@ class _Damaged(Exception):
 
 
 def _read_json_file(path: Path, missing_ok: bool = False) -> dict | None:
-    """A JSON object from a run's file; None if it is missing and may be; ValueError naming the file otherwise."""
+    """A JSON object from a run's file; None if it is missing and may be; _Damaged otherwise."""
     try:
         text = Path(path).read_text()
     except FileNotFoundError:
         if missing_ok:
             return None
-        raise ValueError(f"{path}: missing") from None
+        raise _Damaged(path, "missing") from None
     except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: garbled (byte {error.start} is not text)") from None
+        raise _Damaged(path, f"garbled (byte {error.start} is not text)") from None
     except OSError as error:
-        raise ValueError(f"{path}: unreadable ({error.strerror or error})") from None
+        raise _Damaged(path, f"unreadable ({error.strerror or error})") from None
     try:
         value = json.loads(text)
     except ValueError as error:
-        raise ValueError(f"{path}: not valid JSON, cut off or garbled ({error})") from None
+        raise _Damaged(path, f"not valid JSON, cut off or garbled ({error})") from None
     if not isinstance(value, dict):
-        raise ValueError(f"{path}: not a JSON object")
+        raise _Damaged(path, "not a JSON object")
     return value
-
-
-def _json_part(path: Path) -> dict:
-    try:
-        return _read_json_file(path)
-    except ValueError as error:
-        raise _Damaged(path, str(error).split(": ", 1)[1]) from None
 
 
 def _is_number(value) -> bool:
@@ -236,9 +234,9 @@ def read_run(run_dir: Path, name: str | None = None) -> RunRecord:
     folder = Path(run_dir)
     name = name or folder.name
     try:
-        summary = read_summary(folder)
-    except ValueError as error:
-        return RunRecord(folder, CORRUPT, damaged_file=folder / SUMMARY_FILE, damage=str(error).split(": ", 1)[1])
+        summary = _read_summary(folder)
+    except _Damaged as damaged:
+        return RunRecord(folder, CORRUPT, damaged_file=damaged.path, damage=damaged.damage)
     if summary is None:
         return RunRecord(folder, MISSING)
     status = summary["status"]
@@ -248,16 +246,16 @@ def read_run(run_dir: Path, name: str | None = None) -> RunRecord:
     try:
         if status not in FINISHED_STATUSES:
             raise _Damaged(folder / SUMMARY_FILE, f"status {status!r} is none of {', '.join((OK, DIVERGED, FAILED))}")
-        values = _json_part(folder / CONFIG_FILE)
+        values = _read_json_file(folder / CONFIG_FILE)
         try:
             config = RunConfig.from_dict(values)
         except ConfigError as error:
             raise _Damaged(folder / CONFIG_FILE, str(error)) from None
-        environment = _json_part(folder / ENVIRONMENT_FILE)
+        environment = _read_json_file(folder / ENVIRONMENT_FILE)
         epochs = _read_epochs(folder / METRICS_FILE)
         _check_agreement(folder, name, summary, config, environment, epochs)
         notebook = folder / NOTEBOOK_FILE
-        if notebook.exists() and not isinstance(_json_part(notebook).get("cells"), list):
+        if notebook.exists() and not isinstance(_read_json_file(notebook).get("cells"), list):
             raise _Damaged(notebook, "not a notebook (no cells)")
     except _Damaged as damaged:
         return RunRecord(folder, CORRUPT, summary, damaged_file=damaged.path, damage=damaged.damage)

@@ -374,7 +374,7 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
 
         # Resolved here, where the runs will execute: a CPU run's process is forked (lab2.runs.executors).
         device = choose_device(device).type
-    if jobs is not None and cluster in (None, "local"):  # processes on this machine
+    if jobs is not None and not scheduler and cluster in (None, "local"):  # processes on this machine
         jobs = _jobs_here(jobs, len(pending), device)
     threads = threads or (run_threads(jobs or default_jobs(device)) if local else None)
     pending = longest_first(pending, split_counts(dataset)["train"])
