@@ -276,7 +276,6 @@ def test_a_profile_with_nothing_finished_renders_and_says_what_to_run(built, tmp
     """Every run gone or damaged (each file of a run cut off or garbled, one way per run): the book builds
     through the CLI, its introduction says nothing has finished and what to run, provenance names each file."""
     import itertools
-    import subprocess
     import sys
 
     from conftest import DAMAGES, RUN_FILES, damage
@@ -429,7 +428,6 @@ def test_rebuild_with_nothing_changed_is_cached(built):
 
 def test_a_second_build_into_the_same_folder_waits_for_the_first(built):
     """Two builds of one book: the second says once who holds the build folder, waits, then builds (cached here)."""
-    import subprocess
     import sys
 
     from lab2.report.build import BUILD_LOCK
@@ -457,7 +455,6 @@ def test_a_second_build_into_the_same_folder_waits_for_the_first(built):
 
 
 def test_a_full_disk_while_building_is_one_line_and_the_results_are_untouched(built, tmp_path, mount):
-    import subprocess
     import sys
 
     results = shutil.copytree(built["swept"], tmp_path / "results")
@@ -475,7 +472,6 @@ def test_a_full_disk_while_building_is_one_line_and_the_results_are_untouched(bu
 
 def test_a_disk_that_fills_while_jupyter_book_writes_the_html_is_one_line(built, tmp_path, mount):
     """The book's caches fit, its HTML does not: jupyter-book's own crash stays in build.log, one line says why."""
-    import subprocess
     import sys
 
     room = mount(64 * 2**20)

@@ -8,7 +8,6 @@ and once with the checkout's, and compares the seven metrics. Equal numbers mean
 does not move them for these configurations; different numbers are shown as they are.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pandas as pd
 from lab2 import PROJECT_ROOT
 from lab2.core.config import MODELS
 from lab2.report.results import METRICS
+from lab2.runs import record
 
 # Each model's best setting (the CLI's defaults are the report's best MLP), at smoke size.
 SMALL_RUNS = {
@@ -62,11 +62,14 @@ def _train(checkout: Path, model: str, out: Path, data: str | None, cache: Path 
                *SMALL_RUNS[model], *SMOKE_SIZE, *(["--data-dir", data] if data else [])]
     finished = subprocess.run(command, cwd=checkout, env=environment, capture_output=True, text=True,
                               timeout=TIMEOUT_S, check=False)
-    summary = out / "summary.json"
-    if finished.returncode != 0 or not summary.is_file():
+    try:  # the summary alone: a run of another commit's code may write its other files otherwise
+        summary = record.read_summary(out) if finished.returncode == 0 else None
+    except ValueError as error:
+        raise CheckError(f"the {model.upper()} run failed: {error}") from None
+    if summary is None:
         last = (finished.stderr.strip().splitlines() or ["no output"])[-1]
         raise CheckError(f"the {model.upper()} run failed: {last.split('. ')[0]}")
-    return {metric: json.loads(summary.read_text())[metric] for metric in METRICS}
+    return {metric: summary[metric] for metric in METRICS}
 
 
 def check_commit(commit: str, models=MODELS, data: str | None = None) -> pd.DataFrame:
