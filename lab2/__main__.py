@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from lab2.core.config import BATCHNORM_VARIANTS, DROPOUT_KINDS, MODELS, PRECISIONS, ConfigError, RunConfig
+from lab2.core.config import BATCHNORM_VARIANTS, DROPOUT_KINDS, MODELS, PRECISIONS, ConfigError, RunConfig, flag
 from lab2.runs.executors import CLUSTERS
 from lab2.runs.grid import PARAMS_DIR
 
@@ -22,11 +22,6 @@ INTERRUPTED = {
     "train": "the run did not finish (its folder holds no summary.json)",
     "unpack-results": "each run is added whole or not at all; unpack again to add the rest",
 }
-
-
-def flag(field_name: str) -> str:
-    """The CLI spelling of a config field: dropout_rate -> --dropout-rate."""
-    return "--" + field_name.replace("_", "-")
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:

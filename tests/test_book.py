@@ -24,7 +24,7 @@ from lab2.report.build import (CHAPTERS_FILE, DIGEST_FILE, LOCK_RETRY_S, LOG_FIL
                                RUNS_FOLDER, BookError, build_book, inputs_digest, page_code_files, pdf_name)
 from lab2.report.compare import NOT_MEASURED
 from lab2.report.pdf import CHROMIUM, CHROMIUM_ARGS, MARGINS_MM
-from lab2.runs.claims import try_claim
+from lab2.runs.locks import try_claim
 from lab2.runs.fingerprint import imported_by, project_path
 from lab2.runs.sweep import sweep
 
@@ -431,7 +431,7 @@ def test_a_second_build_into_the_same_folder_waits_for_the_first(built):
     import sys
 
     from lab2.report.build import BUILD_LOCK
-    from lab2.runs.claims import try_lock
+    from lab2.runs.locks import try_lock
 
     build_dir = built["output"] / "_build"
     first = try_lock(build_dir / BUILD_LOCK)  # as a build writing the folder holds it

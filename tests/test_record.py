@@ -14,7 +14,7 @@ from lab2.core.data import load_cifar10
 from lab2.core.summary import FAILED, OK
 from lab2.report import results
 from lab2.runs import record
-from lab2.runs.claims import claim_holder, claim_path, claimed_runs, try_claim
+from lab2.runs.locks import claim_holder, claim_path, claimed_runs, try_claim
 from lab2.runs.fingerprint import RUN_NOTEBOOK, code_fingerprint
 from lab2.runs.grid import plan
 from lab2.runs.manifest import MANIFEST_FILE, write_manifest

@@ -143,6 +143,11 @@ HASHED_ONLY_WHEN_SET = {"jpeg_quality": None, "pixel_noise": 0.0, "batchnorm_var
 FIELD_TYPES = {f.name: f.type for f in fields(RunConfig)}
 
 
+def flag(field_name: str) -> str:
+    """The command line's spelling of a field: dropout_rate -> --dropout-rate."""
+    return "--" + field_name.replace("_", "-")
+
+
 def _check_type(name: str, value) -> None:
     expected = FIELD_TYPES[name]
     optional = expected in (int | None,)

@@ -16,7 +16,7 @@ that lists the run pages under the provenance chapter; beside it the rest of the
 linked, for the pages that include its files (`../lab2/core/layers.py`). So book/ holds no
 generated file.
 
-One build at a time writes a build folder: a build holds BUILD_LOCK (lab2.runs.claims) from
+One build at a time writes a build folder: a build holds BUILD_LOCK (lab2.runs.locks) from
 its snapshot to its last file, and a second build into the same folder says who holds it and
 waits. A lock rather than a work folder per build published by one rename: the folder's
 caches (the executed pages, the rendered run pages, Sphinx's environment) are what makes a
@@ -42,7 +42,7 @@ import yaml
 
 from lab2 import PROJECT_ROOT
 from lab2.runs import record
-from lab2.runs.claims import lock_holder, try_lock
+from lab2.runs.locks import lock_holder, try_lock
 from lab2.runs.fingerprint import imported_by, project_path
 from lab2.runs.grid import PARAMS_DIR, GridError, get_profile
 from lab2.runs.manifest import MANIFEST_FILE, load_manifest

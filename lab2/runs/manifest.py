@@ -1,8 +1,9 @@
 """The manifest: a profile's planned runs, `results/<profile>/manifest.json`, as its last sweep wrote it.
 
 For each planned run: its run id, its config and the experiments it belongs to; beside them the
-profile's experiments as params/ declares them. The book reads which runs there should be from
-it, so it is checked before any of its ids is used as a path.
+profile, its seeds, the data and the profile's experiments as params/ declares them. The sweep
+makes it (`make_manifest`), the book reads which runs there should be from it, so it is checked
+before any of its ids is used as a path; this module is the only one that builds or reads it.
 """
 
 import json
@@ -11,9 +12,30 @@ from pathlib import Path
 from lab2.core.atomic import write_json
 from lab2.core.config import RUN_ID_HASH_LENGTH
 from lab2.runs.fingerprint import project_path
-from lab2.runs.record import RecordError, is_run_id, profile_dir
+from lab2.runs.record import RecordError, is_run_id, profile_dir, read_json
 
 MANIFEST_FILE = "manifest.json"
+
+
+def make_manifest(profile, experiments, runs, run_ids, data_source: str, data_fingerprint: str) -> dict:
+    """The manifest of a sweep's plan: its profile (lab2.runs.grid.Profile), experiments and planned runs, each
+    run with its id, and the data they read."""
+    return {
+        "profile": profile.name,
+        "description": profile.description,
+        "seeds": profile.seeds,
+        "data_source": data_source,
+        "data_fingerprint": data_fingerprint,
+        # As params/ declares them, so the book finds an experiment by what it changes.
+        "experiments": {experiment.id: experiment.fields for experiment in experiments},
+        "runs": [{"run_id": rid, "experiments": run.experiments, "config": run.config.to_dict()}
+                 for run, rid in zip(runs, run_ids, strict=True)],
+    }
+
+
+def manifest_changed(folder: Path, manifest: dict) -> bool:
+    """Whether `folder` holds another manifest than `manifest` (or none): whether a sweep has one to write."""
+    return read_json(Path(folder) / MANIFEST_FILE) != json.loads(json.dumps(manifest))
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:

@@ -20,7 +20,7 @@ and its run.ipynb, when it has one (a sweep's run does, `lab2 train`'s does not)
 notebook. A failed run is read by its summary alone: it runs again anyway. kernel.log is the
 run's console output, kept for people; nothing reads it. Beside the run folders, the entries
 with hidden names are the sweep's bookkeeping, never runs: staging folders
-(lab2.runs.staging) and claims (lab2.runs.claims). The profile's manifest is
+(lab2.runs.staging) and claims (lab2.runs.locks). The profile's manifest is
 lab2.runs.manifest's, a snapshot of a profile lab2.runs.snapshot's.
 """
 

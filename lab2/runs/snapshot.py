@@ -2,7 +2,7 @@
 
 `snapshot_profile` copies the manifest and each run that has ended (never a run half-way)
 into another results root, and writes beside them IN_FLIGHT_FILE: the runs a sweep was
-executing then (their claims, lab2.runs.claims). The book reads its pages from one snapshot,
+executing then (their claims, lab2.runs.locks). The book reads its pages from one snapshot,
 so every page shows the same runs.
 """
 
@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from lab2.core.atomic import write_json
-from lab2.runs.claims import claimed_runs
+from lab2.runs.locks import claimed_runs
 from lab2.runs.manifest import load_manifest, write_manifest
 from lab2.runs.record import SUMMARY_FILE, profile_dir, read_json, summary_stamp
 

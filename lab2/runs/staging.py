@@ -1,7 +1,7 @@
 """Staging and publishing: a run is built out of sight and appears whole, in one rename.
 
 A sweep builds a run's folder as `.<run-id>.partial/` beside where it will live (the caller
-holds the run's claim, lab2.runs.claims) and publishes it with one rename, so a run folder
+holds the run's claim, lab2.runs.locks) and publishes it with one rename, so a run folder
 exists only once its run has ended. A run that stops before it ends leaves only its staging
 folder, which `clean_stale_staging` removes once no live process holds its claim.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lab2.core.atomic import write_json
 from lab2.core.summary import failed_summary
-from lab2.runs.claims import try_claim
+from lab2.runs.locks import try_claim
 from lab2.runs.record import (CORRUPT, ENVIRONMENT_FILE, KERNEL_LOG, MISSING, SUMMARY_FILE, bookkeeping_path, read_json,
                               read_run, run_status)
 

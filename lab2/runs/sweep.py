@@ -1,6 +1,6 @@
 """Run a profile's grid: cached by config, data and code, parallel, failure-isolated, resumable.
 
-Each pending run is claimed (lab2.runs.claims), executed by an executor (lab2.runs.executors:
+Each pending run is claimed (lab2.runs.locks), executed by an executor (lab2.runs.executors:
 a local pool, or the workers of a Dask cluster) into a hidden staging folder, and published
 by one rename (lab2.runs.staging). So a run folder exists only once its run has ended; a
 sweep stopped part-way (Ctrl-C, SIGTERM, SIGHUP, its death) stops every run it started and
@@ -10,7 +10,6 @@ and reports them.
 """
 
 import fnmatch
-import json
 import os
 import signal
 import socket
@@ -23,11 +22,11 @@ from lab2.core.config import run_id
 from lab2.core.data import DataError, default_data_dir, load_cifar10, locate, size_problem, split_counts
 from lab2.core.summary import FINISHED_STATUSES
 from lab2.runs import record
-from lab2.runs.claims import claim_holder, try_claim
+from lab2.runs.locks import claim_holder, try_claim
 from lab2.runs.executors import (CLUSTERS, DaskExecutor, LocalExecutor, RunTask, failed_outcome, notebook_parameters,
                                  run_threads, start_fork_server, usable_cores)
 from lab2.runs.grid import PARAMS_DIR, GridError, PlannedRun, plan
-from lab2.runs.manifest import MANIFEST_FILE, write_manifest
+from lab2.runs.manifest import make_manifest, manifest_changed, write_manifest
 from lab2.runs.staging import clean_stale_staging, discard
 
 CUDA_JOBS = 4  # small runs leave a GPU mostly idle; see the README for the measurement
@@ -380,20 +379,10 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
     pending = longest_first(pending, split_counts(dataset)["train"])
     tasks = [RunTask(rid, notebook_parameters(run.config, device, data_path), str(out / rid), threads)
              for run, rid in pending]
-    manifest = {
-        "profile": chosen_profile.name,
-        "description": chosen_profile.description,
-        "seeds": chosen_profile.seeds,
-        "data_source": dataset.source,
-        "data_fingerprint": dataset.fingerprint,
-        # As params/ declares them, so the book finds an experiment by what it changes.
-        "experiments": {experiment.id: experiment.fields for experiment in experiments},
-        "runs": [{"run_id": rid, "experiments": run.experiments, "config": run.config.to_dict()}
-                 for run, rid in zip(runs, ids)],
-    }
+    manifest = make_manifest(chosen_profile, experiments, runs, ids, dataset.source, dataset.fingerprint)
     # Nothing to write when every run is cached and the plan is unchanged: a read-only results folder works.
-    manifest_changed = record.read_json(out / MANIFEST_FILE) != json.loads(json.dumps(manifest))
-    problem = _results_problem(out, [Path(task.run_dir) for task in tasks], bool(tasks) or manifest_changed)
+    changed = manifest_changed(out, manifest)
+    problem = _results_problem(out, [Path(task.run_dir) for task in tasks], bool(tasks) or changed)
     if problem:
         raise SweepError(problem)
     # A cluster that cannot be reached, or whose workers cannot run this sweep, is refused before anything is written.
@@ -409,7 +398,7 @@ def sweep(profile: str = "quick", jobs: int | None = None, only: str | None = No
                 raise SweepError("the Dask workers cannot run this sweep:\n  " + "\n  ".join(problems))
         try:
             clean_stale_staging(out)
-            if manifest_changed:
+            if changed:
                 write_manifest(out, manifest)
         except OSError as error:
             raise SweepError(f"cannot write to {out} ({error.strerror}); nothing was run") from None

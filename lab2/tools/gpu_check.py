@@ -41,16 +41,15 @@ from pathlib import Path
 import torch
 
 from lab2 import PROJECT_ROOT
-from lab2.__main__ import flag
 from lab2.core.atomic import write_json
 from lab2.tools.bench import make_trainer, random_batch, run_bench
-from lab2.core.config import RunConfig
+from lab2.core.config import RunConfig, flag
 from lab2.core.data import load_cifar10, split
 from lab2.core.models import multiply_adds
 from lab2.runs import record
 from lab2.runs.archive import pack_runs
 from lab2.runs.grid import baseline_config, plan
-from lab2.runs.manifest import MANIFEST_FILE
+from lab2.runs.manifest import MANIFEST_FILE, read_manifest
 from lab2.core.step import COMPILE_CACHE_ENV, STEP_MODE_ENV, choose_step_mode, modes_on
 from lab2.core.train import fit
 
@@ -84,7 +83,7 @@ def check_data(data_dir, profile_dir: Path) -> dict:
     info = {"source": dataset.source, "fingerprint": dataset.fingerprint, "images": len(dataset.train_labels)}
     manifest = profile_dir / MANIFEST_FILE
     if manifest.is_file():
-        expected = json.loads(manifest.read_text()).get("data_fingerprint")
+        expected = read_manifest(manifest).get("data_fingerprint")
         info["matches_manifest"] = expected == dataset.fingerprint
         if not info["matches_manifest"]:
             _say(f"gpu-check: WARNING: data fingerprint {dataset.fingerprint[:12]} differs from {manifest}'s "

@@ -1,4 +1,4 @@
-"""Claims: which process is executing a run, so that two sweeps never execute the same run.
+"""File locks: which process is executing a run (its claim), so that two sweeps never execute the same run.
 
 Before it starts a run, a sweep claims it with an exclusive lock on `.<run-id>.claim` beside
 the run's folder. The operating system releases the lock when the holder dies, however it
