@@ -151,7 +151,7 @@ def overhead_command(parser, args) -> int:
 
 
 def book_command(parser, args) -> int:
-    from lab2.report.build import BookError, BookFault, build_book
+    from lab2.book.build import BookError, BookFault, build_book
 
     try:
         return build_book(args.profile, args.results, args.output, pdf=args.pdf)

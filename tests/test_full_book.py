@@ -17,7 +17,7 @@ from lab2 import PROJECT_ROOT
 from lab2.core.config import MODELS
 from lab2.core.summary import OK
 from lab2.report.compare import NOT_MEASURED
-from lab2.report.build import LOG_FILE, build_book
+from lab2.book.build import LOG_FILE, build_book
 
 FULL = PROJECT_ROOT / "results" / "full"
 REFERENCE_CSV = PROJECT_ROOT / "book" / "data" / "original_report_results.csv"

@@ -1,1 +1,2 @@
-"""The book's analysis: results as DataFrames, comparisons, claims, tables, figures, the build."""
+"""The book's analysis: what the pages import to read and judge results (DataFrames, comparisons, claims, tables,
+figures). It trains nothing and imports nothing of the build (lab2.book) or the tools."""

@@ -5,13 +5,13 @@ process has imported into their source files, and the three kinds of work differ
 the names they count:
 
 - a run: the lab2 core it imported (RUN_CODE), read from its own sys.modules after the run
-  (`run_code_files`); the run machinery (lab2.runs), the tools and the book's analysis
-  (lab2.report) schedule, measure, store and show runs but compute none of their numbers,
-  so editing them leaves runs cached;
+  (`run_code_files`); the run machinery (lab2.runs), the tools, the book's analysis
+  (lab2.report) and its build (lab2.book) schedule, measure, store and show runs but compute
+  none of their numbers, so editing them leaves runs cached;
 - the book: every lab2 module its pages import, directly or not (`imported_by`, given the
   pages' code), found by following the import statements of lab2's sources;
 - a sweep and its Dask workers: the checkout's code they must share, lab2 but the book's
-  analysis (NOT_SHARED) and the run notebook (`checkout_code_files`).
+  analysis and build (NOT_SHARED) and the run notebook (`checkout_code_files`).
 
 A fingerprint is {project-relative path: sha256}; env.json keeps a run's.
 """
@@ -31,7 +31,7 @@ RUN_NOTEBOOK = PROJECT_ROOT / "book" / "run.ipynb"  # the notebook a sweep execu
 # The code a run's numbers depend on: the lab2 core (and lab2/__init__.py, the package that holds
 # it, which resolves lab2's public names).
 RUN_CODE = ("lab2.core",)
-NOT_SHARED = ("lab2.report",)  # the book's analysis: a sweep's workers never run it
+NOT_SHARED = ("lab2.report", "lab2.book")  # the book's analysis and its build: a sweep's workers never run them
 
 
 def within(name: str, packages) -> bool:
@@ -69,7 +69,7 @@ def run_code_files() -> list[Path]:
 
 
 def checkout_code_files() -> list[Path]:
-    """The code a sweep and its workers must share: lab2 (the book's analysis aside) and the run notebook."""
+    """The code a sweep and its workers must share: lab2 (the book's analysis and build aside) and the run notebook."""
     def module_name(path: Path) -> str:
         return ".".join(path.relative_to(PROJECT_ROOT).with_suffix("").parts).removesuffix(".__init__")
 

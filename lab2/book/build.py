@@ -48,7 +48,7 @@ from lab2.runs.grid import PARAMS_DIR, GridError, get_profile
 from lab2.runs.manifest import MANIFEST_FILE, load_manifest
 from lab2.runs.record import RESULTS_ROOT, RecordError, profile_dir
 from lab2.runs.snapshot import IN_FLIGHT_FILE, snapshot_profile
-from lab2.report.run_pages import write_run_pages
+from lab2.book.run_pages import write_run_pages
 from lab2.report.results import PROFILE_ENV, REFERENCE_CSV, RESULTS_ENV
 
 BOOK_DIR = PROJECT_ROOT / "book"
@@ -252,9 +252,9 @@ def stage_source(source: Path, run_ids: list[str], config: dict | None = None) -
         raise BookError(f"book/{TOC_FILE} has no chapter {RUNS_PARENT!r} to list the run pages under")
     if run_ids:
         parent["sections"] = [{"file": f"{RUNS_FOLDER}/{run_id}"} for run_id in run_ids]
-    _write_if_changed(source / TOC_FILE, "# Written by lab2/report/build.py from book/_toc.yml, with a section "
+    _write_if_changed(source / TOC_FILE, "# Written by lab2/book/build.py from book/_toc.yml, with a section "
                       "per run page.\n" + yaml.safe_dump(toc, sort_keys=False))
-    _write_if_changed(source / CONFIG_FILE, "# Written by lab2/report/build.py from book/_config.yml.\n"
+    _write_if_changed(source / CONFIG_FILE, "# Written by lab2/book/build.py from book/_config.yml.\n"
                       + yaml.safe_dump(_merged(_book_config(), config or {}), sort_keys=False))
 
 
@@ -426,10 +426,10 @@ def build_pdf(profile: str, build_dir: Path, env: dict) -> int:
 
     jupyter-book builds it once more as one HTML page (singlehtml), strictly, in PRINT_FOLDER, from a
     staged copy of book/ whose table of contents leaves the run pages out and which reads the HTML
-    build's executed pages (its jupyter-cache); Chromium prints that page (lab2/report/pdf.py). The
+    build's executed pages (its jupyter-cache); Chromium prints that page (lab2/book/pdf.py). The
     PDF is copied beside the HTML pages, where the header's link finds it.
     """
-    from lab2.report.pdf import print_pdf
+    from lab2.book.pdf import print_pdf
 
     print_dir = build_dir / PRINT_FOLDER / "_build"
     source = print_dir.parent / SOURCE_FOLDER / BOOK_DIR.name
