@@ -12,7 +12,7 @@ DATA ?= $(firstword $(wildcard ../shared/data/cifar10-jpeg.tar.gz) data)
 export LAB2_DATA := $(DATA)
 ARGS ?=
 
-.PHONY: venv train test test-all bench sweep book pdf lab gpu-check browser poppler slurm clean
+.PHONY: venv train test test-all bench sweep book pdf code-check lab gpu-check browser poppler slurm clean
 
 venv: $(VENV)/.installed
 
@@ -60,6 +60,11 @@ book pdf: venv
 	$(if $(filter full,$(PROFILE)),,$(PY) -m lab2 sweep --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS)))
 	$(PY) -m lab2 book --profile $(PROFILE) $(if $(filter pdf,$@),--pdf)
 pdf: browser
+
+# Whether code changed since the profile's runs can move their numbers (small runs with each recorded commit's
+# code and the checkout's); the verdict goes to results/$(PROFILE)/code-check.json, which the book shows.
+code-check: venv
+	$(PY) -m lab2 code-check --profile $(PROFILE)
 
 # JupyterLab on the book: each chapter (book/*.md) opens as a notebook through jupytext and
 # reads PROFILE's results; book/run.ipynb runs with its small defaults.

@@ -1,4 +1,4 @@
-"""Command line: `python -m lab2 train | sweep | bench`."""
+"""Command line: `python -m lab2 train | sweep | bench | book | code-check | gpu-check | unpack-results`."""
 
 import argparse
 import dataclasses
@@ -21,6 +21,7 @@ INTERRUPTED = {
     "book": "the results are untouched; build again",
     "train": "the run did not finish (its folder holds no summary.json)",
     "unpack-results": "each run is added whole or not at all; unpack again to add the rest",
+    "code-check": "the stored verdict is unchanged; run the check again",
 }
 
 
@@ -162,6 +163,16 @@ def book_command(parser, args) -> int:
         parser.error(str(error))
 
 
+def code_check_command(parser, args) -> int:
+    from lab2.tools.code_check import CheckError, code_check
+
+    _check_data_dir(parser, args.data_dir)
+    try:
+        return code_check(args.profile, args.results, args.data_dir)
+    except CheckError as error:
+        parser.error(str(error))
+
+
 def gpu_check_command(parser, args) -> int:
     from lab2.tools.gpu_check import gpu_check
     from lab2.runs.grid import GridError, get_profile
@@ -251,6 +262,18 @@ def main(argv=None) -> int:
                       help="also print the book as one PDF with Debian's Chromium, to OUTPUT/_build/pdf/, and link it "
                            "from the HTML's header")
     book.set_defaults(handler=book_command)
+
+    code = commands.add_parser("code-check", help="whether code changed since committed runs can move their numbers: "
+                                                  "small runs with each recorded commit's code and the checkout's; "
+                                                  "the verdict is stored with the results, where the book shows it")
+    code.add_argument("--profile", default="full",
+                      help="whose runs to check: full (default; its runs are committed, never run again by the book), "
+                           "quick or smoke")
+    code.add_argument("--results", type=Path, default=None, help="results root (default: results/)")
+    code.add_argument("--data-dir", type=Path, default=None,
+                      help="CIFAR-10 for the small runs (default: where the profile's sweep found it, else $LAB2_DATA, "
+                           "else data/)")
+    code.set_defaults(handler=code_check_command)
 
     check = commands.add_parser("gpu-check", help="on a GPU: versions, bench, epoch times, then the sweep within a budget")
     check.add_argument("--profile", default="full", help="profile to sweep (default: full)")

@@ -19,13 +19,13 @@ from conftest import make_arrays, write_image_folder, write_tar_gz
 from test_faults import mount  # noqa: F401 - the fixture: a small tmpfs that fills up
 
 from lab2 import PROJECT_ROOT
-from lab2.core.summary import OK
 from lab2.book.build import (CHAPTERS_FILE, DIGEST_FILE, LOCK_RETRY_S, LOG_FILE, PDF_FOLDER, PRINT_FOLDER,
-                               RUNS_FOLDER, BookError, build_book, inputs_digest, page_code_files, pdf_name)
-from lab2.report.compare import NOT_MEASURED
+                             RUNS_FOLDER, BookError, build_book, inputs_digest, page_code_files, pdf_name)
 from lab2.book.pdf import CHROMIUM, CHROMIUM_ARGS, MARGINS_MM
-from lab2.runs.locks import try_claim
+from lab2.core.summary import OK
+from lab2.report.compare import NOT_MEASURED
 from lab2.runs.fingerprint import imported_by, project_path
+from lab2.runs.locks import try_claim
 from lab2.runs.sweep import sweep
 
 POPPLER = shutil.which("pdftotext") and shutil.which("pdftoppm")  # `make poppler` installs Debian's poppler-utils

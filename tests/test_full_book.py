@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from lab2 import PROJECT_ROOT
+from lab2.book.build import LOG_FILE, build_book
 from lab2.core.config import MODELS
 from lab2.core.summary import OK
 from lab2.report.compare import NOT_MEASURED
-from lab2.book.build import LOG_FILE, build_book
+from lab2.runs.code_verdict import CODE_CHECK_FILE
 
 FULL = PROJECT_ROOT / "results" / "full"
 REFERENCE_CSV = PROJECT_ROOT / "book" / "data" / "original_report_results.csv"
@@ -29,13 +30,40 @@ CHAPTERS = ("intro", *MODELS, "hyperparameters", "mlp_vs_cnn", "overfitting", "w
 GLUED_MISSING = ("0 seed(s)", "0 of the 0", "seed(s)")
 
 
+def files_under(folder: Path) -> dict:
+    """{path: (size, modification time)} of everything under folder."""
+    return {path: (path.stat().st_size, path.stat().st_mtime_ns) for path in folder.rglob("*")} if folder.is_dir() else {}
+
+
 @pytest.fixture(scope="module")
-def full_book(tmp_path_factory):
-    """The full profile's book, built from the committed results into a folder of its own."""
+def full_build(tmp_path_factory):
+    """The full profile's book, built from the committed results into a folder of its own as on a fresh clone: with an
+    empty decode cache and no data (training would need both), and what it wrote under the project's data/."""
     output = tmp_path_factory.mktemp("full-book")
-    code = build_book("full", output_dir=output)
+    cache, before = output / "decode-cache", files_under(PROJECT_ROOT / "data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LAB2_CACHE", str(cache))
+        patch.setenv("LAB2_DATA", str(output / "no-data"))
+        code = build_book("full", output_dir=output)
     assert code == 0, (output / "_build" / LOG_FILE).read_text()[-5000:]
-    return output / "_build" / "html"
+    return {"html": output / "_build" / "html", "cache": cache, "data before": before,
+            "data after": files_under(PROJECT_ROOT / "data")}
+
+
+@pytest.fixture(scope="module")
+def full_book(full_build):
+    return full_build["html"]
+
+
+def test_the_full_book_trains_nothing_and_writes_nothing_under_data(full_build):
+    """`make book PROFILE=full` reads the committed runs: no page trains (a run would decode data into the cache),
+    nothing under data/ is written, and provenance shows the code check stored with the results."""
+    assert not full_build["cache"].exists()
+    assert full_build["data after"] == full_build["data before"]
+    text = page_text(full_build["html"], "provenance")
+    assert (FULL / CODE_CHECK_FILE).is_file()
+    assert re.search(r"The verdict below was stored on|The stored verdict is stale", text), "the stored code check"
+    assert "python -m lab2 code-check" in text
 
 
 def finished_runs() -> list[dict]:

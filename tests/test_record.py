@@ -14,9 +14,9 @@ from lab2.core.data import load_cifar10
 from lab2.core.summary import FAILED, OK
 from lab2.report import results
 from lab2.runs import record
-from lab2.runs.locks import claim_holder, claim_path, claimed_runs, try_claim
 from lab2.runs.fingerprint import RUN_NOTEBOOK, code_fingerprint
 from lab2.runs.grid import plan
+from lab2.runs.locks import claim_holder, claim_path, claimed_runs, try_claim
 from lab2.runs.manifest import MANIFEST_FILE, write_manifest
 from lab2.runs.snapshot import IN_FLIGHT_FILE, runs_in_flight, snapshot_profile
 from lab2.runs.staging import publish, stage

@@ -42,9 +42,10 @@ import yaml
 
 from lab2 import PROJECT_ROOT
 from lab2.runs import record
-from lab2.runs.locks import lock_holder, try_lock
-from lab2.runs.fingerprint import imported_by, project_path
+from lab2.runs.code_verdict import CODE_CHECK_FILE
+from lab2.runs.fingerprint import checkout_run_code, imported_by, project_path
 from lab2.runs.grid import PARAMS_DIR, GridError, get_profile
+from lab2.runs.locks import lock_holder, try_lock
 from lab2.runs.manifest import MANIFEST_FILE, load_manifest
 from lab2.runs.record import RESULTS_ROOT, RecordError, profile_dir
 from lab2.runs.snapshot import IN_FLIGHT_FILE, snapshot_profile
@@ -104,9 +105,13 @@ def inputs_digest(profile: str, results_root: Path, origin: Path | None = None) 
         checked = record.read_run(folder / run["run_id"])
         summary = record.summary_path(folder / run["run_id"])
         add(run["run_id"], (summary.read_bytes() if summary.is_file() else b"") + f"{checked.status}: {checked.damage}".encode())
+    verdict = folder / CODE_CHECK_FILE
+    add("code check", verdict.read_bytes() if verdict.is_file() else b"")
     # A change to the code the pages import (a figure, a table) or to the reference changes pages whose
-    # code did not; the rest of lab2 (sweeps, benchmarks, this build) does not.
-    for source in page_code_files() + sorted(PARAMS_DIR.glob("*.yaml")) + [REFERENCE_CSV]:
+    # code did not; so does one to the run code, which provenance compares the runs' and the code check's with;
+    # the rest of lab2 (sweeps, benchmarks, this build) does not.
+    code = sorted(set(page_code_files() + checkout_run_code()))
+    for source in code + sorted(PARAMS_DIR.glob("*.yaml")) + [REFERENCE_CSV]:
         add(project_path(source), source.read_bytes())
     return digest.hexdigest()
 

@@ -68,12 +68,20 @@ def run_code_files() -> list[Path]:
     return code_files(RUN_CODE, loaded_modules())
 
 
+def module_name(path: Path) -> str:
+    """The module name of a source file of the checkout: lab2/core/layers.py -> lab2.core.layers."""
+    return ".".join(path.relative_to(PROJECT_ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+
 def checkout_code_files() -> list[Path]:
     """The code a sweep and its workers must share: lab2 (the book's analysis and build aside) and the run notebook."""
-    def module_name(path: Path) -> str:
-        return ".".join(path.relative_to(PROJECT_ROOT).with_suffix("").parts).removesuffix(".__init__")
-
     return sorted(p for p in PACKAGE_DIR.rglob("*.py") if not within(module_name(p), NOT_SHARED)) + [RUN_NOTEBOOK]
+
+
+def checkout_run_code() -> list[Path]:
+    """Every file of the run code (RUN_CODE) in the checkout, whether a run imports it or not: the code a run
+    trained here now would depend on, which the code check compares older commits' code with."""
+    return code_files(RUN_CODE, {module_name(path): str(path) for path in PACKAGE_DIR.rglob("*.py")})
 
 
 def module_file(name: str) -> Path | None:

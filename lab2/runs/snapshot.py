@@ -1,8 +1,8 @@
 """A snapshot of a profile's results: what a reader sees while a sweep works on them.
 
-`snapshot_profile` copies the manifest and each run that has ended (never a run half-way)
-into another results root, and writes beside them IN_FLIGHT_FILE: the runs a sweep was
-executing then (their claims, lab2.runs.locks). The book reads its pages from one snapshot,
+`snapshot_profile` copies the manifest, the code check's stored verdict and each run that has
+ended (never a run half-way) into another results root, and writes beside them IN_FLIGHT_FILE:
+the runs a sweep was executing then (their claims, lab2.runs.locks). The book reads its pages from one snapshot,
 so every page shows the same runs.
 """
 
@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from lab2.core.atomic import write_json
+from lab2.runs.code_verdict import CODE_CHECK_FILE
 from lab2.runs.locks import claimed_runs
 from lab2.runs.manifest import load_manifest, write_manifest
 from lab2.runs.record import SUMMARY_FILE, profile_dir, read_json, summary_stamp
@@ -28,8 +29,8 @@ def _link_or_copy(source: Path, target: Path) -> None:
 def snapshot_profile(profile: str, results_root: Path | None, target_root: Path) -> dict[str, str]:
     """Copy a profile's results as they are now into target_root/<profile>/; returns the runs in flight.
 
-    What a reader of results sees while a sweep works on them: the manifest and each run that
-    has ended (its files, summary.json last, taken again if the run was replaced meanwhile),
+    What a reader of results sees while a sweep works on them: the manifest, the code check's
+    verdict and each run that has ended (its files, summary.json last, taken again if the run was replaced meanwhile),
     never a run half-way. The runs a sweep was executing are written to IN_FLIGHT_FILE.
     """
     source = profile_dir(profile, results_root)
@@ -56,6 +57,9 @@ def snapshot_profile(profile: str, results_root: Path | None, target_root: Path)
             if summary_stamp(run_dir) == stamp:
                 break
     write_manifest(target, manifest)
+    verdict = source / CODE_CHECK_FILE
+    if verdict.is_file() and not verdict.is_symlink():  # replaced whole when rewritten, so a link is a snapshot
+        _link_or_copy(verdict, target / CODE_CHECK_FILE)
     in_flight = claimed_runs(source, run_ids)
     write_json(target / IN_FLIGHT_FILE, in_flight)
     return in_flight

@@ -22,10 +22,10 @@ from lab2.core.config import run_id
 from lab2.core.data import DataError, default_data_dir, load_cifar10, locate, size_problem, split_counts
 from lab2.core.summary import FINISHED_STATUSES
 from lab2.runs import record
-from lab2.runs.locks import claim_holder, try_claim
 from lab2.runs.executors import (CLUSTERS, DaskExecutor, LocalExecutor, RunTask, failed_outcome, notebook_parameters,
                                  run_threads, start_fork_server, usable_cores)
 from lab2.runs.grid import PARAMS_DIR, GridError, PlannedRun, plan
+from lab2.runs.locks import claim_holder, try_claim
 from lab2.runs.manifest import make_manifest, manifest_changed, write_manifest
 from lab2.runs.staging import clean_stale_staging, discard
 
