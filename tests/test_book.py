@@ -23,7 +23,8 @@ from lab2.book.build import (CHAPTERS_FILE, DIGEST_FILE, LOCK_RETRY_S, LOG_FILE,
                              RUNS_FOLDER, BookError, build_book, inputs_digest, page_code_files, pdf_name)
 from lab2.book.pdf import CHROMIUM, CHROMIUM_ARGS, MARGINS_MM
 from lab2.core.summary import OK
-from lab2.report.compare import NOT_MEASURED
+from lab2.report import results
+from lab2.report.noise import NOT_MEASURED
 from lab2.runs.fingerprint import imported_by, project_path
 from lab2.runs.locks import try_claim
 from lab2.runs.sweep import sweep
@@ -209,7 +210,7 @@ def test_a_run_page_is_a_page_of_the_book_showing_what_its_run_used(built):
     from lab2.report.experiments import chapter_of, shown_roles
 
     manifest = json.loads((built["results"] / "smoke" / "manifest.json").read_text())
-    labels = shown_roles(manifest["experiments"])
+    labels = shown_roles(manifest["experiments"], results.load_reference())
     search_index = (built["html"] / "searchindex.js").read_text()
     pages = 0
     for run in manifest["runs"]:
@@ -241,12 +242,14 @@ def test_a_partial_profile_shows_what_is_missing(built):
     assert built["left_out"]
     intro = (built["html"] / "intro.html").read_text()
     assert ">missing</th>" in intro  # the per-model progress table has a column of missing runs
-    # A section without a finished run: one notice, with what is missing and the command that makes it.
+    # A section without a finished run: one notice, with what is missing and a link to the one place,
+    # the introduction's status, that gives the command that makes it.
     _, hyperparameters = visible((built["html"] / "hyperparameters.html").read_text())
-    notice = "No run of the CNN's dropout rate grid, other width has finished"
+    notice = "No run of the CNN's dropout rate grid at another width has finished"
     assert hyperparameters.count(notice) == 1
-    command = re.sub(r"\s+", " ", hyperparameters.split(notice)[1].split("makes them")[0])
-    assert "make sweep PROFILE=smoke ARGS=\"--only 'cnn/*'\"" in command
+    assert 'href="intro.html#status"' in (built["html"] / "hyperparameters.html").read_text()
+    _, intro_text = visible(intro)
+    assert "make sweep PROFILE=smoke ARGS=\"--only 'cnn/*'\"" in re.sub(r"\s+", " ", intro_text)
     original = (built["html"] / "original.html").read_text()
     assert "not judged: the MLP without BatchNorm has no finished run" in original  # claims on the left-out runs
     # A section with some runs: what ran, and one line naming what did not; its sentences wait.

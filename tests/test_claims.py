@@ -8,8 +8,8 @@ import pytest
 
 from lab2.core.config import RunConfig
 from lab2.core.summary import OK
-from lab2.report import claims, results
-from lab2.report.compare import Estimate
+from lab2.report import claims, evidence, results
+from lab2.report.noise import Estimate
 from lab2.report.experiments import (BASELINE, BATCH_SIZE_GRID, GRIDS, LEARNING_RATE_GRID, NO_BATCHNORM,
                                      NO_DROPOUT, Role)
 from lab2.report.results import METRICS
@@ -28,7 +28,13 @@ def fake_run(model: str, role: Role, seed: int = 0, finished: bool = True, test_
     run_id = f"{model}-{role.name}-{'-'.join(f'{v}' for v in settings.values())}-{seed}"
     metrics = {metric: (0.5 if finished else None) for metric in METRICS}
     return {"run_id": run_id, "experiments": [f"{model}/{role.name}"], "roles": [role.label], **config, **metrics,
-            "test_acc": test_acc if finished else None, "status": OK if finished else record.MISSING}
+            "test_acc": test_acc if finished else None, "status": OK if finished else record.MISSING,
+            "device_name": "cpu", "used_precision": "fp32"}
+
+
+def ev(runs: pd.DataFrame) -> pd.DataFrame:
+    """The evidence table of fake runs (lab2.report.evidence)."""
+    return evidence.build(runs, results.load_reference())
 
 
 def grid(model: str, field: str, accuracies: dict, seeds=(0,)) -> list[dict]:
@@ -55,7 +61,7 @@ def fake_epochs(runs: pd.DataFrame, curves: dict) -> pd.DataFrame:
 
 def test_a_grid_with_missing_values_is_not_judged_and_names_them():
     runs = pd.DataFrame(grid("cnn", "batch_size", {50: None, 100: 0.76, 200: None, 500: None}))
-    claim = claims.best_setting(runs, results.load_reference(), "cnn", "batch_size")
+    claim = claims.best_setting(ev(runs), results.load_reference(), "cnn", "batch_size")
     assert claim.outcome == claims.NOT_JUDGED
     assert claim.verdict == "not judged: the CNN's batch sizes 50, 200, 500 have no finished run"
     assert claim.evidence == claims.NO_EVIDENCE  # no number of the one setting that ran stands for the grid
@@ -63,9 +69,9 @@ def test_a_grid_with_missing_values_is_not_judged_and_names_them():
 
 def test_a_claim_comparing_a_missing_setting_is_not_judged():
     runs = pd.DataFrame([fake_run("mlp", BASELINE, test_acc=0.56), fake_run("mlp", NO_BATCHNORM, finished=False)])
-    claim = claims.batchnorm_helps(runs, "mlp")
+    claim = claims.batchnorm_helps(ev(runs), "mlp")
     assert claim.verdict == "not judged: the MLP without BatchNorm has no finished run"
-    unplanned = claims.batchnorm_helps(runs[runs["roles"].map(lambda roles: BASELINE.label in roles)], "mlp")
+    unplanned = claims.batchnorm_helps(ev(runs[runs["roles"].map(lambda roles: BASELINE.label in roles)]), "mlp")
     assert unplanned.verdict == "not judged: the MLP without BatchNorm is not in this profile's plan"
 
 
@@ -82,7 +88,7 @@ def test_a_claim_comparing_a_missing_setting_is_not_judged():
 ])
 def test_the_best_setting_holds_only_beyond_noise_and_says_how_large(accuracies, outcome, detail):
     runs = pd.DataFrame(grid("mlp", "batch_size", accuracies, seeds=(0, 1, 2)))
-    claim = claims.best_setting(runs, results.load_reference(), "mlp", "batch_size")
+    claim = claims.best_setting(ev(runs), results.load_reference(), "mlp", "batch_size")
     assert (claim.outcome, claim.verdict) == (outcome, f"{outcome}: {detail}")
 
 
@@ -111,13 +117,13 @@ def test_batchnorm_convergence_and_jitter_are_judged_from_the_epochs():
         curves[run.run_id] = {"train_loss": [first, 1.2, 1.0, 0.9],
                               "val_loss": [1.5, 1.5 - jitter, 1.5 + jitter, 1.5 - jitter * (1 + 0.1 * run.seed)]}
     epochs = fake_epochs(runs, curves)
-    faster = claims.batchnorm_converges_faster(runs, epochs, "mlp")
+    faster = claims.batchnorm_converges_faster(ev(runs), runs, epochs, "mlp")
     assert faster.outcome == claims.HOLDS and "1.510 ± 0.010 with BatchNorm, 1.810 ± 0.010 without" in faster.evidence
-    steadier = claims.batchnorm_steadies_training(runs, epochs, "mlp")
+    steadier = claims.batchnorm_steadies_training(ev(runs), runs, epochs, "mlp")
     assert steadier.verdict == "holds: large difference, beyond noise"
     without = runs[~runs["batchnorm"]].assign(status=record.MISSING)
     partial = pd.concat([runs[runs["batchnorm"]], without])
-    assert claims.batchnorm_converges_faster(partial, epochs, "mlp").verdict == (
+    assert claims.batchnorm_converges_faster(ev(partial), partial, epochs, "mlp").verdict == (
         "not judged: the MLP without BatchNorm has no finished run")
 
 
@@ -133,15 +139,15 @@ def test_learning_rate_turning_points_are_judged_over_the_grid():
                                                for epoch in range(1, EPOCHS + 1)]}
         return fake_epochs(runs, curves)
 
-    earlier = claims.larger_learning_rate_turns_earlier(runs, epochs_turning_at(dict(zip(rates, [4, 3, 2, 1]))), "mlp")
+    earlier = claims.larger_learning_rate_turns_earlier(ev(runs), runs, epochs_turning_at(dict(zip(rates, [4, 3, 2, 1]))), "mlp")
     assert earlier.outcome == claims.HOLDS
     assert "lr 0.0001: 4.0 ± 0.0, lr 0.0005: 3.0 ± 0.0" in earlier.evidence  # both seeds turn at the same epoch
     assert earlier.detail == ("from lr 0.0001 to 0.01 a large difference, beyond noise; "
                               "3 of 3 steps between neighbouring rates beyond noise")
-    later = claims.larger_learning_rate_turns_earlier(runs, epochs_turning_at(dict(zip(rates, [1, 2, 3, 4]))), "mlp")
+    later = claims.larger_learning_rate_turns_earlier(ev(runs), runs, epochs_turning_at(dict(zip(rates, [1, 2, 3, 4]))), "mlp")
     assert later.outcome == claims.FAILS and later.detail.startswith("lr 0.0005 turns later than lr 0.0001")
     partial = runs.assign(status=[record.MISSING if rate == 1e-2 else OK for rate in runs["learning_rate"]])
-    missing = claims.larger_learning_rate_turns_earlier(partial, fake_epochs(partial, {}), "mlp")
+    missing = claims.larger_learning_rate_turns_earlier(ev(partial), partial, fake_epochs(partial, {}), "mlp")
     assert missing.verdict == "not judged: the MLP's learning rate 0.01 has no finished run"
 
 
@@ -161,7 +167,7 @@ def partial_plan() -> pd.DataFrame:
 @pytest.mark.parametrize("profile", ["full", "smoke"])
 def test_every_claim_has_one_outcome_and_the_counts_add_up(profile):
     runs = partial_plan()
-    judged = claims.all_claims(runs, fake_epochs(runs, {}), results.load_reference(), profile)
+    judged = claims.all_claims(ev(runs), runs, fake_epochs(runs, {}), results.load_reference(), profile)
     assert set(judged["outcome"]) <= set(claims.OUTCOMES)
     counts = claims.verdict_counts(judged)
     assert list(counts.index) == list(claims.OUTCOMES)

@@ -6,7 +6,7 @@ import pytest
 
 from lab2.report import experiments as roles
 from lab2.report import results
-from lab2.report.experiments import (BASELINE, DROPOUT_KIND_GRID, DROPOUT_RATE_GRID, NARROW_DROPOUT_RATE_GRID,
+from lab2.report.experiments import (BASELINE, BATCH_SIZE_GRID, DROPOUT_KIND_GRID, DROPOUT_RATE_GRID, NARROW_DROPOUT_RATE_GRID,
                                      NO_DROPOUT, REPORTED, Role, shown_roles)
 from lab2.runs.grid import read_experiments
 from lab2.runs.manifest import MANIFEST_FILE
@@ -39,6 +39,18 @@ def test_roles_follow_the_declared_fields_not_the_names():
         "cnn/wide_dropout": {"channels": 512, "dropout_rate": [0.0, 0.5]},
     })
     assert labels == {"mlp/p_sweep": DROPOUT_RATE_GRID.label, "cnn/wide_dropout": NARROW_DROPOUT_RATE_GRID.label}
+
+
+def test_the_report_s_grid_keeps_its_chapter_and_a_user_s_extra_grid_goes_to_the_appendix():
+    """A chapter's role belongs to the experiment that holds the report's values, wherever params/ declares it."""
+    experiments, _ = read_experiments()
+    definitions = {"mlp/grid_batch_extra": {"batch_size": [64, 128]},
+                   **{experiment.id: experiment.fields for experiment in experiments}}
+    labels = shown_roles(definitions, results.load_reference())
+    assert labels["mlp/grid_batch_size"] == BATCH_SIZE_GRID.label
+    assert "mlp/grid_batch_extra" not in labels  # no role: the appendix shows it, with all its settings
+    # Without the report's numbers to tell them apart, the first declared keeps the role.
+    assert shown_roles(definitions)["mlp/grid_batch_extra"] == BATCH_SIZE_GRID.label
 
 
 def write_profile(folder, experiments: dict, runs: list) -> None:

@@ -17,7 +17,7 @@ from lab2 import PROJECT_ROOT
 from lab2.book.build import LOG_FILE, build_book
 from lab2.core.config import MODELS
 from lab2.core.summary import OK
-from lab2.report.compare import NOT_MEASURED
+from lab2.report.noise import NOT_MEASURED
 from lab2.runs.code_verdict import CODE_CHECK_FILE
 
 FULL = PROJECT_ROOT / "results" / "full"
@@ -169,11 +169,31 @@ def test_no_page_glues_missing_numbers_or_shows_nan_or_empty_tables(full_book, c
         assert "<tr" in body, f"{chapter}: a table without rows"
 
 
-def test_missing_cnn_runs_are_said_once_per_section_with_the_command(full_book):
+def test_what_has_not_run_is_said_per_section_and_what_it_takes_once_in_the_book(full_book):
+    """Each section names its missing settings and seeds and links to the introduction's status, the one
+    place that gives the CNN's cost and the command that makes its runs."""
     text = page_text(full_book, "hyperparameters")
     assert text.count("Not run yet") >= 3
-    assert text.count("make sweep PROFILE=full") == text.count("Not run yet")
-    assert "No run of the CNN's dropout rate grid, other width has finished (15 runs planned" in text
+    assert text.count("what making them takes") == text.count("Not run yet")
+    assert "No run of the CNN's dropout rate grid at another width has finished (15 runs planned" in text
+    pages = {chapter: page_text(full_book, chapter, tables=False) for chapter in CHAPTERS}
+    assert [chapter for chapter, said in pages.items() if "A run of this profile takes" in said] == ["intro"]
+    assert [chapter for chapter, said in pages.items() if "make sweep PROFILE=full" in said] == ["intro"]
+
+
+def test_every_show_code_toggle_has_an_output_under_it(full_book):
+    """A cell whose source a reader may unfold shows something: one that only glues is removed whole."""
+    for chapter in CHAPTERS:
+        html = (full_book / f"{chapter}.html").read_text()
+        for cell in re.split(r'(?=<div class="cell tag_)', html)[1:]:
+            if cell.startswith('<div class="cell tag_hide-input'):
+                assert '<div class="cell_output' in cell.split('<div class="cell tag_', 2)[1], chapter
+
+
+def test_numbers_are_never_printed_as_a_signed_zero_or_a_zero_spread(full_book):
+    for chapter in CHAPTERS:
+        text = page_text(full_book, chapter)
+        assert not re.search(r"-0\.0+\b(?!\d)|± 0\.0+\b(?!\d)", text), chapter
 
 
 def test_claims_are_judged_only_on_their_data(full_book):

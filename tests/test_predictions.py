@@ -6,7 +6,7 @@ import pytest
 
 from lab2.core.config import RunConfig
 from lab2.report import predictions, results
-from lab2.report.compare import Verdict
+from lab2.report.noise import Verdict
 from lab2.report.experiments import BASELINE, DEPARTURES, PIXEL_NOISE_GRID
 
 REPORT = {"train_loss": 0.60, "train_acc": 0.79, "val_loss": 1.44, "val_acc": 0.55, "test_acc": 0.56}
@@ -58,7 +58,7 @@ def test_calibration_takes_the_lowest_level_at_which_the_best_setting_agrees_and
     assert found.level == 8.0
     assert found.counts == {"held": 5, "did not hold": 1, "not judged": 0, "total": 6}
     failed = found.prediction[found.prediction["outcome"] == predictions.FAILED]
-    assert failed[["setting", "metric"]].values.tolist() == [["no BatchNorm", "train_acc"]]
+    assert failed[["setting", "metric"]].values.tolist() == [["without BatchNorm", "train_acc"]]
 
 
 def test_a_prediction_without_its_runs_is_not_judged_and_no_level_is_chosen_without_an_agreeing_one():

@@ -311,7 +311,7 @@ def write_run_pages(profile: str, results_root: Path, destination: Path, cache_d
     """
     manifest = load_manifest(profile, results_root)
     pairs = replacements(results_root, manifest.get("data_source", ""))
-    labels = shown_roles(manifest.get("experiments", {}))
+    labels = shown_roles(manifest.get("experiments", {}), results.load_reference())
     folder = record.profile_dir(profile, results_root)
     destination.mkdir(parents=True, exist_ok=True)
     cache_dir.mkdir(parents=True, exist_ok=True)

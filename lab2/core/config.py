@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, fields
 
 MODELS = ("mlp", "cnn")
+MODEL_LABELS = {"mlp": "MLP", "cnn": "CNN"}  # how a reader names each model
 DROPOUT_KINDS = ("2d", "1d")
 PRECISIONS = ("tf32", "fp32", "bf16")
 # How a hand-written BatchNorm may differ from torch.nn's (lab2.core.layers.batch_norm): standard is
@@ -38,6 +39,12 @@ class ConfigError(ValueError):
         return hash((self.field, self.message))
 
 
+def setting(default, label: str, help: str, unit: str | None = None):
+    """A RunConfig field with the reader's name for it (tables, figures, sentences), its unit, and the CLI's help."""
+    metadata = {"label": label, "help": help, **({"unit": unit} if unit else {})}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that decides the numbers one training run produces.
@@ -46,43 +53,31 @@ class RunConfig:
     (the report's best MLP setting) under the report's protocol; a test keeps them equal.
     """
 
-    model: str = dataclasses.field(default="mlp", metadata={"help": " or ".join(MODELS)})
-    dropout_rate: float = dataclasses.field(
-        default=0.5, metadata={"help": f"probability of dropping a unit, in {DROPOUT_RATES}"}
-    )
-    batch_size: int = dataclasses.field(default=500, metadata={"help": "images per optimizer step"})
-    learning_rate: float = dataclasses.field(default=1e-3, metadata={"help": "Adam's fixed learning rate, > 0"})
-    num_epochs: int = dataclasses.field(default=50, metadata={"help": "passes over the training set"})
-    batchnorm: bool = dataclasses.field(default=True, metadata={"help": "BatchNorm after each hidden layer"})
-    batchnorm_variant: str = dataclasses.field(
-        default="standard",
-        metadata={"help": "standard (torch.nn's), momentum_swapped (running statistics keep 0.9 of each new batch) or "
-                          "running_in_training (training normalises with the running statistics)"},
-    )
-    dropout_kind: str = dataclasses.field(
-        default="2d", metadata={"help": "CNN only: 2d drops whole channels, 1d single elements"}
-    )
-    channels: int = dataclasses.field(default=256, metadata={"help": "CNN only: channels of both conv layers"})
-    hidden: int = dataclasses.field(default=1024, metadata={"help": "MLP only: width of the hidden layer"})
-    train_size: int | None = dataclasses.field(
-        default=None, metadata={"help": "train on the first N images of the 40,000 (default: all)"}
-    )
-    eval_size: int | None = dataclasses.field(
-        default=None, metadata={"help": "evaluate on the first N validation and test images (default: all 10,000)"}
-    )
-    jpeg_quality: int | None = dataclasses.field(
-        default=None,
-        metadata={"help": "re-encode every image as JPEG at this quality (1-95) before scaling (default: the images as read)"},
-    )
-    pixel_noise: float = dataclasses.field(
-        default=0.0,
-        metadata={"help": "add fixed Gaussian noise of this many grey levels (0-64) to every image (default: 0, none)"},
-    )
-    seed: int = dataclasses.field(default=0, metadata={"help": "seed for weights, shuffling and dropout"})
-    precision: str = dataclasses.field(
-        default="tf32",
-        metadata={"help": "on CUDA: tf32 (default), fp32, or bf16 autocast; a CPU always computes in fp32"},
-    )
+    model: str = setting("mlp", "model", " or ".join(MODELS))
+    dropout_rate: float = setting(0.5, "dropout rate", f"probability of dropping a unit, in {DROPOUT_RATES}")
+    batch_size: int = setting(500, "batch size", "images per optimizer step", unit="images")
+    learning_rate: float = setting(1e-3, "learning rate", "Adam's fixed learning rate, > 0")
+    num_epochs: int = setting(50, "epochs", "passes over the training set")
+    batchnorm: bool = setting(True, "BatchNorm", "BatchNorm after each hidden layer")
+    batchnorm_variant: str = setting(
+        "standard", "BatchNorm variant", "standard (torch.nn's), momentum_swapped (running statistics keep 0.9 of "
+        "each new batch) or running_in_training (training normalises with the running statistics)")
+    dropout_kind: str = setting("2d", "dropout kind", "CNN only: 2d drops whole channels, 1d single elements")
+    channels: int = setting(256, "channels", "CNN only: channels of both conv layers")
+    hidden: int = setting(1024, "hidden units", "MLP only: width of the hidden layer")
+    train_size: int | None = setting(
+        None, "training images", "train on the first N images of the 40,000 (default: all)")
+    eval_size: int | None = setting(
+        None, "evaluation images", "evaluate on the first N validation and test images (default: all 10,000)")
+    jpeg_quality: int | None = setting(
+        None, "JPEG quality",
+        "re-encode every image as JPEG at this quality (1-95) before scaling (default: the images as read)")
+    pixel_noise: float = setting(
+        0.0, "pixel noise",
+        "add fixed Gaussian noise of this many grey levels (0-64) to every image (default: 0, none)", unit="grey levels")
+    seed: int = setting(0, "seed", "seed for weights, shuffling and dropout")
+    precision: str = setting(
+        "tf32", "precision", "on CUDA: tf32 (default), fp32, or bf16 autocast; a CPU always computes in fp32")
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":
@@ -137,6 +132,8 @@ class RunConfig:
 
 
 FIELD_NAMES = tuple(f.name for f in fields(RunConfig))
+FIELD_LABELS = {f.name: f.metadata["label"] for f in fields(RunConfig)}  # how a reader names each setting
+FIELD_UNITS = {f.name: f.metadata["unit"] for f in fields(RunConfig) if "unit" in f.metadata}
 # Fields added after runs were committed: at their default they are left out of the run id,
 # so that a run made before they existed keeps its id (and stays cached).
 HASHED_ONLY_WHEN_SET = {"jpeg_quality": None, "pixel_noise": 0.0, "batchnorm_variant": "standard"}

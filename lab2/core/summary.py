@@ -6,6 +6,22 @@ them without loading torch. The states of a run folder that only the record know
 summary that does not parse, no folder yet) are the record's own.
 """
 
+from typing import NamedTuple
+
+
+class Metric(NamedTuple):
+    label: str  # how a reader names it
+    kind: str  # "loss" or "accuracy": a difference of a loss is sized relative to the number, of an accuracy in points
+
+
+# The metrics a summary reports, in the report's order: the one table of their names.
+METRICS = {
+    "train_loss": Metric("training loss", "loss"), "train_acc": Metric("training accuracy", "accuracy"),
+    "val_loss": Metric("validation loss", "loss"), "val_acc": Metric("validation accuracy", "accuracy"),
+    "best_val_acc": Metric("best validation accuracy", "accuracy"), "test_loss": Metric("test loss", "loss"),
+    "test_acc": Metric("test accuracy", "accuracy"),
+}
+
 OK = "ok"  # trained to its last epoch
 DIVERGED = "diverged"  # stopped when its loss ran away (lab2.core.train.DIVERGED_LOSS); keeps the epochs before
 FINISHED_STATUSES = (OK, DIVERGED)  # runs that ended as they should: a sweep keeps them

@@ -49,7 +49,7 @@ DROPOUT_RATE_GRID = role("grid_dropout_rate", "dropout rate grid", dropout_rate=
 BATCH_SIZE_GRID = role("grid_batch_size", "batch size grid", batch_size=GRID)
 LEARNING_RATE_GRID = role("grid_learning_rate", "learning rate grid", learning_rate=GRID)
 DROPOUT_KIND_GRID = role("dropout_kind", "dropout kind and rate grid", dropout_kind=GRID, dropout_rate=GRID)
-NARROW_DROPOUT_RATE_GRID = role("narrow_dropout_rate", "dropout rate grid, other width", channels=ANY,
+NARROW_DROPOUT_RATE_GRID = role("narrow_dropout_rate", "dropout rate grid at another width", channels=ANY,
                                 dropout_rate=GRID)
 
 # Why the numbers differ: the best setting and the one without dropout at lower data fidelity;
@@ -105,17 +105,29 @@ def chapter_of(model: str, label: str | None) -> str:
     return APPENDIX if role is None else CHAPTERS[role].format(model=model)
 
 
-def shown_roles(definitions: dict[str, dict]) -> dict[str, str]:
+def _covered(model: str, role: Role, fields: dict, reference) -> int:
+    """How many of the values the report printed for `role` the grids of an experiment declaring `fields` hold."""
+    if reference is None or role.name not in REPORTED:
+        return 0
+    printed = reference[(reference["model"] == model) & (reference["experiment"] == role.name)]
+    return sum(any(value == declared for declared in fields[field])
+               for field, wanted in role.changes if wanted == GRID for value in set(printed[field].dropna()))
+
+
+def shown_roles(definitions: dict[str, dict], reference=None) -> dict[str, str]:
     """{'model/name': label} of the experiments a chapter shows, from a manifest's definitions.
 
-    Where params/ declares two experiments of one role for one model, the first takes the
-    chapter and the other goes to the appendix, so that no chapter mixes two experiments.
+    Where params/ declares several experiments of one role for one model, the chapter's is the one
+    whose grids hold most of the values the report printed for that role (`reference`,
+    results.load_reference): a user's extra batch-size grid, declared first or not, goes to the
+    appendix and the report's own grid keeps the chapter. Among equals the first declared wins,
+    so that no chapter mixes two experiments.
     """
-    labels, taken = {}, set()
+    candidates: dict[tuple[str, Role], list[str]] = {}
     for experiment_id, fields in definitions.items():
         model = experiment_id.split("/", 1)[0]
         role = role_of(model, fields)
-        if role is not None and (model, role) not in taken:
-            taken.add((model, role))
-            labels[experiment_id] = role.label
-    return labels
+        if role is not None:
+            candidates.setdefault((model, role), []).append(experiment_id)
+    return {max(ids, key=lambda experiment_id: _covered(model, role, definitions[experiment_id], reference)): role.label
+            for (model, role), ids in candidates.items()}

@@ -8,29 +8,24 @@ every book, so a book of a smaller profile opens with the full profile's finding
 import pandas as pd
 
 from lab2.core.config import MODELS
-from lab2.report import claims, compare, results
-from lab2.report.compare import Estimate, judge_against_original
+from lab2.core.summary import METRICS
+from lab2.report import claims, evidence, results
 from lab2.report.experiments import BASELINE
-from lab2.runs.manifest import MANIFEST_FILE, load_manifest
+from lab2.report.noise import NOT_MEASURED
+from lab2.runs.manifest import MANIFEST_FILE
 from lab2.runs.record import profile_dir
 
 FULL_PROFILE = "full"  # the report's protocol; its results are committed
 TRAINING_METRICS = ("train_loss", "train_acc", "val_loss")  # the numbers that moved one way in the full profile
-METRIC_WORDS = {"train_loss": "training loss", "train_acc": "training accuracy", "val_loss": "validation loss",
-                "val_acc": "validation accuracy", "test_loss": "test loss", "test_acc": "test accuracy"}
 
 
-def best_against_original(runs: pd.DataFrame, reference: pd.DataFrame, model: str, metric: str = "test_acc") -> dict:
+def best_against_original(ev: pd.DataFrame, model: str, metric: str = "test_acc") -> dict:
     """A model's best setting: our estimate, the report's number and the verdict of the noise rule."""
-    chosen = results.finished(results.runs_of(runs, model, BASELINE))
-    ours = Estimate.of(chosen[metric])
-    printed = reference[(reference["model"] == model) & (reference["role"] == BASELINE.label)
-                        & (reference["metric"] == metric)]["value"].drop_duplicates()
-    original = printed.mean()
-    verdict = judge_against_original(ours, original, metric, len(printed))
-    return {"ours": ours.format(4), "seeds": f"{ours.count} seed{'' if ours.count == 1 else 's'}", "original": f"{original:.4f}",
-            "difference": f"{verdict.difference:+.4f}" if verdict.measured else compare.NOT_MEASURED,
-            "verdict": verdict.text}
+    row = evidence.rows(ev, model, BASELINE, metric).iloc[0]
+    ours, verdict = row["estimate"], row["verdict"]
+    return {"ours": ours.format(4), "seeds": f"{ours.count} seed{'' if ours.count == 1 else 's'}",
+            "original": f"{row['original']:.4f}",
+            "difference": f"{verdict.difference:+.4f}" if verdict.measured else NOT_MEASURED, "verdict": verdict.text}
 
 
 def direction(comparison: pd.DataFrame, model: str, metric: str) -> dict:
@@ -45,7 +40,7 @@ def direction(comparison: pd.DataFrame, model: str, metric: str) -> dict:
 
 def direction_phrase(found: dict, metric: str) -> str:
     """'training loss higher in 15 of 15 settings (by +0.047 to +0.315; 15 beyond noise)'."""
-    name = METRIC_WORDS[metric]
+    name = METRICS[metric].label
     return (f"{name} {found['word']} in {found['count']} of {found['settings']} settings "
             f"(differences {found['smallest']:+.3f} to {found['largest']:+.3f}; {found['beyond_noise']} beyond noise)")
 
@@ -72,16 +67,17 @@ def claim_counts(judged: pd.DataFrame) -> dict:
     return found
 
 
-def facts(runs: pd.DataFrame, epochs: pd.DataFrame, reference: pd.DataFrame, profile: str) -> dict:
-    """Every fact the introduction's findings quote, for one profile."""
-    comparison = compare.compare_with_reference(runs, reference)
-    found = {"profile": profile}
+def facts(page) -> dict:
+    """Every fact the introduction's findings quote, for the profile of one page (lab2.report.page.Page)."""
+    comparison = evidence.against_report(page.evidence, page.reference)
+    found = {"profile": page.profile}
     for model in MODELS:
-        found[model] = {**best_against_original(runs, reference, model), **progress(runs, model)}
+        found[model] = {**best_against_original(page.evidence, model), **progress(page.runs, model)}
     found["directions"] = "; ".join(direction_phrase(direction(comparison, "mlp", metric), metric)
                                     for metric in TRAINING_METRICS)
-    found["claims"] = claim_counts(claims.all_claims(runs, epochs, reference, profile))
-    found["predictions"] = prediction_facts(runs, reference)
+    found["claims"] = claim_counts(claims.all_claims(page.evidence, page.runs, page.epochs, page.reference,
+                                                     page.profile))
+    found["predictions"] = prediction_facts(page.runs, page.reference)
     return found
 
 
@@ -103,11 +99,6 @@ def prediction_facts(runs: pd.DataFrame, reference: pd.DataFrame) -> dict:
 def has_results(profile: str) -> bool:
     """Whether a profile's manifest is here (the full profile's is committed)."""
     return (profile_dir(profile) / MANIFEST_FILE).is_file()
-
-
-def load_profile(profile: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """Another profile's runs, epochs and description, for the findings of a book of a smaller profile."""
-    return results.load_runs(profile), results.load_epochs(profile), load_manifest(profile)["description"]
 
 
 def sentence_facts(found: dict, reference_profile: bool, description: str = "") -> dict:

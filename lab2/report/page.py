@@ -9,13 +9,14 @@ captioned `{glue:figure}`; `page.runs_note(runs)` says in the caption which runs
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 
-from lab2.report import results
-from lab2.report.compare import NOT_MEASURED, measured
-from lab2.report.sections import Costs, Section, Shown, plural
+from lab2.report import evidence, results
+from lab2.report.noise import NOT_MEASURED, measured
+from lab2.report.sections import Section, Shown, plural
 from lab2.runs.manifest import load_manifest
 from lab2.runs.snapshot import runs_in_flight
 
@@ -30,9 +31,14 @@ class Page:
     reference: pd.DataFrame  # every number the original report printed
     in_flight: dict  # {run id: holder} of the runs a sweep was executing when the book's snapshot was taken
 
+    @cached_property
+    def evidence(self) -> pd.DataFrame:
+        """The profile's evidence table (lab2.report.evidence), built once per page."""
+        return evidence.build(self.runs, self.reference)
+
     def section(self, model: str, roles) -> Section:
         """The runs of one model's experiment in a role (or of a few roles side by side), as a chapter shows them."""
-        return Section(self.runs, self.reference, model, roles, Costs(self.runs, self.profile))
+        return Section(self.evidence, self.runs, model, roles)
 
     def runs_note(self, runs: pd.DataFrame) -> str:
         """Which runs a figure or table shows, for its caption: '9 runs of the full profile, seeds 0, 1 and 2'."""
@@ -79,11 +85,6 @@ def uncovered_experiments(runs: pd.DataFrame) -> list[str]:
     return [experiment for experiment in planned_experiments(runs) if experiment in uncovered]
 
 
-def without_index(table: pd.DataFrame):
-    """A table as the pages show it when its first columns name its rows: no index column of row numbers."""
-    return table.style.hide(axis="index")
-
-
 def _figure_formats() -> None:
     """Figures as PNG and SVG: the HTML shows the PNG, the PDF prints the SVG (book/_config.yml chooses).
 
@@ -117,8 +118,22 @@ def glue_table(name: str, table) -> None:
     from myst_nb import glue as myst_glue
 
     if isinstance(table, Shown):
-        myst_glue(name, table.table, display=False)
+        myst_glue(name, without_index(table.table), display=False)
         if table.line is not None:
             display(table.line)
     else:
-        myst_glue(name, table, display=False)
+        myst_glue(name, without_index(table), display=False)
+
+
+def without_index(table):
+    """A DataFrame as HTML with no row of index names under its headers: a plain row number index is
+    dropped, a named index becomes the first column (its name a header), a multi-level one loses its names."""
+    from IPython.display import HTML
+
+    if not isinstance(table, pd.DataFrame):
+        return table
+    if isinstance(table.index, pd.RangeIndex):
+        return HTML(table.to_html(index=False))
+    if table.index.nlevels == 1 and table.index.name:
+        return HTML(table.reset_index().to_html(index=False))
+    return HTML(table.rename_axis(index=[None] * table.index.nlevels).to_html())

@@ -9,36 +9,34 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from lab2.core.config import MODELS
+from lab2.core.config import FIELD_LABELS, FIELD_UNITS, MODEL_LABELS, MODELS
+from lab2.core.summary import METRICS
 from lab2.report import results
 from lab2.report.experiments import ABLATIONS, GRIDS, NARROW_DROPOUT_RATE_GRID, Role
-from lab2.report.sections import MODEL_NAMES
 
 sns.set_theme(context="notebook", style="whitegrid", font_scale=1.1)
 
 SPLIT_COLOURS = {"train": "tab:blue", "validation": "tab:orange"}
 SPLIT_DASHES = {"train": "", "validation": (4, 2)}
-LOSS_LABEL = "cross-entropy loss (nats)"
-ACCURACY_LABEL = "accuracy (fraction correct)"
-FIELD_LABELS = {
-    "dropout_rate": "dropout rate p",
-    "batch_size": "batch size (images per step)",
-    "learning_rate": "learning rate (Adam)",
-    "dropout_kind": "dropout kind",
-    "experiment": "experiment",
-    "model": "model",
-}
-METRIC_LABELS = {
-    "test_acc": "test accuracy (fraction correct)",
-    "test_loss": "test loss (nats)",
-    "val_acc": "validation accuracy (fraction correct)",
-}
+UNITS = {"loss": "nats", "accuracy": "fraction correct"}  # of a metric, by its kind
+LOSS_LABEL = f"cross-entropy loss ({UNITS['loss']})"
+ACCURACY_LABEL = f"accuracy ({UNITS['accuracy']})"
 LOG_AXES = {"batch_size": 2, "learning_rate": 10}  # grids spaced by factors, drawn on log axes
 # One colour per model on every figure.
 MODEL_COLOURS = {"MLP": "tab:blue", "CNN": "tab:orange", "CNN, half channels": "tab:green"}
 MARKERS_UP_TO = 15  # epochs; beyond this, markers hide the lines
 WIDE = (8.5, 3.6)  # inches: two panels across the page
 THREE_WIDE = (10.5, 3.6)  # inches: three panels across the page
+
+
+def axis_label(name: str | None) -> str | None:
+    """How an axis or legend names a metric or a setting, with its unit: 'test accuracy (fraction correct)'."""
+    if name is None:
+        return None
+    if name in METRICS:
+        return f"{METRICS[name].label} ({UNITS[METRICS[name].kind]})"
+    unit = FIELD_UNITS.get(name)
+    return FIELD_LABELS.get(name, name) + (f" ({unit})" if unit else "")
 
 
 def nothing_to_draw(what: str, size=WIDE) -> plt.Figure:
@@ -68,7 +66,7 @@ def _labelled(values: pd.Series, field: str | None) -> pd.Series:
     if field == "learning_rate":
         return values.map(lambda v: f"{v:g}")
     if field == "model":
-        return values.map(lambda v: MODEL_NAMES.get(v, v))
+        return values.map(lambda v: MODEL_LABELS.get(v, v))
     return values.astype(str)
 
 
@@ -94,7 +92,7 @@ def plot_curves_by(epochs: pd.DataFrame, hue: str | None, title: str = "", hue_l
     if hue is not None:
         numeric = pd.api.types.is_numeric_dtype(frame[hue]) and frame[hue].dtype != bool
         if hue == "model":
-            order = [model for model in MODEL_NAMES if model in set(frame[hue])]
+            order = [model for model in MODEL_LABELS if model in set(frame[hue])]
         else:  # grid values in increasing order; anything else (experiments) as given
             order = sorted(frame[hue].unique()) if numeric else list(dict.fromkeys(frame[hue]))
         frame["setting"] = pd.Categorical(_labelled(frame[hue], hue), _labelled(pd.Series(order), hue).tolist())
@@ -113,7 +111,7 @@ def plot_curves_by(epochs: pd.DataFrame, hue: str | None, title: str = "", hue_l
         axis.set(xlabel="epoch", ylabel=label)
         _integer_epochs(axis)
         _mark_original(axis, metric, original or {}, epochs["epoch"].max())
-    _legend_below(figure, axes, hue_label or FIELD_LABELS.get(hue, hue))
+    _legend_below(figure, axes, hue_label or axis_label(hue))
     if title:
         figure.suptitle(title)
     return figure
@@ -188,21 +186,21 @@ def plot_metric_vs(runs: pd.DataFrame, x: str, hue: str, metric: str = "test_acc
     """A metric against a grid value, one line per `hue` value, ± 1 std over seeds as bars."""
     data = results.finished(runs).copy()
     if data.empty:
-        return nothing_to_draw(title or METRIC_LABELS.get(metric, metric))
+        return nothing_to_draw(title or axis_label(metric))
     data[hue] = _labelled(data[hue], hue)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.8), constrained_layout=True)
     sns.lineplot(data=data, x=x, y=metric, hue=hue, style=hue, errorbar="sd", err_style="bars", markers=True,
                  dashes=False, ax=ax)
     _grid_axis(ax, x, data[x])
-    ax.set(xlabel=FIELD_LABELS.get(x, x), ylabel=METRIC_LABELS.get(metric, metric), title=title)
-    ax.legend(title=FIELD_LABELS.get(hue, hue))
+    ax.set(xlabel=axis_label(x), ylabel=axis_label(metric), title=title)
+    ax.legend(title=axis_label(hue))
     return ax.figure
 
 
 def grid_runs(runs: pd.DataFrame, field: str) -> pd.DataFrame:
     """Both models' one-factor grid over `field` (and the half-width CNN's dropout grid), labelled."""
-    parts = [results.runs_of(runs, model, GRIDS[field]).assign(label=name) for model, name in MODEL_NAMES.items()]
+    parts = [results.runs_of(runs, model, GRIDS[field]).assign(label=name) for model, name in MODEL_LABELS.items()]
     if field == "dropout_rate":
         parts.append(results.runs_of(runs, "cnn", NARROW_DROPOUT_RATE_GRID).assign(label="CNN, half channels"))
     return pd.concat(parts, ignore_index=True)
@@ -222,10 +220,10 @@ def plot_hyperparameter_summary(runs: pd.DataFrame, reference: pd.DataFrame | No
         if reference is not None:
             printed = reference[(reference["role"] == GRIDS[field].label) & (reference["metric"] == metric)]
             for model, group in printed.groupby("model"):
-                axis.plot(group[field], group["value"], "x", color=MODEL_COLOURS[MODEL_NAMES[model]], markersize=9,
-                          markeredgewidth=2, label=f"{MODEL_NAMES[model]}, original report")
+                axis.plot(group[field], group["value"], "x", color=MODEL_COLOURS[MODEL_LABELS[model]], markersize=9,
+                          markeredgewidth=2, label=f"{MODEL_LABELS[model]}, original report")
         _grid_axis(axis, field, data[field])
-        axis.set(xlabel=FIELD_LABELS[field], ylabel=METRIC_LABELS.get(metric, metric))
+        axis.set(xlabel=axis_label(field), ylabel=axis_label(metric))
     # The panel with the most lines (dropout: the half-width CNN too) lends its legend to all.
     handles, labels = max((axis.get_legend_handles_labels() for axis in axes), key=lambda pair: len(pair[1]))
     for axis in axes:
@@ -247,7 +245,7 @@ def ablation_labels(runs: pd.DataFrame, seed: int | None = None) -> dict[str, st
                 run_id = chosen["run_id"].iloc[0]
                 # The CNN's best has no dropout: one run, two names.
                 labels[run_id] = (f"{labels[run_id]} = {role.label}" if run_id in labels
-                                  else f"{MODEL_NAMES[model]}, {role.label}")
+                                  else f"{MODEL_LABELS[model]}, {role.label}")
     return labels
 
 
@@ -277,7 +275,7 @@ def plot_model_comparison(runs: pd.DataFrame) -> plt.Figure:
     if runs.empty:
         return nothing_to_draw("best settings", THREE_WIDE)
     data = runs.assign(model=_labelled(runs["model"], "model"))
-    panels = (("test_acc", METRIC_LABELS["test_acc"]), ("num_parameters", "trainable parameters (count)"),
+    panels = (("test_acc", axis_label("test_acc")), ("num_parameters", "trainable parameters (count)"),
               ("seconds_per_epoch", "seconds per epoch (s)"))
     figure, axes = plt.subplots(1, len(panels), figsize=THREE_WIDE, constrained_layout=True)
     for axis, (column, label) in zip(axes, panels):
@@ -302,7 +300,7 @@ def plot_against_reference(comparison: pd.DataFrame, metric: str = "test_acc") -
     margin = 0.05 * (high - low or 1.0)
     axis.plot([low - margin, high + margin], [low - margin, high + margin], color="grey", linestyle=":",
               label="reproduced = original")
-    name = METRIC_LABELS.get(metric, metric)
+    name = axis_label(metric)
     axis.set(xlabel=f"original report: {name}", ylabel=f"reproduced: {name}")
     axis.legend(loc="best")
     return figure
@@ -324,7 +322,7 @@ def plot_turning_epochs(turning: pd.DataFrame) -> plt.Figure:
 
 
 FIDELITY_PANELS = (("train_loss", "training loss (nats)"), ("val_loss", "validation loss (nats)"),
-                   ("test_acc", METRIC_LABELS["test_acc"]))
+                   ("test_acc", axis_label("test_acc")))
 
 
 def plot_fidelity(chosen: pd.DataFrame, original: dict[tuple[float, str], float]) -> plt.Figure:

@@ -2,7 +2,7 @@
 
 book/data/predictions.yaml states them; it was committed before the runs that test them, so
 nothing here chooses what to predict: this module only looks up runs and applies the book's
-noise rule (lab2.report.compare).
+noise rule (lab2.report.noise).
 
 - `lost_detail`: the noise level calibrated on the best setting alone, then, at that level,
   each of the other settings against the report's numbers.
@@ -23,10 +23,12 @@ import pandas as pd
 import yaml
 
 from lab2 import PROJECT_ROOT
+from lab2.core.summary import METRICS
 from lab2.report import results
-from lab2.report.compare import (NO_DIFFERENCE, NOT_MEASURED, SMALL, Estimate, Verdict, judge_against_original,
-                                 judge_difference, printed_numbers)
+from lab2.report.evidence import report_numbers, setting_key, value_words
 from lab2.report.experiments import BASELINE
+from lab2.report.noise import (NO_DIFFERENCE, NOT_MEASURED, Estimate, Verdict, agrees, judge_against_original,
+                               judge_difference, number)
 
 PREDICTIONS_FILE = PROJECT_ROOT / "book" / "data" / "predictions.yaml"
 HELD, FAILED, NOT_JUDGED = "held", "did not hold", "not judged"
@@ -40,21 +42,11 @@ def read(path: Path = PREDICTIONS_FILE) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 
-def agrees(verdict: Verdict) -> bool | None:
-    """Whether two numbers agree: their difference is small (or none), or within noise. None when
-    it is larger than small and one seed cannot tell it from noise, or a side is missing."""
-    if not verdict.measured:
-        return None
-    if verdict.size in (NO_DIFFERENCE, SMALL):
-        return True
-    return None if verdict.beyond_noise is None else not verdict.beyond_noise
-
-
 def outcome(held: bool | None) -> str:
     return NOT_JUDGED if held is None else HELD if held else FAILED
 
 
-def best_setting(runs: pd.DataFrame) -> dict:
+def best_mlp_setting(runs: pd.DataFrame) -> dict:
     """The MLP's best setting (its baseline in params/), as the fields a prediction changes."""
     best = results.runs_of(runs, "mlp", BASELINE)
     return {field: best[field].iloc[0].item() if hasattr(best[field].iloc[0], "item") else best[field].iloc[0]
@@ -84,28 +76,20 @@ def on_gpu(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def setting_words(changes: dict) -> str:
-    """{'batch_size': 50} -> 'batch size 50'; {'batchnorm': False} -> 'no BatchNorm'."""
-    words = []
-    for field, value in changes.items():
-        if field == "batchnorm":
-            words.append("BatchNorm" if value else "no BatchNorm")
-        else:
-            words.append(f"{field.replace('_', ' ')} {value:g}")
-    return ", ".join(words) or "the best setting"
+    """{'batch_size': 50} -> 'batch size 50'; {'batchnorm': False} -> 'without BatchNorm'."""
+    return ", ".join(value_words(field, value) for field, value in changes.items()) or "the best setting"
 
 
-def original(reference: pd.DataFrame, setting: dict, metric: str) -> tuple[float, int]:
-    """The report's number for an MLP setting and metric (the mean of its distinct printings) and how many runs it is."""
-    rows = reference[(reference["model"] == "mlp") & (reference["metric"] == metric)]
-    for field, value in setting.items():
-        rows = rows[np.isclose(rows[field].astype(float), float(value))]
-    printed = printed_numbers(rows["value"])
-    return (sum(printed) / len(printed), len(printed)) if printed else (math.nan, 0)
+def original(printed: dict, setting: dict, metric: str) -> tuple[float, int]:
+    """The report's number for an MLP setting and metric (the mean of its distinct printings) and how many runs
+    it is; `printed` is evidence.report_numbers of the report's numbers."""
+    found = printed.get((setting_key({"model": "mlp", "dropout_kind": None, **setting}), metric), {}).get("values", ())
+    return (sum(found) / len(found), len(found)) if found else (math.nan, 0)
 
 
-def _against_report(chosen: pd.DataFrame, reference: pd.DataFrame, setting: dict, metric: str) -> dict:
+def _against_report(chosen: pd.DataFrame, printed: dict, setting: dict, metric: str) -> dict:
     ours = Estimate.of(results.finished(chosen)[metric])
-    value, printings = original(reference, setting, metric)
+    value, printings = original(printed, setting, metric)
     verdict = judge_against_original(ours, value, metric, max(printings, 1))
     return {"ours": ours, "original": value, "verdict": verdict, "agrees": agrees(verdict)}
 
@@ -120,27 +104,27 @@ class LostDetail:
 
 
 def lost_detail(runs: pd.DataFrame, reference: pd.DataFrame, spec: dict | None = None) -> LostDetail:
-    spec = (spec or read())["lost_detail"]
-    best = best_setting(runs)
+    spec, printed = (spec or read())["lost_detail"], report_numbers(reference)
+    best = best_mlp_setting(runs)
     noisy = select(runs, jpeg_quality=None, batchnorm_variant=STANDARD, **best)
     levels = sorted(level for level in noisy["pixel_noise"].unique() if level > 0)
     rows, level = [], None
     for candidate in levels:
         chosen = select(noisy, pixel_noise=float(candidate))
-        found = [{"pixel noise": candidate, "metric": metric, **_against_report(chosen, reference, best, metric)}
+        found = [{"pixel noise": candidate, "metric": metric, **_against_report(chosen, printed, best, metric)}
                  for metric in spec["calibration_metrics"]]
         rows += found
         if level is None and all(row["agrees"] for row in found):
             level = float(candidate)
     calibration = _frame(rows)
 
-    prediction = _frame(_with_noise(runs, reference, best, spec["settings"], spec["metrics"], level))
+    prediction = _frame(_with_noise(runs, printed, best, spec["settings"], spec["metrics"], level))
     # What the noise costs: test accuracy is not predicted (noise carries no signal, so it costs some).
-    cost = _frame(_with_noise(runs, reference, best, [{}, *spec["settings"]], ["test_acc"], level))
+    cost = _frame(_with_noise(runs, printed, best, [{}, *spec["settings"]], ["test_acc"], level))
     return LostDetail(level, calibration, prediction, cost, _counts(prediction["agrees"]) if len(prediction) else {})
 
 
-def _with_noise(runs, reference, best: dict, settings: list[dict], metrics, level: float | None) -> list[dict]:
+def _with_noise(runs, printed: dict, best: dict, settings: list[dict], metrics, level: float | None) -> list[dict]:
     """Per setting and metric: our runs as read (the report's protocol, any device) and with noise at `level`."""
     rows = []
     for changes in settings:
@@ -150,7 +134,7 @@ def _with_noise(runs, reference, best: dict, settings: list[dict], metrics, leve
         for metric in metrics:
             rows.append({"setting": setting_words(changes), "metric": metric,
                          "as read": Estimate.of(results.finished(as_read)[metric]), "as read on": _devices(as_read),
-                         **_against_report(with_noise, reference, setting, metric)})
+                         **_against_report(with_noise, printed, setting, metric)})
     return rows
 
 
@@ -198,8 +182,8 @@ class Variants:
 
 
 def batchnorm_variants(runs: pd.DataFrame, reference: pd.DataFrame, spec: dict | None = None) -> Variants:
-    spec = (spec or read())["batchnorm_variants"]
-    best = best_setting(runs)
+    spec, printed = (spec or read())["batchnorm_variants"], report_numbers(reference)
+    best = best_mlp_setting(runs)
     rows = []
     for variant, by_batch in ((name, value) for name, value in spec.items() if name != "metrics"):
         for batch_size, predicted in by_batch.items():
@@ -210,7 +194,7 @@ def batchnorm_variants(runs: pd.DataFrame, reference: pd.DataFrame, spec: dict |
             for metric in spec["metrics"]:
                 measured = judge_difference(Estimate.of(results.finished(changed)[metric]),
                                             Estimate.of(results.finished(standard)[metric]), metric)
-                judged = _against_report(changed, reference, setting, metric)
+                judged = _against_report(changed, printed, setting, metric)
                 rows.append({"variant": variant, "batch size": int(batch_size), "metric": metric,
                              "standard": Estimate.of(results.finished(standard)[metric]), "variant value": judged["ours"],
                              "predicted": predicted[metric], "measured": measured,
@@ -237,7 +221,7 @@ def _all(values: pd.Series) -> bool | None:
 def device_effect(runs: pd.DataFrame, metrics=("train_loss", "train_acc", "val_loss", "val_acc", "test_acc"),
                   dropout_rates=(0.5, 0.0)) -> pd.DataFrame:
     """The best setting and the one without dropout as read: the H200 in tf32 against the CPU in fp32."""
-    best = best_setting(runs)
+    best = best_mlp_setting(runs)
     rows = []
     for rate in dropout_rates:
         setting = {**AS_READ, **best, "dropout_rate": rate}
@@ -251,16 +235,8 @@ def device_effect(runs: pd.DataFrame, metrics=("train_loss", "train_acc", "val_l
 
 
 # How the chapter shows the judged predictions: one row per setting and metric, numbers as text.
-METRIC_WORDS = {"train_loss": "training loss", "train_acc": "training accuracy", "val_loss": "validation loss",
-                "val_acc": "validation accuracy", "test_acc": "test accuracy"}
-
-
-def _difference_text(verdict: Verdict) -> str:
-    return f"{verdict.difference:+.3f} ({verdict.text})" if verdict.measured else NOT_MEASURED
-
-
-def _number(value: float) -> str:
-    return f"{value:.3f}" if not math.isnan(value) else NOT_MEASURED
+def _metric(name: str) -> str:
+    return METRICS[name].label
 
 
 def calibration_table(found: LostDetail) -> pd.DataFrame:
@@ -268,8 +244,8 @@ def calibration_table(found: LostDetail) -> pd.DataFrame:
     table = found.calibration
     return pd.DataFrame({
         "pixel noise (grey levels)": table["pixel noise"].map(lambda level: f"{level:g}"),
-        "metric": table["metric"].map(METRIC_WORDS), "ours, with noise": table["ours"].map(Estimate.format),
-        "report": table["original"].map(_number), "ours - report": table["verdict"].map(_difference_text),
+        "metric": table["metric"].map(_metric), "ours, with noise": table["ours"].map(Estimate.format),
+        "report": table["original"].map(number), "ours - report": table["verdict"].map(Verdict.shown),
         "agrees": table["outcome"].map({HELD: "yes", FAILED: "no", NOT_JUDGED: NOT_JUDGED}),
     })
 
@@ -278,11 +254,11 @@ def prediction_table(found: LostDetail) -> pd.DataFrame:
     """Per setting and metric: ours as read (and where it ran), ours with noise, the report's, the outcome."""
     table = found.prediction
     return pd.DataFrame({
-        "setting": table["setting"], "metric": table["metric"].map(METRIC_WORDS),
+        "setting": table["setting"], "metric": table["metric"].map(_metric),
         "ours, as read": [f"{estimate.format()} ({devices})" for estimate, devices in
                           zip(table["as read"], table["as read on"])],
-        "ours, with noise (CPU)": table["ours"].map(Estimate.format), "report": table["original"].map(_number),
-        "with noise - report": table["verdict"].map(_difference_text), "prediction": table["outcome"],
+        "ours, with noise (CPU)": table["ours"].map(Estimate.format), "report": table["original"].map(number),
+        "with noise - report": table["verdict"].map(Verdict.shown), "prediction": table["outcome"],
     })
 
 
@@ -292,19 +268,19 @@ def variants_table(found: Variants) -> pd.DataFrame:
     table = found.table
     return pd.DataFrame({
         "variant": table["variant"].str.replace("_", " "), "batch size": table["batch size"],
-        "metric": table["metric"].map(METRIC_WORDS), "standard": table["standard"].map(Estimate.format),
+        "metric": table["metric"].map(_metric), "standard": table["standard"].map(Estimate.format),
         "variant value": table["variant value"].map(Estimate.format), "predicted": table["predicted"],
-        "variant - standard": table["measured"].map(_difference_text), "prediction": table["prediction"],
-        "report": table["original"].map(_number),
+        "variant - standard": table["measured"].map(Verdict.shown), "prediction": table["prediction"],
+        "report": table["original"].map(number),
         "agrees with the report": table["agrees"].map({True: "yes", False: "no", None: NOT_JUDGED}),
     })
 
 
 def device_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
-        "dropout rate": frame["dropout_rate"].map(lambda rate: f"{rate:g}"), "metric": frame["metric"].map(METRIC_WORDS),
+        "dropout rate": frame["dropout_rate"].map(lambda rate: f"{rate:g}"), "metric": frame["metric"].map(_metric),
         "H200, tf32": frame["H200, tf32"].map(Estimate.format), "CPU, fp32": frame["CPU, fp32"].map(Estimate.format),
-        "CPU - H200": frame["verdict"].map(_difference_text),
+        "CPU - H200": frame["verdict"].map(Verdict.shown),
     })
 
 
@@ -315,6 +291,6 @@ def cost_table(found: LostDetail) -> pd.DataFrame:
         "setting": table["setting"],
         "ours, as read": [f"{estimate.format()} ({devices})" for estimate, devices in
                           zip(table["as read"], table["as read on"])],
-        "ours, with noise (CPU)": table["ours"].map(Estimate.format), "report": table["original"].map(_number),
-        "with noise - report": table["verdict"].map(_difference_text),
+        "ours, with noise (CPU)": table["ours"].map(Estimate.format), "report": table["original"].map(number),
+        "with noise - report": table["verdict"].map(Verdict.shown),
     })

@@ -18,6 +18,7 @@ import pandas as pd
 from lab2 import PROJECT_ROOT
 from lab2.core.config import FIELD_NAMES, FIELD_TYPES, RunConfig
 from lab2.core.summary import DIVERGED, FINISHED_STATUSES, OK
+from lab2.core.summary import METRICS as METRIC_TABLE
 from lab2.report.experiments import DEPARTURES, REPORTED, Role, shown_roles
 from lab2.runs import record
 from lab2.runs.fingerprint import project_path
@@ -25,7 +26,7 @@ from lab2.runs.manifest import load_manifest
 from lab2.runs.record import profile_dir
 
 REFERENCE_CSV = PROJECT_ROOT / "book" / "data" / "original_report_results.csv"
-METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "best_val_acc", "test_loss", "test_acc")
+METRICS = tuple(METRIC_TABLE)  # the metric names, in the report's order
 # The config fields that tell runs of one seed apart (seed excluded).
 SETTING_FIELDS = tuple(name for name in FIELD_NAMES if name != "seed")
 # The book's pages read these; `python -m lab2 book` sets them for the build.
@@ -56,7 +57,7 @@ def load_runs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
     """
     manifest = load_manifest(profile, results_root)
     folder = profile_dir(profile, results_root)
-    labels = shown_roles(manifest["experiments"])
+    labels = shown_roles(manifest["experiments"], load_reference())
     rows = []
     for planned in manifest["runs"]:
         run = record.read_run(folder / planned["run_id"])

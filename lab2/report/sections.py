@@ -1,212 +1,118 @@
-"""A section of a chapter: the runs of one experiment (or a few, side by side), what ran and
-what did not, and how the page shows it.
+"""A section of a chapter: the evidence rows of one experiment (or a few, side by side), what ran
+and what did not, and how the page shows it.
 
-Missing runs are said once per section: a section with no finished run shows one notice
-(which settings, how many runs, why they are missing, what a run costs and the command that
-makes them); a section with some shows what ran and one line naming what did not. Its table
-puts the original report's number beside ours for every setting and metric the report
-printed, with the difference judged by the noise rule (lab2.report.compare). Sentences that
-interpret a section's numbers are shown only when every setting of the section has run:
-`Section.says` takes them from the page, so the sentences stay in the Markdown.
+Its table is a pivot of the evidence (lab2.report.evidence): a column per setting that ran, our
+numbers beside the report's. What has not run is said once per section, in one line (or, when
+nothing ran, one notice) that names the settings and seeds and links to the one place that says
+what making them costs (`status`, on the introduction). Sentences that interpret a section's
+numbers are shown only when every setting has run: `Section.says` takes them from the page.
 """
 
 import math
-from dataclasses import dataclass
 from functools import cached_property
 
 import pandas as pd
 from IPython.display import Markdown
 
-from lab2.core.config import MODELS
+from lab2.core.config import MODEL_LABELS
 from lab2.core.models import multiply_adds
-from lab2.core.summary import DIVERGED
-from lab2.report import results
-from lab2.report.compare import (SETTING_KEYS, Estimate, _comparable_keys, judge_against_original, plus_minus,
-                                  printed_numbers)
-from lab2.report.experiments import REPORTED, Role
+from lab2.report import evidence, results
+from lab2.report.experiments import ABLATIONS, BASELINE, DEPARTURES, NO_BATCHNORM, NO_DROPOUT, Role
+from lab2.report.noise import NOT_MEASURED, Estimate, difference_phrase, noise_phrase
 from lab2.report.results import METRICS
 
-NOT_IN_REPORT = "–"  # a setting or metric the report did not print
-DIVERGED_CELL = DIVERGED  # a setting every seed of which diverged (the seeds row says when)
 CPU_PATIENCE_MINUTES = 60  # a run longer than this on a CPU is sent to a GPU machine
-MODEL_NAMES = {model: model.upper() for model in MODELS}  # how the pages name each model
-FIELD_WORDS = {"dropout_rate": "dropout rate", "batch_size": "batch size", "learning_rate": "learning rate",
-               "dropout_kind": "dropout kind", "jpeg_quality": "JPEG quality", "pixel_noise": "pixel noise",
-               "channels": "channels", "hidden": "hidden units", "batchnorm": "BatchNorm"}
-
-
-def value_words(field: str, value) -> str:
-    """A setting's value as a reader says it: 'batch size 50', 'JPEG quality as read'."""
-    if field == "jpeg_quality" and (value is None or (isinstance(value, float) and math.isnan(value))):
-        return "JPEG quality as read"
-    if isinstance(value, float):
-        value = f"{value:g}"
-    return f"{FIELD_WORDS.get(field, field)} {value}"
+STATUS_LINK = "{ref}`what making them takes <status>`"  # the introduction's one statement of it
 
 
 def plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-@dataclass
-class Column:
-    """One setting of a section: how its column is headed and the runs planned for it."""
-
-    label: str
-    planned: pd.DataFrame  # runs planned for this setting (every seed), finished or not
-    reported: bool  # whether the report ran this experiment, so may have printed its numbers
-
-    @property
-    def finished(self) -> pd.DataFrame:
-        return results.finished(self.planned)
-
-    @property
-    def diverged(self) -> pd.DataFrame:
-        return results.diverged(self.planned)
-
-    @property
-    def ran(self) -> bool:
-        """Some run of this setting ended: trained to the end, or diverged."""
-        return not results.ended(self.planned).empty
+def seeds_words(seeds) -> str:
+    """'seed 1', 'seeds 1 and 2', 'seeds 0, 1 and 2'."""
+    seeds = [str(seed) for seed in seeds]
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(seeds[:-1])} and {seeds[-1]}"
 
 
 class Section:
-    """The runs of one model's experiment in a role (a grid: a column per value), or of a few
-    one-setting roles side by side (a column per role)."""
+    """One model's experiment in a role (a column per grid value), or a few one-setting roles side by side."""
 
-    def __init__(self, runs: pd.DataFrame, reference: pd.DataFrame, model: str, roles, costs: "Costs"):
-        self.runs, self.reference, self.model, self.costs = runs, reference, model, costs
+    def __init__(self, evidence_table: pd.DataFrame, runs: pd.DataFrame, model: str, roles):
+        self.model, self.runs = model, runs
         self.roles = (roles,) if isinstance(roles, Role) else tuple(roles)
-        self.shown_once = False
+        self.rows = pd.concat([evidence.rows(evidence_table, model, role) for role in self.roles], ignore_index=True)
+        self.settings = self.rows.drop_duplicates("label")  # one row per setting (its first metric)
+
+    @property
+    def name(self) -> str:
+        return f"the {MODEL_LABELS[self.model]}'s " + " / ".join(role.label for role in self.roles)
 
     @cached_property
-    def columns(self) -> list[Column]:
-        reported = {role.label for role in REPORTED.values()}
-        if len(self.roles) > 1:
-            return [Column(role.label, results.runs_of(self.runs, self.model, role), role.label in reported)
-                    for role in self.roles]
-        role = self.roles[0]
-        planned = results.runs_of(self.runs, self.model, role)
-        axes = results.varying_fields(planned)
-        if not axes:
-            return [Column(role.label, planned, role.label in reported)]
-        columns = []
-        for values, group in planned.groupby(axes, sort=True, dropna=False):
-            values = values if isinstance(values, tuple) else (values,)
-            label = ", ".join(value_words(axis, value) for axis, value in zip(axes, values))
-            columns.append(Column(label, group, role.label in reported))
-        return columns
-
-    @property
     def planned(self) -> pd.DataFrame:
-        return pd.concat([column.planned for column in self.columns]).drop_duplicates("run_id")
-
-    @property
-    def finished(self) -> pd.DataFrame:
-        return results.finished(self.planned)
-
-    @property
-    def missing_columns(self) -> list[Column]:
-        """The settings no run of which has ended (diverged ones are not missing: they are said as diverged)."""
-        return [column for column in self.columns if not column.ran]
-
-    @property
-    def complete(self) -> bool:
-        """Every setting has at least one run trained to the end: its sentences can be said."""
-        return all(not column.finished.empty for column in self.columns)
-
-    @property
-    def comparable(self) -> bool:
-        """At least two settings have finished runs: a figure comparing them has something to compare."""
-        return sum(not column.finished.empty for column in self.columns) >= 2
+        """The runs of this section, finished or not."""
+        ids = {run_id for run_ids in self.settings["run_ids"] for run_id in run_ids}
+        return self.runs[self.runs["run_id"].isin(ids)]
 
     @property
     def empty(self) -> bool:
         """No run has ended: the section is one notice."""
-        return results.ended(self.planned).empty
+        return not (self.settings["finished"] + self.settings["diverged"]).any()
 
     @property
-    def name(self) -> str:
-        return f"the {MODEL_NAMES.get(self.model, self.model)}'s " + " / ".join(role.label for role in self.roles)
+    def complete(self) -> bool:
+        """Every setting has at least one run trained to the end: its sentences can be said."""
+        return bool(len(self.settings)) and bool((self.settings["finished"] > 0).all())
 
-    # ------------------------------------------------------------ what did not run
+    @property
+    def comparable(self) -> bool:
+        """At least two settings have finished runs: a figure comparing them has something to compare."""
+        return int((self.settings["finished"] > 0).sum()) >= 2
 
-    def missing_runs(self) -> int:
-        return len(self.planned) - len(results.ended(self.planned))
+    def _missing(self) -> tuple[list[str], int]:
+        """What has not run, in words (settings without a run, then seeds missing from the others), and how many runs."""
+        unrun = self.settings[self.settings["finished"] + self.settings["diverged"] == 0]
+        parts = ["; ".join(unrun["label"])] if len(unrun) else []
+        count = int(unrun["planned"].sum())
+        partial = evidence.missing_seeds(self.settings[self.settings["finished"] + self.settings["diverged"] > 0])
+        for row in partial.itertuples():
+            # A grid's setting by its value ("of batch size 100"); a one-setting role by its label.
+            where = f"of {row.label}" if row.axes else "of the best setting" if row.label == BASELINE.label else row.label
+            parts.append(f"{seeds_words(row.lacking)} {where}")
+            count += len(row.lacking)
+        return parts, count
 
     def notice(self) -> Markdown:
         """The one notice of a section without a finished run."""
-        labels = "; ".join(column.label for column in self.columns)
-        runs = self.missing_runs()
-        return Markdown(
-            f"**Not run yet.** No run of {self.name} has finished ({plural(runs, 'run')} planned over "
-            f"{plural(len(self.columns), 'setting')}: {labels}). {self.costs.why(self.model)}"
-        )
+        return Markdown(f"**Not run yet.** No run of {self.name} has finished ({plural(int(self.settings['planned'].sum()), 'run')} "
+                        f"planned over {plural(len(self.settings), 'setting')}: {'; '.join(self.settings['label'])}): "
+                        f"{STATUS_LINK}.")
 
     def missing_line(self) -> Markdown | None:
-        """One line naming the settings of a partly run section that have no finished run."""
-        missing = self.missing_columns
-        if not missing:
+        """One line naming what of a partly run section has not run: settings, then seeds."""
+        parts, count = self._missing()
+        if not parts:
             return None
-        runs = sum(len(column.planned) for column in missing)
-        return Markdown(
-            f"Not run yet: {'; '.join(column.label for column in missing)} "
-            f"({plural(runs, 'run')}). {self.costs.why(self.model)}"
-        )
-
-    # ------------------------------------------------------------ what the page shows
+        return Markdown(f"Not run yet: {'; '.join(parts)} ({plural(count, 'run')}); {STATUS_LINK}.")
 
     def table(self, metrics=METRICS):
-        """Ours beside the original's number, per metric and setting; or the notice when nothing ran."""
+        """Ours beside the report's number, per metric and setting; or the notice when nothing ran."""
         if self.empty:
             return self.notice()
-        return Shown(self.against_original(metrics), self.missing_line())
+        return Shown(evidence.pivot(self.rows, metrics), self.missing_line())
 
     def says(self, template: str, when: bool | None = None, **facts) -> Markdown | None:
         """The page's sentences about this section, once every setting has run (or `when` the page
-        knows better what they need); otherwise nothing: the section's table or notice has said
-        what is missing."""
+        knows better what they need); otherwise nothing: the table or notice has said what is missing."""
         ready = self.complete if when is None else when
         return Markdown(template.format(**facts)) if ready else None
 
     def original_numbers(self) -> dict[str, float] | None:
         """The report's numbers of a one-setting section ({metric: mean of its values}); None if it printed none."""
-        column = self.columns[0]
-        if len(self.columns) != 1 or not column.reported:
+        if len(self.settings) != 1:
             return None
-        setting = _setting_key(column.planned.iloc[0])
-        printed = _printed_numbers(self.reference)
-        numbers = {metric: sum(values) / len(values) for metric in METRICS
-                   if (values := printed.get((*setting, metric)))}
-        return numbers or None
-
-    def against_original(self, metrics=METRICS) -> pd.DataFrame:
-        """Rows (metric, ours | original | difference), a column per finished setting."""
-        ran = [column for column in self.columns if column.ran]
-        printed = _printed_numbers(self.reference)
-        data, index = {}, []
-        index.append(("", "seeds"))
-        for metric in metrics:
-            index += [(metric, "ours"), (metric, "original"), (metric, "difference")]
-        for column in ran:
-            cells = [_seeds_cell(column.finished, column.diverged)]
-            if column.finished.empty:  # every seed diverged: no number of ours to show or judge
-                data[column.label] = cells + [DIVERGED_CELL] * (3 * len(metrics))
-                continue
-            setting = _setting_key(column.finished.iloc[0])
-            for metric in metrics:
-                ours = Estimate.of(column.finished[metric])
-                original = printed.get((*setting, metric)) if column.reported else None
-                cells.append(plus_minus(ours.mean, ours.std))
-                if original is None:
-                    cells += [NOT_IN_REPORT, NOT_IN_REPORT]
-                    continue
-                values = original
-                verdict = judge_against_original(ours, sum(values) / len(values), metric, len(values))
-                cells.append(" / ".join(f"{value:.3f}" for value in values))
-                cells.append(f"{verdict.difference:+.3f} ({verdict.text})")
-            data[column.label] = cells
-        return pd.DataFrame(data, index=pd.MultiIndex.from_tuples(index, names=["metric", ""]))
+        printed = self.rows[self.rows["original_values"].map(bool)]
+        return dict(zip(printed["metric"], printed["original"])) or None
 
 
 def side_by_side(shown: dict[str, Section], metrics=METRICS):
@@ -215,11 +121,10 @@ def side_by_side(shown: dict[str, Section], metrics=METRICS):
     present = {label: section for label, section in shown.items() if not section.empty}
     if not present:
         return next(iter(shown.values())).notice()
-    table = pd.concat([section.against_original(metrics).set_axis([label], axis=1)
+    table = pd.concat([evidence.pivot(section.rows, metrics).set_axis([label], axis=1)
                        for label, section in present.items()], axis=1)
     missing = [section for section in shown.values() if section.empty]
-    line = missing[0].missing_line() if missing else None
-    return Shown(table, line)
+    return Shown(table, missing[0].missing_line() if missing else None)
 
 
 class Shown:
@@ -236,82 +141,10 @@ class Shown:
             display(self.line)
 
 
-def _setting_key(run: pd.Series) -> tuple:
-    key = _comparable_keys(pd.DataFrame([run]))[SETTING_KEYS].iloc[0]
-    return tuple(key)
-
-
-def _printed_numbers(reference: pd.DataFrame) -> dict[tuple, list[float]]:
-    """(model, setting..., metric) -> the report's distinct numbers for it (compare.printed_numbers)."""
-    keyed = _comparable_keys(reference)
-    numbers = {}
-    for key, values in keyed.groupby([*SETTING_KEYS, "metric"], sort=False)["value"]:
-        numbers[key] = printed_numbers(values)
-    return numbers
-
-
-def _seeds_cell(finished: pd.DataFrame, diverged: pd.DataFrame) -> str:
-    """How many seeds, on which devices and precisions when they differ, and which diverged when."""
-    count = str(len(finished))
-    kinds = (finished["device_name"].fillna("unknown device") + " " + finished["used_precision"].fillna("")).str.strip()
-    if kinds.nunique() > 1:
-        mix = ", ".join(f"{n} on {kind}" for kind, n in kinds.value_counts().items())
-        count = f"{count} ({mix}: mixed)"
-    if not diverged.empty:
-        count += f"; {diverged_words(diverged)}, not counted"
-    return count
-
-
-def diverged_words(diverged: pd.DataFrame) -> str:
-    """'seed 0 diverged at epoch 2': the diverged runs of one setting, with when."""
-    parts = [f"seed {run.seed} diverged at epoch {_epoch(run.diverged_epoch)}" for run in diverged.itertuples()]
-    return ", ".join(parts)
-
-
-def _epoch(value) -> str:
-    return "?" if pd.isna(value) else str(int(value))
-
-
-class Costs:
-    """What a run of each model costs, read from the finished runs: why runs are missing and how to make them."""
-
-    def __init__(self, runs: pd.DataFrame, profile: str):
-        self.runs, self.profile = runs, profile
-
-    def per_device(self, model: str) -> pd.Series:
-        """Median minutes of one finished run of `model`, per device."""
-        finished = results.finished(self.runs[self.runs["model"] == model])
-        return (finished.groupby("device_name")["seconds"].median() / 60).sort_values()
-
-    def cpu_estimate(self, model: str) -> float | None:
-        """Minutes a run of `model` would take on the CPU that made another model's runs, scaled
-        by the two models' multiply-adds per image and images per run; None without such runs."""
-        finished = results.finished(self.runs)
-        on_cpu = finished[finished["used_precision"].eq("fp32") & finished["device_name"].eq("cpu")
-                          & finished["model"].ne(model)]
-        planned = self.runs[self.runs["model"] == model]
-        if on_cpu.empty or planned.empty:
-            return None
-        work = on_cpu.apply(_work, axis=1)
-        seconds_per_work = (on_cpu["seconds"] / work).median()
-        return seconds_per_work * _work(planned.iloc[0]) / 60
-
-    def why(self, model: str) -> str:
-        """What a run of `model` costs on each device that made one (or, estimated, on this CPU), and the command."""
-        minutes = self.per_device(model)
-        parts = [f"about {_duration(value)} on {'a CPU' if device == 'cpu' else device}"
-                 for device, value in minutes.items()]
-        cpu_minutes = minutes.get("cpu")
-        if cpu_minutes is None and (cpu_minutes := self.cpu_estimate(model)) is not None:
-            parts.append(f"about {_duration(cpu_minutes)} on this project's CPU (estimated from its "
-                         f"{'CNN' if model == 'mlp' else 'MLP'} runs there and the two models' multiply-adds)")
-        name = MODEL_NAMES.get(model, model)
-        cost = f"{'An' if model == 'mlp' else 'A'} {name} run of this profile takes {'; '.join(parts)}. " if parts else ""
-        command = f"make sweep PROFILE={self.profile} ARGS=\"--only '{model}/*'\""
-        # Runs of an hour or more on a CPU are for a GPU machine; shorter ones a CPU sweeps in the background.
-        needs_gpu = cpu_minutes is None or cpu_minutes >= CPU_PATIENCE_MINUTES
-        gpu = " on a GPU machine (`make gpu-check` there packs them as they finish)" if needs_gpu else ""
-        return f"{cost}`{command}` makes them{gpu}."
+def _minutes(runs: pd.DataFrame, model: str) -> pd.Series:
+    """Median minutes of one finished run of `model`, per device."""
+    finished = results.finished(runs[runs["model"] == model])
+    return (finished.groupby("device_name")["seconds"].median() / 60).sort_values()
 
 
 def _work(run: pd.Series) -> float:
@@ -323,9 +156,97 @@ def _work(run: pd.Series) -> float:
     return multiply_adds(results.run_config(run)) * images * run["num_epochs"]
 
 
+def _cpu_estimate(runs: pd.DataFrame, model: str) -> float | None:
+    """Minutes a run of `model` would take on the CPU that made another model's runs, scaled by the two
+    models' multiply-adds per image and images per run; None without such runs."""
+    finished = results.finished(runs)
+    on_cpu = finished[finished["used_precision"].eq("fp32") & finished["device_name"].eq("cpu")
+                      & finished["model"].ne(model)]
+    planned = runs[runs["model"] == model]
+    if on_cpu.empty or planned.empty:
+        return None
+    return (on_cpu["seconds"] / on_cpu.apply(_work, axis=1)).median() * _work(planned.iloc[0]) / 60
+
+
 def _duration(minutes: float) -> str:
-    if minutes >= 90:
-        return f"{minutes / 60:.1f} hours"
-    if minutes >= 1:
-        return f"{minutes:.0f} min"
-    return f"{minutes * 60:.0f} s"
+    return f"{minutes / 60:.1f} hours" if minutes >= 90 else f"{minutes:.0f} min" if minutes >= 1 else f"{minutes * 60:.0f} s"
+
+
+def status(runs: pd.DataFrame, model: str, profile: str) -> str | None:
+    """What of `model`'s plan has not run, what a run costs on each device that made one (or, estimated,
+    on this CPU) and the command that makes them: said once in the book (the introduction). None when
+    every run has ended."""
+    planned = runs[runs["model"] == model]
+    missing = planned[~planned["run_id"].isin(results.ended(planned)["run_id"])]
+    if missing.empty:
+        return None
+    minutes = _minutes(runs, model)
+    costs = [f"about {_duration(value)} on {'a CPU' if device == 'cpu' else device}" for device, value in minutes.items()]
+    cpu_minutes = minutes.get("cpu")
+    if cpu_minutes is None and (cpu_minutes := _cpu_estimate(runs, model)) is not None:
+        other = "CNN" if model == "mlp" else "MLP"
+        costs.append(f"about {_duration(cpu_minutes)} on this project's CPU (estimated from its {other} runs there "
+                     "and the two models' multiply-adds)")
+    name = MODEL_LABELS[model]
+    settings = missing.groupby(list(results.SETTING_FIELDS), dropna=False).ngroups
+    text = (f"**The {name}**: {plural(len(missing), 'run')} of {len(planned)} have not run "
+            f"({plural(settings, 'setting')}; {seeds_words(sorted(missing['seed'].unique()))}). ")
+    text += f"A run of this profile takes {'; '.join(costs)}. " if costs else ""
+    command = f"make sweep PROFILE={profile} ARGS=\"--only '{model}/*'\""
+    # Runs of an hour or more on a CPU are for a GPU machine; shorter ones a CPU sweeps in the background.
+    needs_gpu = cpu_minutes is None or cpu_minutes >= CPU_PATIENCE_MINUTES
+    return text + f"`{command}` makes them" + (" on a GPU machine (`make gpu-check` there packs them as they finish)."
+                                                 if needs_gpu else ".")
+
+
+def _gap(runs: pd.DataFrame) -> Estimate:
+    """Training minus validation accuracy at the last epoch, over finished runs: how much a model overfits."""
+    finished = results.finished(runs)
+    return Estimate.of(finished["train_acc"] - finished["val_acc"])
+
+
+def grid_facts(section: Section) -> dict:
+    """The numbers a chapter quotes about one grid section: the best value and its runner-up (and the worst),
+    and training accuracy and the train - validation gap at the grid's two ends. Settings that have not
+    finished give nan, which the page's phrases say."""
+    test = section.rows[section.rows["metric"] == "test_acc"]
+    axis = test["axes"].iloc[0][0]
+    ranked = test[test["count"] > 0].sort_values("mean", ascending=False, kind="stable")
+    nothing = pd.Series({axis: math.nan, "estimate": Estimate(math.nan, math.nan, 0)})
+    best = ranked.iloc[0] if len(ranked) else nothing
+    runner_up, worst = (ranked.iloc[1], ranked.iloc[-1]) if len(ranked) > 1 else (nothing, nothing)
+    low, high = test[axis].min(), test[axis].max()
+    facts = {"best": best[axis], "best_text": best["estimate"].format(),
+             "runner_up": runner_up[axis], "runner_up_text": runner_up["estimate"].format(),
+             "noise": noise_phrase(best["estimate"], runner_up["estimate"]),
+             "worst": worst[axis], "worst_text": worst["estimate"].format(), "low": low, "high": high}
+    for end, value in (("low", low), ("high", high)):
+        at_end = section.planned[section.planned[axis] == value]
+        facts[f"train_acc_{end}"] = results.finished(at_end)["train_acc"].mean()
+        facts[f"gap_{end}"] = _gap(at_end).mean
+    return facts
+
+
+def ablation_facts(evidence_table: pd.DataFrame, runs: pd.DataFrame, epochs: pd.DataFrame, model: str) -> dict:
+    """The numbers a model's chapter quotes about its best setting, without Dropout and without BatchNorm,
+    named by each role's name (test_best, gap_no_dropout, against_no_batchnorm, ...)."""
+    protocol = evidence_table[(evidence_table["model"] == model)
+                              & ~evidence_table["role"].isin({role.label for role in DEPARTURES})]
+    facts, estimates = {"spread_note": evidence.spread_note(protocol)}, {}
+    for role in ABLATIONS:
+        estimates[role] = evidence.estimate(evidence_table, model, role)
+        chosen = results.runs_of(runs, model, role)
+        first_epoch = epochs[epochs["run_id"].isin(results.finished(chosen)["run_id"]) & (epochs["epoch"] == 1)]
+        facts.update({f"test_{role.name}": estimates[role].mean, f"test_{role.name}_text": estimates[role].format(),
+                      f"gap_{role.name}": _gap(chosen).mean,
+                      f"first_train_loss_{role.name}": first_epoch["train_loss"].mean()})
+    for role in (NO_DROPOUT, NO_BATCHNORM):
+        facts[f"against_{role.name}"] = difference_phrase(estimates[BASELINE], estimates[role])
+        facts[f"noise_{role.name}"] = noise_phrase(estimates[BASELINE], estimates[role])
+    gap_change = facts[f"gap_{BASELINE.name}"] - facts[f"gap_{NO_DROPOUT.name}"]
+    facts["gap_change"] = ("narrows" if gap_change < 0 else "widens" if gap_change > 0 else
+                           "leaves unchanged" if gap_change == 0 else "cannot yet be said to change")
+    loss_change = facts[f"first_train_loss_{BASELINE.name}"] - facts[f"first_train_loss_{NO_BATCHNORM.name}"]
+    facts["first_loss_change"] = ("lower" if loss_change < 0 else "higher" if loss_change > 0 else
+                                  "the same" if loss_change == 0 else NOT_MEASURED)
+    return facts

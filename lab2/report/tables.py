@@ -6,79 +6,35 @@ from pathlib import Path
 
 import pandas as pd
 
-from lab2.core.config import MODELS
-from lab2.report import results
-from lab2.report.compare import (CLEAR, LARGE, NO_DIFFERENCE, NOT_MEASURED, SETTING_KEYS, SIZE_STEPS, SMALL,
-                                 grid_axes, metric_kind, plus_minus)
-from lab2.report.experiments import ABLATIONS, Role
-from lab2.report.results import METRICS
-from lab2.report.sections import DIVERGED_CELL
+from lab2.core.config import MODEL_LABELS, MODELS
+from lab2.core.summary import METRICS
+from lab2.report import evidence, results
+from lab2.report.evidence import SETTING_KEYS
+from lab2.report.experiments import BASELINE
+from lab2.report.noise import CLEAR, LARGE, NO_DIFFERENCE, NOT_MEASURED, SIZE_STEPS, SMALL, number
 from lab2.runs import record
 
 RUN_ANCHOR = "run-"  # + run id: the id of a run's cell in the table of runs (runs_table), which the PDF links to
 
 
-def format_spread(spread: pd.DataFrame, by: list[str], metrics=METRICS, digits: int = 3,
-                  planned: pd.DataFrame | None = None) -> pd.DataFrame:
-    """A seed_spread table as 'mean ± std' strings per setting, with the number of seeds.
-
-    planned: every setting that should be there (columns `by`); one without finished runs shows as
-    NOT_MEASURED, or as diverged when its runs (with a status column) diverged.
-    """
-    diverged = set()
-    if planned is not None:
-        if "status" in planned:
-            diverged = set(results.diverged(planned)[by].itertuples(index=False, name=None))
-        spread = planned[by].drop_duplicates().merge(spread, on=by, how="left")
-    count = spread[f"{metrics[0]}_count"].fillna(0).astype(int)
-    empty = [DIVERGED_CELL if key in diverged else NOT_MEASURED
-             for key in spread[by].itertuples(index=False, name=None)]
-    table = spread[by].copy()
-    for metric in metrics:
-        table[metric] = [plus_minus(m, s, digits) if n else none
-                         for m, s, n, none in zip(spread[f"{metric}_mean"], spread[f"{metric}_std"], count, empty)]
-    table["seeds"] = count
-    return table.set_index(by)
-
-
-def experiment_table(runs: pd.DataFrame, model: str, experiment: Role | str, metrics=METRICS) -> pd.DataFrame:
-    """The metrics of one experiment per grid value, mean ± std over seeds; unfinished values as NOT_MEASURED."""
-    chosen = results.runs_of(runs, model, experiment)
-    axes = grid_axes(chosen) or ["model"]
-    planned = chosen.sort_values(axes)  # grid values in increasing order, whatever order the plan ran them in
-    return format_spread(results.seed_spread(chosen, axes, metrics), axes, metrics, planned=planned)
-
-
-def best_setting(runs: pd.DataFrame, axes: list[str]) -> str:
-    """The setting of these runs with the best mean test accuracy, in words; NOT_MEASURED before any finished."""
-    spread = results.seed_spread(runs, axes or ["model"], ["test_acc"])
-    if spread.empty:
-        return NOT_MEASURED
-    best = spread.loc[spread["test_acc_mean"].idxmax()]
-    setting = ", ".join(f"{axis} = {best[axis]}" for axis in axes) or "its one setting"
-    return f"{setting} ({plus_minus(best['test_acc_mean'], best['test_acc_std'])})"
-
-
-def experiments_overview(runs: pd.DataFrame, experiments: list[str]) -> pd.DataFrame:
+def experiments_overview(ev: pd.DataFrame, experiments: list[str]) -> pd.DataFrame:
     """One row per 'model/name' experiment: runs planned and finished, the fields it varies, its best setting."""
     rows = []
     for experiment in experiments:
-        model, name = experiment.split("/", 1)
-        chosen = results.runs_of(runs, model, name)
-        axes = grid_axes(chosen)
-        rows.append({"experiment": experiment, "planned runs": len(chosen), "finished": len(results.finished(chosen)),
-                     "varies": ", ".join(axes) or "nothing", "best test accuracy": best_setting(chosen, axes)})
-    return pd.DataFrame(rows).set_index("experiment")
+        settings = ev[(ev["experiment"] == experiment) & (ev["metric"] == "test_acc")]
+        ran = settings[settings["count"] > 0]
+        best = ran.loc[ran["mean"].idxmax()] if len(ran) else None
+        rows.append({"experiment": experiment, "model": MODEL_LABELS[settings["model"].iloc[0]],
+                     "planned runs": int(settings["planned"].sum()), "finished": int(settings["finished"].sum()),
+                     "varies": ", ".join(settings["axes"].iloc[0]) or "nothing",
+                     "best test accuracy": NOT_MEASURED if best is None else f"{best['label']} ({best['estimate'].format()})"})
+    return pd.DataFrame(rows)
 
 
-def ablation_table(runs: pd.DataFrame, model: str, roles=ABLATIONS, metrics=METRICS) -> pd.DataFrame:
-    """The metrics of one-setting experiments (best, without dropout, without BatchNorm) side by side."""
-    rows = []
-    for role in roles:
-        chosen = results.runs_of(runs, model, role).assign(experiment=role.label)
-        rows.append(results.seed_spread(chosen, ["experiment"], metrics))
-    planned = pd.DataFrame({"experiment": [role.label for role in roles]})
-    return format_spread(pd.concat(rows, ignore_index=True), ["experiment"], metrics, planned=planned)
+def best_runs(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """Each model's best-setting runs (every seed), with their mean seconds per epoch."""
+    chosen = pd.concat([results.finished(results.runs_of(runs, model, BASELINE)) for model in MODELS], ignore_index=True)
+    return chosen.assign(seconds_per_epoch=chosen["run_id"].map(results.epoch_seconds(epochs)))
 
 
 def model_table(best: pd.DataFrame) -> pd.DataFrame:
@@ -102,14 +58,12 @@ def reference_table(comparison: pd.DataFrame, metric: str | None = None) -> pd.D
     rows = disagreement_order(comparison if metric is None else comparison[comparison["metric"] == metric])
     measured = rows["seeds"] > 0
     table = pd.DataFrame({
-        "model": rows["model"].str.upper(), "setting": rows.apply(setting_label, axis=1), "metric": rows["metric"],
-        "printed in": rows["experiments"],
+        "model": rows["model"].map(MODEL_LABELS), "setting": rows.apply(setting_label, axis=1),
+        "metric": rows["metric"].map(lambda name: METRICS[name].label), "printed in": rows["printed_in"],
         "original": [original_text(value, values) for value, values in zip(rows["original"], rows["original_values"])],
-        "reproduced": [plus_minus(mean, std, 4) if has else NOT_MEASURED
-                       for mean, std, has in zip(rows["reproduced"], rows["std"], measured)],
-        "seeds": rows["seeds"],
-        "difference": [f"{d:+.4f}" if has else "" for d, has in zip(rows["difference"], measured)],
-        "verdict": [v if has else "" for v, has in zip(rows["verdict"], measured)],
+        "reproduced": [estimate.format(4) for estimate in rows["estimate"]], "seeds": rows["seeds"],
+        "difference": [number(d, 4, sign=True) if has else "" for d, has in zip(rows["difference"], measured)],
+        "verdict": [verdict.text if has else "" for verdict, has in zip(rows["verdict"], measured)],
     }).reset_index(drop=True)
     return table.drop(columns="metric") if metric is not None else table
 
@@ -122,14 +76,16 @@ def agreement_by_metric(comparison: pd.DataFrame) -> pd.DataFrame:
         measured = group[group["seeds"] > 0]
         beyond, differences = measured["beyond_noise"], measured["difference"]
         rows.append({
-            "model": model.upper(), "metric": metric, "numbers": len(group), "with runs": len(measured),
+            "model": MODEL_LABELS[model], "metric": METRICS[metric].label, "numbers": len(group),
+            "with runs": len(measured),
             "beyond noise": int((beyond == True).sum()), "within noise": int((beyond == False).sum()),  # noqa: E712
             "one seed": int(beyond.isna().sum()),
-            "median difference": f"{differences.median():+.4f}" if len(measured) else NOT_MEASURED,
-            "range": f"{differences.min():+.4f} to {differences.max():+.4f}" if len(measured) else NOT_MEASURED,
+            "median difference": number(differences.median(), 4, sign=True) if len(measured) else NOT_MEASURED,
+            "range": (f"{number(differences.min(), 4, sign=True)} to {number(differences.max(), 4, sign=True)}"
+                      if len(measured) else NOT_MEASURED),
             "direction": difference_sign(differences),
         })
-    return pd.DataFrame(rows).set_index(["model", "metric"])
+    return pd.DataFrame(rows)
 
 
 def setting_label(row: pd.Series) -> str:
@@ -242,16 +198,6 @@ def device_table(runs: pd.DataFrame, environments: pd.DataFrame) -> pd.DataFrame
     }).rename_axis("device")
 
 
-def changed_code_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """The finished runs made by code that differs from the checkout, and the files that differ."""
-    finished = results.finished(runs)
-    if "code_changed" not in finished.columns:
-        return pd.DataFrame(columns=["run", "files that differ"]).set_index("run")
-    changed = finished[finished["code_changed"].fillna("").ne("") & finished["code_changed"].ne("unknown")]
-    return pd.DataFrame({"run": changed["run_id"], "files that differ": changed["code_changed"].str.replace(",", ", ")}
-                        ).set_index("run")
-
-
 def corrupt_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs whose record could not be read, with the file at fault (relative to the results root) and what is wrong."""
     corrupt = runs[runs["status"] == record.CORRUPT]
@@ -290,8 +236,9 @@ def code_changes(runs: pd.DataFrame) -> dict:
             "unknown": int(unknown.sum())}
 
 
-ENVIRONMENT_FIELDS = ("python", "torch", "torchvision", "numpy", "device", "device_name", "precision", "tf32",
-                      "cpu_threads", "git_commit", "data_fingerprint")
+ENVIRONMENT_FIELDS = ("python", "torch", "torchvision", "numpy", "device_name", "precision", "tf32",
+                      "cpu_threads", "git_commit", "data_fingerprint")  # the device's kind (cpu, cuda) is in its name
+ENVIRONMENT_HEADERS = {"device_name": "device", "cpu_threads": "CPU threads", "git_commit": "commit"}
 
 
 def short_hash(value, digits: int = 12) -> str:
@@ -311,9 +258,10 @@ def environment_table(environments: pd.DataFrame) -> pd.DataFrame:
     for field in ("git_commit", "data_fingerprint"):
         if field in fields:
             environments[field] = environments[field].map(short_hash)
+    # One row per environment, so that the table grows down, not across, as environments add up; headers
+    # in words, which wrap, so that it fits the page.
     counted = environments.groupby(fields).size().rename("runs").reset_index()
-    counted.index = [f"environment {number}" for number in range(1, len(counted) + 1)]
-    return counted.T.rename_axis("field")
+    return counted.rename(columns=lambda field: ENVIRONMENT_HEADERS.get(field, field.replace("_", " ")))
 
 
 SIZE_ORDER = (LARGE, CLEAR, SMALL, NO_DIFFERENCE)  # largest disagreements first
@@ -329,7 +277,7 @@ def original_text(value: float, values: tuple) -> str:
 def disagreement_order(comparison: pd.DataFrame) -> pd.DataFrame:
     """compare_with_reference's rows, largest disagreements first: by size, then beyond noise before noise
     unknown before within, then by the difference in units of its size steps; numbers without runs last."""
-    magnitude = [abs(d) / (abs(o) if metric_kind(m) == "loss" and o else 1) / SIZE_STEPS[metric_kind(m)][1]
+    magnitude = [abs(d) / (abs(o) if METRICS[m].kind == "loss" and o else 1) / SIZE_STEPS[METRICS[m].kind][1]
                  for d, o, m in zip(comparison["difference"], comparison["original"], comparison["metric"])]
     beyond = comparison["beyond_noise"].map(lambda value: 1 if value is None or pd.isna(value) else 0 if value else 2)
     keys = pd.DataFrame({
@@ -361,7 +309,7 @@ def reference_counts(comparison: pd.DataFrame) -> dict:
     measured = comparison[comparison["seeds"] > 0]
     # astype(bool): with no run measured the mask is empty and untyped, and pandas would take it for column names.
     beyond = measured[measured["beyond_noise"].map(lambda value: value is True).astype(bool)]
-    printed_again = comparison["experiments"].str.contains(",")  # printed in several of the report's sections
+    printed_again = comparison["printed_in"].str.contains(",")  # printed in several of the report's sections
     counts = {
         "numbers": len(comparison), "settings": len(comparison.drop_duplicates(SETTING_KEYS)),
         "settings_printed_again": len(comparison[printed_again].drop_duplicates(SETTING_KEYS)),
@@ -382,5 +330,6 @@ def systematic_differences(comparison: pd.DataFrame, at_least: int = 3) -> list[
     for (model, metric), group in comparison[comparison["seeds"] > 0].groupby(["model", "metric"], sort=False):
         sign = difference_sign(group["difference"])
         if len(group) >= at_least and sign != "mixed":
-            found.append(f"the {model.upper()}'s {metric} ({sign.split()[1]} in all {len(group)} settings)")
+            found.append(f"the {MODEL_LABELS[model]}'s {METRICS[metric].label} ({sign.split()[1]} in all "
+                         f"{len(group)} settings)")
     return found

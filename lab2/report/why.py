@@ -22,7 +22,8 @@ import pandas as pd
 from PIL import Image
 
 from lab2.report import predictions, results
-from lab2.report.compare import NOT_MEASURED, Estimate, judge_difference, plus_minus
+from lab2.core.summary import METRICS
+from lab2.report.noise import Estimate, judge_difference, plus_minus
 from lab2.report.experiments import JPEG_QUALITY_GRID, PIXEL_NOISE_GRID
 
 # The course framework's rule: lr *= LR_DECAY when an epoch's training loss exceeds the
@@ -55,7 +56,7 @@ def fidelity_runs(runs: pd.DataFrame) -> pd.DataFrame:
     jpeg = results.runs_of(runs, "mlp", JPEG_QUALITY_GRID)
     noise = results.runs_of(runs, "mlp", PIXEL_NOISE_GRID)
     rates = sorted(set(jpeg["dropout_rate"]) | set(noise["dropout_rate"]), reverse=True)
-    best = predictions.best_setting(runs)
+    best = predictions.best_mlp_setting(runs)
     as_read = [predictions.on_cpu(predictions.select(runs, **{**predictions.AS_READ, **best, "dropout_rate": rate,
                                                               "precision": "fp32"})) for rate in rates]
     parts = [part.assign(kind="as read", level="as read") for part in as_read]
@@ -73,7 +74,7 @@ def fidelity_table(runs: pd.DataFrame) -> pd.DataFrame:
                "pixel error (RMS grey levels)": f"{group['pixel_rmse'].mean():.2f}"}
         for metric in FIDELITY_METRICS:
             estimate = Estimate.of(group[metric])
-            row[predictions.METRIC_WORDS[metric]] = plus_minus(estimate.mean, estimate.std)
+            row[METRICS[metric].label] = plus_minus(estimate.mean, estimate.std)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -88,8 +89,7 @@ def fidelity_differences(runs: pd.DataFrame) -> pd.DataFrame:
             row = {"dropout rate": f"{rate:g}", "level": level}
             for metric in FIDELITY_METRICS:
                 verdict = judge_difference(Estimate.of(group[metric]), Estimate.of(as_read[metric]), metric)
-                row[predictions.METRIC_WORDS[metric]] = (f"{verdict.difference:+.3f} ({verdict.text})"
-                                                         if verdict.measured else NOT_MEASURED)
+                row[METRICS[metric].label] = verdict.shown()
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -97,7 +97,7 @@ def fidelity_differences(runs: pd.DataFrame) -> pd.DataFrame:
 def level_direction(runs: pd.DataFrame, level: str, metric: str = "train_loss") -> float:
     """A degraded level's mean `metric` minus the images as read on the same CPU, at the best setting (nan if missing)."""
     chosen = results.finished(fidelity_runs(runs))
-    best = chosen[np.isclose(chosen["dropout_rate"], predictions.best_setting(runs).get("dropout_rate", np.nan))]
+    best = chosen[np.isclose(chosen["dropout_rate"], predictions.best_mlp_setting(runs).get("dropout_rate", np.nan))]
     return best.loc[best["level"] == level, metric].mean() - best.loc[best["kind"] == "as read", metric].mean()
 
 
@@ -185,7 +185,7 @@ def conclusion_facts(lost, variants, comparison: pd.DataFrame) -> dict:
     variant showed, and the CNN's test accuracy against the report's."""
     by_setting = lost.prediction.groupby("setting", sort=False)["outcome"] if len(lost.prediction) else None
     reproduced = [setting for setting, outcomes in by_setting if (outcomes == predictions.HELD).all()] if by_setting else []
-    failed = {setting: [predictions.METRIC_WORDS[metric] for metric, outcome in
+    failed = {setting: [METRICS[metric].label for metric, outcome in
                         zip(lost.prediction.loc[outcomes.index, "metric"], outcomes) if outcome == predictions.FAILED]
               for setting, outcomes in by_setting} if by_setting else {}
     cost = lost.cost["verdict"].map(lambda verdict: verdict.difference) if len(lost.cost) else pd.Series(dtype=float)
