@@ -22,7 +22,7 @@ from lab2 import PROJECT_ROOT
 from lab2.book.build import (CHAPTERS_FILE, DIGEST_FILE, LOCK_RETRY_S, LOG_FILE, PDF_FOLDER, PRINT_FOLDER,
                              RUNS_FOLDER, BookError, build_book, inputs_digest, page_code_files, pdf_name)
 from lab2.book.pdf import CHROMIUM, CHROMIUM_ARGS, MARGINS_MM
-from lab2.core.summary import OK
+from lab2.core.summary import METRICS, OK
 from lab2.report import results
 from lab2.report.noise import NOT_MEASURED
 from lab2.runs.fingerprint import imported_by, project_path
@@ -369,10 +369,10 @@ def test_the_original_page_shows_the_numbers_recomputed_from_the_run_folders_and
         ours = values[0]
         difference = ours - original
         verdict = f"{size_of(difference, original, metric)}; one seed, noise unknown"
-        expected = {model.upper(), metric, f"{original:.4g}", f"{ours:.4f}", f"{difference:+.4f}", verdict}
+        expected = {model.upper(), METRICS[metric].label, f"{original:.4g}", f"{ours:.4f}", f"{difference:+.4f}", verdict}
         assert any(expected <= row for row in rows), (expected, [row for row in rows if f"{ours:.4f}" in row])
     # A number whose runs were left out shows as such, without a difference or verdict.
-    assert any({"MLP", "test_acc", "no_batchnorm", NOT_MEASURED} <= row for row in rows)
+    assert any({"MLP", METRICS["test_acc"].label, "no_batchnorm", NOT_MEASURED} <= row for row in rows)
     # Each distinct model, setting and metric of the CSV once, and the claims' counts add up.
     distinct = {(row["model"], float(row["dropout_rate"]), int(row["batch_size"]), float(row["learning_rate"]),
                  row["bn"], row["dropout_kind"] if row["model"] == "cnn" else "", row["metric"]) for row in reference}

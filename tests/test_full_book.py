@@ -269,4 +269,4 @@ def test_protocol_statistics_count_the_protocol_runs_only(full_book):
     assert len(protocol) < len(finished_runs())  # the departures exist, and are left out below
     overfitting = page_text(full_book, "overfitting")
     assert re.search(rf"\(\s*{len(protocol)} runs of up to 50 epochs\)", overfitting)
-    assert f"of {len(protocol)} runs lose more than" in page_text(full_book, "original")
+    assert f"minus over all epochs, over {len(protocol)} runs" in page_text(full_book, "original")

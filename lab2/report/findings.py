@@ -12,6 +12,7 @@ from lab2.core.summary import METRICS
 from lab2.report import claims, evidence, results
 from lab2.report.experiments import BASELINE
 from lab2.report.noise import NOT_MEASURED
+from lab2.report.sections import seeds_words
 from lab2.runs.manifest import MANIFEST_FILE
 from lab2.runs.record import profile_dir
 
@@ -53,7 +54,7 @@ def progress(runs: pd.DataFrame, model: str) -> dict:
     done = finished.groupby(list(results.SETTING_FIELDS), dropna=False)
     return {"planned": len(planned), "finished": len(finished), "settings": settings.ngroups,
             "settings_run": done.ngroups,
-            "seeds_run": ", ".join(map(str, sorted(finished["seed"].unique()))) or "none",
+            "seeds_run": seeds_words(sorted(finished["seed"].unique())) if len(finished) else "no seed",
             "devices": ", ".join(sorted(finished["device_name"].dropna().unique())) or "none"}
 
 
