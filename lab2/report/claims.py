@@ -21,7 +21,7 @@ from lab2.core.config import FIELD_LABELS, MODEL_LABELS, MODELS
 from lab2.report import evidence, results
 from lab2.report.experiments import (BASELINE, DEPARTURES, DROPOUT_KIND_GRID, DROPOUT_RATE_GRID, GRIDS,
                                      LEARNING_RATE_GRID, NARROW_DROPOUT_RATE_GRID, NO_BATCHNORM, NO_DROPOUT, Role)
-from lab2.report.noise import NO_DIFFERENCE, NOISE_Z, Estimate, Verdict, judge_difference
+from lab2.report.noise import NO_DIFFERENCE, NOISE_Z, Estimate, Verdict, judge_difference, number
 
 HOLDS, FAILS, NOISE, ONE_SEED, NOT_JUDGED = (
     "holds", "does not hold", "within seed noise", "one seed, noise unknown", "not judged")
@@ -389,7 +389,7 @@ def headline_numbers(ev, reference, profile: str) -> list[Claim]:
             claims.append(_not_judged("6 summary", claim, what_is_missing(ev, model, BASELINE)))
             continue
         ours = row["estimate"].iloc[0]
-        text = f"reproduced {ours.format()}, difference {row['verdict'].iloc[0].difference:+.4f}"
+        text = f"reproduced {ours.format()}, difference {number(row['verdict'].iloc[0].difference, 4, sign=True)}"
         if profile != FULL_PROFILE:
             claims.append(_not_judged("6 summary", claim, f"the {profile} profile trains a reduced protocol", text))
             continue

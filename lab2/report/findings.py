@@ -11,7 +11,7 @@ from lab2.core.config import MODELS
 from lab2.core.summary import METRICS
 from lab2.report import claims, evidence, results
 from lab2.report.experiments import BASELINE
-from lab2.report.noise import NOT_MEASURED
+from lab2.report.noise import NOT_MEASURED, number
 from lab2.report.sections import seeds_words
 from lab2.runs.manifest import MANIFEST_FILE
 from lab2.runs.record import profile_dir
@@ -26,7 +26,8 @@ def best_against_original(ev: pd.DataFrame, model: str, metric: str = "test_acc"
     ours, verdict = row["estimate"], row["verdict"]
     return {"ours": ours.format(4), "seeds": f"{ours.count} seed{'' if ours.count == 1 else 's'}",
             "original": f"{row['original']:.4f}",
-            "difference": f"{verdict.difference:+.4f}" if verdict.measured else NOT_MEASURED, "verdict": verdict.text}
+            "difference": number(verdict.difference, 4, sign=True) if verdict.measured else NOT_MEASURED,
+            "verdict": verdict.text}
 
 
 def direction(comparison: pd.DataFrame, model: str, metric: str) -> dict:
@@ -43,7 +44,8 @@ def direction_phrase(found: dict, metric: str) -> str:
     """'training loss higher in 15 of 15 settings (by +0.047 to +0.315; 15 beyond noise)'."""
     name = METRICS[metric].label
     return (f"{name} {found['word']} in {found['count']} of {found['settings']} settings "
-            f"(differences {found['smallest']:+.3f} to {found['largest']:+.3f}; {found['beyond_noise']} beyond noise)")
+            f"(differences {number(found['smallest'], sign=True)} to {number(found['largest'], sign=True)}; "
+            f"{found['beyond_noise']} beyond noise)")
 
 
 def progress(runs: pd.DataFrame, model: str) -> dict:
