@@ -197,6 +197,26 @@ def against_report(evidence: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFr
     return table
 
 
+def by_metric(comparison: pd.DataFrame) -> pd.DataFrame:
+    """Per model and metric, over the report's numbers (against_report, each number once): how many there are
+    and have runs; of those, how many differ beyond noise, within it or on one seed; how many of ours are
+    higher and lower, and the median, smallest and largest difference. Its one sign, if it has one:
+    'all higher', 'all lower', 'mixed', or NOT_MEASURED without runs."""
+    rows = []
+    for (model, metric), group in comparison.groupby(["model", "metric"], sort=False):
+        measured = group[group["seeds"] > 0]
+        differences, beyond = measured["difference"], measured["beyond_noise"]
+        higher, lower = int((differences > 0).sum()), int((differences < 0).sum())
+        sign = (NOT_MEASURED if measured.empty else "all higher" if higher == len(measured) else
+                "all lower" if lower == len(measured) else "mixed")
+        rows.append({"model": model, "metric": metric, "numbers": len(group), "with_runs": len(measured),
+                     "beyond": int(beyond.map(lambda value: value is True).sum()),
+                     "within": int(beyond.map(lambda value: value is False).sum()), "one_seed": int(beyond.isna().sum()),
+                     "higher": higher, "lower": lower, "sign": sign, "median": differences.median(),
+                     "smallest": differences.min(), "largest": differences.max()})
+    return pd.DataFrame(rows)
+
+
 def spread_note(chosen: pd.DataFrame) -> str:
     """How these rows' numbers are aggregated over seeds, in words."""
     settings = chosen.drop_duplicates(["experiment", "label"])

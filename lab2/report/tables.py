@@ -69,23 +69,18 @@ def reference_table(comparison: pd.DataFrame, metric: str | None = None) -> pd.D
 
 
 def agreement_by_metric(comparison: pd.DataFrame) -> pd.DataFrame:
-    """Per model and metric, each number of the report once: how many there are, how many have runs, how
-    many of those differ beyond seed noise, lie within it or have one seed, and reproduced - original."""
-    rows = []
-    for (model, metric), group in comparison.groupby(["model", "metric"], sort=False):
-        measured = group[group["seeds"] > 0]
-        beyond, differences = measured["beyond_noise"], measured["difference"]
-        rows.append({
-            "model": MODEL_LABELS[model], "metric": METRICS[metric].label, "numbers": len(group),
-            "with runs": len(measured),
-            "beyond noise": int((beyond == True).sum()), "within noise": int((beyond == False).sum()),  # noqa: E712
-            "one seed": int(beyond.isna().sum()),
-            "median difference": number(differences.median(), 4, sign=True) if len(measured) else NOT_MEASURED,
-            "range": (f"{number(differences.min(), 4, sign=True)} to {number(differences.max(), 4, sign=True)}"
-                      if len(measured) else NOT_MEASURED),
-            "direction": difference_sign(differences),
-        })
-    return pd.DataFrame(rows)
+    """evidence.by_metric for reading: per model and metric, each number of the report once."""
+    found = evidence.by_metric(comparison)
+    measured = found["with_runs"] > 0
+    signed = lambda value: number(value, 4, sign=True)  # noqa: E731
+    return pd.DataFrame({
+        "model": found["model"].map(MODEL_LABELS), "metric": found["metric"].map(lambda name: METRICS[name].label),
+        "numbers": found["numbers"], "with runs": found["with_runs"], "beyond noise": found["beyond"],
+        "within noise": found["within"], "one seed": found["one_seed"],
+        "median difference": found["median"].map(signed).where(measured, NOT_MEASURED),
+        "range": (found["smallest"].map(signed) + " to " + found["largest"].map(signed)).where(measured, NOT_MEASURED),
+        "direction": found["sign"],
+    })
 
 
 def setting_label(row: pd.Series) -> str:
@@ -289,18 +284,6 @@ def disagreement_order(comparison: pd.DataFrame) -> pd.DataFrame:
     return comparison.loc[order]
 
 
-def difference_sign(differences: pd.Series) -> str:
-    """'all higher', 'all lower' or 'mixed': the sign of reproduced - original over a metric's settings
-    (NOT_MEASURED without any)."""
-    if differences.empty:
-        return NOT_MEASURED
-    if (differences > 0).all():
-        return "all higher"
-    if (differences < 0).all():
-        return "all lower"
-    return "mixed"
-
-
 def reference_counts(comparison: pd.DataFrame) -> dict:
     """The 'Against the original' summary, counted from compare_with_reference's rows (each number once).
 
@@ -325,11 +308,8 @@ def reference_counts(comparison: pd.DataFrame) -> dict:
 
 def systematic_differences(comparison: pd.DataFrame, at_least: int = 3) -> list[str]:
     """The model's metrics whose reproduced numbers differ from the report's with one sign in every setting
-    (at least `at_least` settings), in words: "the MLP's train_loss (higher in all 11 settings)"."""
-    found = []
-    for (model, metric), group in comparison[comparison["seeds"] > 0].groupby(["model", "metric"], sort=False):
-        sign = difference_sign(group["difference"])
-        if len(group) >= at_least and sign != "mixed":
-            found.append(f"the {MODEL_LABELS[model]}'s {METRICS[metric].label} ({sign.split()[1]} in all "
-                         f"{len(group)} settings)")
-    return found
+    (at least `at_least` settings), in words: "the MLP's training loss (higher in all 11 settings)"."""
+    found = evidence.by_metric(comparison)
+    found = found[(found["with_runs"] >= at_least) & found["sign"].isin(["all higher", "all lower"])]
+    return [f"the {MODEL_LABELS[row.model]}'s {METRICS[row.metric].label} ({row.sign.split()[1]} in all "
+            f"{row.with_runs} settings)" for row in found.itertuples()]
