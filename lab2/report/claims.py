@@ -197,7 +197,7 @@ def best_setting(ev, reference, model: str, field: str) -> Claim:
     if missing:
         return _not_judged("5 grids", claim, missing)
     table = _grid(ev, model, GRIDS[field])
-    at_claimed = table[(table[field] - claimed).abs() < 1e-9]
+    at_claimed = results.matching(table, **{field: claimed})
     if at_claimed.empty or len(table) < 2:
         return _not_judged("5 grids", claim, f"this profile's grid does not run {claimed:g} beside other values")
     claimed_estimate = at_claimed["estimate"].iloc[0]
@@ -272,7 +272,7 @@ def dropout_kind_pairs(runs: pd.DataFrame, epochs: pd.DataFrame, dropout_rate: f
     """Per seed: the CNN's element-wise (1d) and channel-wise (2d) runs at one rate and the largest
     difference between their per-epoch metrics (0 means bit-identical)."""
     grid = results.finished(results.runs_of(runs, "cnn", DROPOUT_KIND_GRID))
-    at_rate = grid[(grid["dropout_rate"] - dropout_rate).abs() < 1e-9]
+    at_rate = results.matching(grid, dropout_rate=float(dropout_rate))
     if at_rate.empty:
         return pd.DataFrame(columns=["seed", "run (1d)", "run (2d)", "max difference"])
     pairs = at_rate.pivot_table(index="seed", columns="dropout_kind", values="run_id", aggfunc="first")

@@ -19,7 +19,7 @@ import pandas as pd
 from lab2.core.config import FIELD_LABELS
 from lab2.report import results
 from lab2.report.experiments import REPORTED, Role
-from lab2.report.noise import NOT_MEASURED, Estimate, judge_against_original, number
+from lab2.report.noise import NOT_MEASURED, Estimate, judge_against_original
 from lab2.report.results import METRICS, SETTING_FIELDS
 
 # The fields that match a number of the report to our runs: its setting (the report varied no other).
@@ -122,10 +122,7 @@ def rows(evidence: pd.DataFrame, model: str | None = None, role: Role | str | No
         mask &= evidence["experiment"] == f"{model}/{role}"
     if metric is not None:
         mask &= evidence["metric"] == metric
-    for field, value in setting.items():
-        column = evidence[field]
-        mask &= column.astype(float).sub(float(value)).abs().lt(1e-9) if isinstance(value, float) else column == value
-    return evidence[mask]
+    return results.matching(evidence[mask], **setting)
 
 
 def estimate(evidence: pd.DataFrame, model: str, role: Role | str, metric: str = "test_acc", **setting) -> Estimate:

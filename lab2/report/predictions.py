@@ -18,7 +18,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -54,17 +53,8 @@ def best_mlp_setting(runs: pd.DataFrame) -> dict:
 
 
 def select(runs: pd.DataFrame, **values) -> pd.DataFrame:
-    """The MLP runs (finished or not) whose fields have these values (None: unset; floats matched closely)."""
-    mask = runs["model"] == "mlp"
-    for field, value in values.items():
-        column = runs[field]
-        if value is None:
-            mask &= column.isna()
-        elif isinstance(value, float):
-            mask &= np.isclose(column.astype(float), value)
-        else:
-            mask &= column == value
-    return runs[mask]
+    """The MLP runs (finished or not) whose fields have these values (results.matching)."""
+    return results.matching(runs[runs["model"] == "mlp"], **values)
 
 
 def on_cpu(runs: pd.DataFrame) -> pd.DataFrame:

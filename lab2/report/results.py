@@ -145,6 +145,21 @@ def runs_of(runs: pd.DataFrame, model: str, experiment: Role | str) -> pd.DataFr
     return runs[member].reset_index(drop=True)
 
 
+def matching(frame: pd.DataFrame, **values) -> pd.DataFrame:
+    """The rows whose fields have these values, by the one rule for matching a setting: None matches an unset
+    field, a float matches within 1e-9 (0.1 from params/ and 0.1 from a CSV are one setting), others exactly."""
+    mask = pd.Series(True, index=frame.index)
+    for field, value in values.items():
+        column = frame[field]
+        if value is None:
+            mask &= column.isna()
+        elif isinstance(value, float):
+            mask &= column.astype(float).sub(value).abs().lt(1e-9)
+        else:
+            mask &= column == value
+    return frame[mask]
+
+
 def finished(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs that trained to their last epoch (ok): every number the book computes is theirs."""
     return runs[runs["status"] == OK]

@@ -97,7 +97,7 @@ def fidelity_differences(runs: pd.DataFrame) -> pd.DataFrame:
 def level_direction(runs: pd.DataFrame, level: str, metric: str = "train_loss") -> float:
     """A degraded level's mean `metric` minus the images as read on the same CPU, at the best setting (nan if missing)."""
     chosen = results.finished(fidelity_runs(runs))
-    best = chosen[np.isclose(chosen["dropout_rate"], predictions.best_mlp_setting(runs).get("dropout_rate", np.nan))]
+    best = results.matching(chosen, dropout_rate=float(predictions.best_mlp_setting(runs).get("dropout_rate", np.nan)))
     return best.loc[best["level"] == level, metric].mean() - best.loc[best["kind"] == "as read", metric].mean()
 
 
