@@ -22,7 +22,7 @@ from pathlib import Path
 
 from lab2 import PROJECT_ROOT
 from lab2.core.config import FIELD_NAMES, HASHED_ONLY_WHEN_SET, RunConfig
-from lab2.core.data import VALIDATION_FRACTION
+from lab2.core.data import VALIDATION_FRACTION, split_source
 from lab2.report import results
 from lab2.report.experiments import chapter_of, shown_roles
 from lab2.report.tables import data_name
@@ -45,7 +45,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 def replacements(results_root: Path, data_source: str = "") -> dict[str, str]:
     """Absolute paths a run's files may name -> what a page shows instead (longest first when applied)."""
     pairs = {str(Path(results_root).resolve()): "results", str(PROJECT_ROOT): "."}
-    data_path = data_source.rpartition(":")[2]
+    data_path = split_source(data_source)[1]
     if data_path.startswith("/"):
         pairs[data_path] = Path(data_path).name
         pairs[str(Path(data_path).parent)] = "data"

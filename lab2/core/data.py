@@ -72,7 +72,14 @@ class Cifar10:
     @property
     def kind(self) -> str:
         """The format read: 'pickle' (the official batches, in file order) or 'image-folder'."""
-        return self.source.partition(":")[0]
+        return split_source(self.source)[0]
+
+
+def split_source(source: str) -> tuple[str, str]:
+    """A data source as Cifar10.source and the manifest spell it, 'image-folder:/path/x.tar.gz', split into its
+    kind and its path (a source without a kind is all path): the one reader of that spelling."""
+    kind, found, path = source.partition(":")
+    return (kind, path) if found else ("", source)
 
 
 @dataclass

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from lab2.core.config import MODEL_LABELS, MODELS
+from lab2.core.data import split_source
 from lab2.core.summary import METRICS
 from lab2.report import evidence, results
 from lab2.report.evidence import SETTING_KEYS
@@ -214,7 +215,7 @@ def progress_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def data_name(source: str) -> str:
     """A data source without the build machine's folders: 'image-folder:/x/cifar10.tar.gz' -> 'image-folder: cifar10.tar.gz'."""
-    kind, _, path = source.rpartition(":")
+    kind, path = split_source(source)
     return f"{kind}: {Path(path).name}" if kind else Path(path).name
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 from PIL import Image
 
 from lab2.report import predictions, results
+from lab2.core.data import split_source
 from lab2.core.summary import METRICS
 from lab2.report.noise import Estimate, judge_difference, plus_minus
 from lab2.report.experiments import JPEG_QUALITY_GRID, PIXEL_NOISE_GRID
@@ -150,7 +151,7 @@ def first_jpeg(data_source: str) -> bytes | None:
     """The first JPEG file of the data a profile was made from (a .tar.gz or a folder); None if it is not here."""
     import tarfile
 
-    path = Path(data_source.partition(":")[2])
+    path = Path(split_source(data_source)[1])
     if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
         with tarfile.open(path) as archive:
             for member in archive:
