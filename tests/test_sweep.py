@@ -337,12 +337,18 @@ def test_ctrl_c_while_the_sweep_starts_is_one_line(tmp_path, image_archive):
     sweeper = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)  # a process group of its own, as a terminal's job is
 
+    def command_line(process) -> str:
+        try:
+            return " ".join(process.cmdline())
+        except psutil.NoSuchProcess:  # ended since it was listed, or a zombie (a subclass): not the server
+            return ""
+
     def fork_server() -> bool:
         try:
             children = psutil.Process(sweeper.pid).children()
         except psutil.NoSuchProcess:
             return False
-        return any("forkserver" in " ".join(child.cmdline()) for child in children if child.is_running())
+        return any("forkserver" in command_line(child) for child in children)
 
     deadline = time.time() + 120
     while not fork_server() and time.time() < deadline and sweeper.poll() is None:
