@@ -101,6 +101,19 @@ def test_variants_are_judged_against_standard_batchnorm_on_the_same_device_only(
     assert found.explains["running_in_training"] == {50: False}  # 0.7 against the report's 0.6: clear, beyond noise
 
 
+def test_a_variant_is_compared_with_standard_batchnorm_on_the_seeds_both_have():
+    """Seed 0 of the variant against seed 0 of standard BatchNorm, not against the mean of its three seeds: a
+    variant whose training never reads what it changes trains bit for bit as standard, and 'same' holds."""
+    spec = {"batchnorm_variants": {"metrics": ["train_loss"], "momentum_swapped": {50: {"train_loss": "same"}}}}
+    common = dict(precision="fp32", batch_size=50)
+    standard = seeds("standard", shifted(train_loss=0.2), **common)  # seed 0 lies one spread below their mean
+    variant = [{**standard[0], "run_id": "variant-0", "batchnorm_variant": "momentum_swapped"}]
+    runs = pd.DataFrame([*seeds(BASELINE.label, shifted(), device="cuda"), *standard, *variant])
+    row = predictions.batchnorm_variants(runs, reference({"batch_size": 50}), spec).table.iloc[0]
+    assert row["measured"].difference == 0.0 and row["standard"].count == 1
+    assert row["prediction"] == predictions.HELD
+
+
 def test_protocol_statistics_leave_out_every_run_that_departs_from_the_protocol():
     departure = DEPARTURES[0].label
     runs = pd.DataFrame({"run_id": ["a", "b", "c", "d"],
