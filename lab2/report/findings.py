@@ -90,6 +90,8 @@ def prediction_facts(runs: pd.DataFrame, reference: pd.DataFrame) -> dict:
     return {"level": noise.level, "noise": noise.counts,
             "variants": {variant: {**counts, "explains": sum(1 for agrees in variants.explains[variant].values()
                                                              if agrees is True),
+                                   "explains_waiting": sum(1 for agrees in variants.explains[variant].values()
+                                                           if agrees is None),
                                    "batch_sizes": len(variants.explains[variant])}
                          for variant, counts in variants.counts.items()}}
 
@@ -112,7 +114,8 @@ def sentence_facts(found: dict, reference_profile: bool, description: str = "") 
         parts.append(f"BatchNorm with {variant.replace('_', ' ')} held {counts['held']} of its {counts['total']} "
                      f"predicted changes"
                      + (f" ({counts['not judged']} not judged yet)" if counts["not judged"] else "")
-                     + f" and agrees with the report at {counts['explains']} of {counts['batch_sizes']} batch sizes")
+                     + f" and agrees with the report at {counts['explains']} of {counts['batch_sizes']} batch sizes"
+                     + (f" ({counts['explains_waiting']} not judged yet)" if counts["explains_waiting"] else ""))
     predictions_text = "; ".join(parts)
     protocol = ("the report's protocol" if reference_profile else
                 f"a reduced protocol, so its differences from the report's numbers are expected: {description}")
