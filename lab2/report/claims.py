@@ -183,12 +183,6 @@ def reported_best(reference: pd.DataFrame, model: str, field: str):
     return reference[(reference["model"] == model) & (reference["role"] == BASELINE.label)][field].iloc[0]
 
 
-def _grid(ev, model: str, role: Role) -> pd.DataFrame:
-    """A grid's settings (one test-accuracy row each) with their estimates, best first."""
-    rows = evidence.rows(ev, model, role, "test_acc")
-    return rows[rows["count"] > 0].sort_values("mean", ascending=False, kind="stable")
-
-
 def best_setting(ev, reference, model: str, field: str) -> Claim:
     """The report's best value of one grid: best only if it beats every other value beyond noise."""
     claimed = reported_best(reference, model, field)
@@ -196,7 +190,7 @@ def best_setting(ev, reference, model: str, field: str) -> Claim:
     missing = what_is_missing(ev, model, GRIDS[field])
     if missing:
         return _not_judged("5 grids", claim, missing)
-    table = _grid(ev, model, GRIDS[field])
+    table = evidence.ranked(evidence.rows(ev, model, GRIDS[field], "test_acc"))
     at_claimed = results.matching(table, **{field: claimed})
     if at_claimed.empty or len(table) < 2:
         return _not_judged("5 grids", claim, f"this profile's grid does not run {claimed:g} beside other values")
@@ -260,7 +254,7 @@ def narrow_cnn_like_mlp(ev) -> Claim:
     missing = what_is_missing(ev, "cnn", NARROW_DROPOUT_RATE_GRID, who="the half-width CNN")
     if missing:
         return _not_judged("5 grids", claim, missing)
-    table = _grid(ev, "cnn", NARROW_DROPOUT_RATE_GRID)
+    table = evidence.ranked(evidence.rows(ev, "cnn", NARROW_DROPOUT_RATE_GRID, "test_acc"))
     no_dropout = table[table["dropout_rate"] == 0.0]["estimate"].iloc[0]
     with_dropout = table[table["dropout_rate"] > 0.0].iloc[0]
     return Claim("5 grids", claim,

@@ -131,6 +131,11 @@ def estimate(evidence: pd.DataFrame, model: str, role: Role | str, metric: str =
     return chosen["estimate"].iloc[0] if len(chosen) == 1 else Estimate(math.nan, math.nan, 0)
 
 
+def ranked(chosen: pd.DataFrame) -> pd.DataFrame:
+    """Settings (one row each, of one metric) that have finished runs, highest mean first (ties keep their order)."""
+    return chosen[chosen["count"] > 0].sort_values("mean", ascending=False, kind="stable")
+
+
 def missing_seeds(chosen: pd.DataFrame) -> pd.DataFrame:
     """The settings (one row each) some of whose planned seeds have not ended (finished or diverged), with those seeds."""
     settings = chosen.drop_duplicates("label")

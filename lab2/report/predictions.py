@@ -111,7 +111,7 @@ def lost_detail(runs: pd.DataFrame, reference: pd.DataFrame, spec: dict | None =
     prediction = _frame(_with_noise(runs, printed, best, spec["settings"], spec["metrics"], level))
     # What the noise costs: test accuracy is not predicted (noise carries no signal, so it costs some).
     cost = _frame(_with_noise(runs, printed, best, [{}, *spec["settings"]], ["test_acc"], level))
-    return LostDetail(level, calibration, prediction, cost, _counts(prediction["agrees"]) if len(prediction) else {})
+    return LostDetail(level, calibration, prediction, cost, _counts(prediction["outcome"]) if len(prediction) else {})
 
 
 def _with_noise(runs, printed: dict, best: dict, settings: list[dict], metrics, level: float | None) -> list[dict]:
@@ -141,8 +141,8 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
-def _counts(held: pd.Series) -> dict:
-    outcomes = held.map(outcome)
+def _counts(outcomes: pd.Series) -> dict:
+    """How many of these outcomes (HELD, FAILED, NOT_JUDGED) there are of each, and in all."""
     return {HELD: int((outcomes == HELD).sum()), FAILED: int((outcomes == FAILED).sum()),
             NOT_JUDGED: int((outcomes == NOT_JUDGED).sum()), "total": len(outcomes)}
 
@@ -198,9 +198,7 @@ def batchnorm_variants(runs: pd.DataFrame, reference: pd.DataFrame, spec: dict |
     table = pd.DataFrame(rows)
     counts, explains = {}, {}
     for variant, group in table.groupby("variant", sort=False) if len(table) else ():
-        outcomes = group["prediction"]
-        counts[variant] = {HELD: int((outcomes == HELD).sum()), FAILED: int((outcomes == FAILED).sum()),
-                           NOT_JUDGED: int((outcomes == NOT_JUDGED).sum()), "total": len(outcomes)}
+        counts[variant] = _counts(group["prediction"])
         explains[variant] = {batch: _all(part["agrees"]) for batch, part in group.groupby("batch size")}
     return Variants(table, counts, explains)
 

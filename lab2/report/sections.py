@@ -211,7 +211,7 @@ def grid_facts(section: Section) -> dict:
     finished give nan, which the page's phrases say."""
     test = section.rows[section.rows["metric"] == "test_acc"]
     axis = test["axes"].iloc[0][0]
-    ranked = test[test["count"] > 0].sort_values("mean", ascending=False, kind="stable")
+    ranked = evidence.ranked(test)
     nothing = pd.Series({axis: math.nan, "estimate": Estimate(math.nan, math.nan, 0)})
     best = ranked.iloc[0] if len(ranked) else nothing
     runner_up, worst = (ranked.iloc[1], ranked.iloc[-1]) if len(ranked) > 1 else (nothing, nothing)
