@@ -9,7 +9,7 @@ from torch.testing import assert_close
 
 from lab2.core.config import BATCHNORM_VARIANTS, DROPOUT_RATES, ConfigError, RunConfig
 from lab2.core.layers import BatchNorm1d, BatchNorm2d, Dropout, Dropout2d, dropout
-from lab2.report.layer_check import batchnorm_definition
+from lab2.core.layer_check import batchnorm_definition
 
 BATCHNORM_PAIRS = [(BatchNorm1d, nn.BatchNorm1d, (32, 6)), (BatchNorm2d, nn.BatchNorm2d, (8, 6, 5, 4))]
 
