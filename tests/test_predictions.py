@@ -22,7 +22,8 @@ def seeds(role: str, values: dict, device: str = "cpu", **fields) -> list[dict]:
         metrics = {metric: values[metric] + step * SPREAD[metric] for metric in METRICS}
         rows.append({**config, **metrics, "seed": seed, "run_id": f"{role}-{fields}-{seed}", "roles": [role],
                      "experiments": [f"mlp/{role}"], "status": "ok", "device": device,
-                     "device_name": "cpu" if device == "cpu" else "NVIDIA H200", "pixel_rmse": 0.0})
+                     "device_name": "cpu" if device == "cpu" else "NVIDIA H200",
+                     "used_precision": "fp32" if device == "cpu" else "tf32", "pixel_rmse": 0.0})
     return rows
 
 

@@ -49,7 +49,7 @@ from lab2.runs.locks import lock_holder, try_lock
 from lab2.runs.manifest import MANIFEST_FILE, load_manifest
 from lab2.runs.record import RESULTS_ROOT, RecordError, profile_dir
 from lab2.runs.snapshot import IN_FLIGHT_FILE, snapshot_profile
-from lab2.book.run_pages import write_run_pages
+from lab2.book.run_pages import write_if_changed, write_run_pages
 from lab2.report.results import PROFILE_ENV, REFERENCE_CSV, RESULTS_ENV
 
 BOOK_DIR = PROJECT_ROOT / "book"
@@ -257,10 +257,10 @@ def stage_source(source: Path, run_ids: list[str], config: dict | None = None) -
         raise BookError(f"book/{TOC_FILE} has no chapter {RUNS_PARENT!r} to list the run pages under")
     if run_ids:
         parent["sections"] = [{"file": f"{RUNS_FOLDER}/{run_id}"} for run_id in run_ids]
-    _write_if_changed(source / TOC_FILE, "# Written by lab2/book/build.py from book/_toc.yml, with a section "
-                      "per run page.\n" + yaml.safe_dump(toc, sort_keys=False))
-    _write_if_changed(source / CONFIG_FILE, "# Written by lab2/book/build.py from book/_config.yml.\n"
-                      + yaml.safe_dump(_merged(_book_config(), config or {}), sort_keys=False))
+    write_if_changed(source / TOC_FILE, "# Written by lab2/book/build.py from book/_toc.yml, with a section "
+                     "per run page.\n" + yaml.safe_dump(toc, sort_keys=False))
+    write_if_changed(source / CONFIG_FILE, "# Written by lab2/book/build.py from book/_config.yml.\n"
+                     + yaml.safe_dump(_merged(_book_config(), config or {}), sort_keys=False))
 
 
 def _merged(base: dict, changes: dict) -> dict:
@@ -269,11 +269,6 @@ def _merged(base: dict, changes: dict) -> dict:
     for key, value in changes.items():
         merged[key] = _merged(base.get(key) or {}, value) if isinstance(value, dict) else value
     return merged
-
-
-def _write_if_changed(path: Path, text: str) -> None:
-    if not (path.is_file() and path.read_text() == text):
-        path.write_text(text)
 
 
 def _run_logged(command: list[str], env: dict, log_path: Path) -> tuple[int, str | None]:

@@ -128,7 +128,7 @@ def _fenced(text: str, language: str = "text") -> str:
     return f"{fence}{language}\n{text.rstrip()}\n{fence}\n"
 
 
-def short_hash(value: str) -> str:
+def hash_abbreviation(value: str) -> str:
     """A git commit or sha256 as its first digits, the whole of it on hover."""
     return f"{{abbr}}`{value[:SHORT_HASH]} ({value})`"
 
@@ -147,7 +147,7 @@ def _value(value) -> str:
         return ", ".join(_value(item) for item in value)
     hashed = HASH.fullmatch(value) if isinstance(value, str) else None
     if hashed:  # a commit may end in -dirty
-        return short_hash(hashed[1]) + (hashed[2] or "")
+        return hash_abbreviation(hashed[1]) + (hashed[2] or "")
     return _cell(value)
 
 
@@ -194,7 +194,7 @@ def environment_rows(environment: dict, pairs: dict[str, str]) -> list[tuple[str
 
 def code_rows(environment: dict) -> list[tuple[str, str]]:
     """(file, sha256) of the code that computed the run, as env.json recorded it."""
-    return [(_code(path), short_hash(digest)) for path, digest in environment.get("code_fingerprint", {}).items()]
+    return [(_code(path), hash_abbreviation(digest)) for path, digest in environment.get("code_fingerprint", {}).items()]
 
 
 def _is_summary(cell: dict) -> bool:
@@ -296,8 +296,9 @@ def _cache_key(run_dir: Path, pairs: dict[str, str], profile: str, shown_in) -> 
     return digest.hexdigest()[:24]
 
 
-def _write_if_changed(path: Path, content: bytes) -> None:
+def write_if_changed(path: Path, content: bytes | str) -> None:
     """Leave a file that already holds `content` untouched, so that Sphinx sees it unchanged."""
+    content = content.encode() if isinstance(content, str) else content
     if not (path.is_file() and path.read_bytes() == content):
         path.write_bytes(content)
 
@@ -336,7 +337,7 @@ def write_run_pages(profile: str, results_root: Path, destination: Path, cache_d
             staging.rename(cached)  # whole or not at all
         for file in cached.iterdir():
             if file.suffix != NOTEBOOK_SUFFIX:
-                _write_if_changed(destination / file.name, file.read_bytes())
+                write_if_changed(destination / file.name, file.read_bytes())
                 kept.add(file.name)
         notebooks[run_id] = cached / f"{run_id}{NOTEBOOK_SUFFIX}"
     for stale in destination.iterdir():

@@ -72,7 +72,7 @@ def report_numbers(reference: pd.DataFrame) -> dict[tuple, dict]:
     return found
 
 
-def _devices(finished: pd.DataFrame) -> str:
+def devices(finished: pd.DataFrame) -> str:
     """'3 on NVIDIA H200 tf32', or each device with its count when they differ."""
     kinds = (finished["device_name"].fillna("unknown device") + " " + finished["used_precision"].fillna("")).str.strip()
     return ", ".join(f"{count} on {kind}" for kind, count in kinds.value_counts().items())
@@ -95,7 +95,7 @@ def build(runs: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
                 "planned": len(setting), "finished": len(finished), "diverged": len(results.diverged(setting)),
                 "diverged_at": tuple((int(run.seed), run.diverged_epoch) for run in results.diverged(setting).itertuples()),
                 "planned_seeds": tuple(sorted(setting["seed"])), "seeds": tuple(sorted(finished["seed"])),
-                "devices": _devices(finished), "run_ids": tuple(setting["run_id"]),
+                "devices": devices(finished), "run_ids": tuple(setting["run_id"]),
             }
             key = setting_key(first)
             for metric in METRICS:

@@ -24,7 +24,7 @@ import yaml
 from lab2 import PROJECT_ROOT
 from lab2.core.summary import METRICS
 from lab2.report import results
-from lab2.report.evidence import report_numbers, setting_key, value_words
+from lab2.report.evidence import devices, report_numbers, setting_key, value_words
 from lab2.report.experiments import BASELINE
 from lab2.report.noise import (NO_DIFFERENCE, NOT_MEASURED, Estimate, Verdict, agrees, judge_against_original,
                                judge_difference, number)
@@ -123,14 +123,9 @@ def _with_noise(runs, printed: dict, best: dict, settings: list[dict], metrics, 
         with_noise = select(runs, **{**AS_READ, **setting, "pixel_noise": level}) if level else runs.iloc[:0]
         for metric in metrics:
             rows.append({"setting": setting_words(changes), "metric": metric,
-                         "as read": Estimate.of(results.finished(as_read)[metric]), "as read on": _devices(as_read),
+                         "as read": Estimate.of(results.finished(as_read)[metric]), "as read on": devices(results.finished(as_read)) or NOT_MEASURED,
                          **_against_report(with_noise, printed, setting, metric)})
     return rows
-
-
-def _devices(chosen: pd.DataFrame) -> str:
-    names = results.finished(chosen)["device_name"].dropna()
-    return ", ".join(f"{name} ({count})" for name, count in names.value_counts().items()) or NOT_MEASURED
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
@@ -226,63 +221,64 @@ def device_effect(runs: pd.DataFrame, metrics=("train_loss", "train_acc", "val_l
     return pd.DataFrame(rows)
 
 
-# How the chapter shows the judged predictions: one row per setting and metric, numbers as text.
-def _metric(name: str) -> str:
-    return METRICS[name].label
+def shown(frame: pd.DataFrame, headings: dict[str, str]) -> pd.DataFrame:
+    """`frame`'s columns under the chapter's headings ({column: heading}), each value as the chapter prints it: an
+    estimate as mean ± std, a verdict as its difference and size, the report's number to three decimals, a
+    metric by its label, an agreement as yes, no or not judged."""
+    def text(column: str, value):
+        if isinstance(value, Estimate):
+            return value.format()
+        if isinstance(value, Verdict):
+            return value.shown()
+        if column == "metric":
+            return METRICS[value].label
+        if column == "original":
+            return number(value)
+        if column == "agrees":
+            return {True: "yes", False: "no"}.get(value, NOT_JUDGED)
+        return value
+    return pd.DataFrame({heading: [text(column, value) for value in frame[column]] for column, heading in headings.items()})
 
 
 def calibration_table(found: LostDetail) -> pd.DataFrame:
     """Per noise level and metric: the best setting with noise, the report's number, the verdict, agreement."""
-    table = found.calibration
-    return pd.DataFrame({
-        "pixel noise (grey levels)": table["pixel noise"].map(lambda level: f"{level:g}"),
-        "metric": table["metric"].map(_metric), "ours, with noise": table["ours"].map(Estimate.format),
-        "report": table["original"].map(number), "ours - report": table["verdict"].map(Verdict.shown),
-        "agrees": table["outcome"].map({HELD: "yes", FAILED: "no", NOT_JUDGED: NOT_JUDGED}),
-    })
+    return shown(found.calibration.assign(level=found.calibration["pixel noise"].map("{:g}".format)), {
+        "level": "pixel noise (grey levels)", "metric": "metric", "ours": "ours, with noise", "original": "report",
+        "verdict": "ours - report", "agrees": "agrees"})
+
+
+def _as_read(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with its estimate as read followed by the devices it ran on."""
+    return table.assign(as_read=[f"{estimate.format()} ({devices})"
+                                 for estimate, devices in zip(table["as read"], table["as read on"])])
 
 
 def prediction_table(found: LostDetail) -> pd.DataFrame:
     """Per setting and metric: ours as read (and where it ran), ours with noise, the report's, the outcome."""
-    table = found.prediction
-    return pd.DataFrame({
-        "setting": table["setting"], "metric": table["metric"].map(_metric),
-        "ours, as read": [f"{estimate.format()} ({devices})" for estimate, devices in
-                          zip(table["as read"], table["as read on"])],
-        "ours, with noise (CPU)": table["ours"].map(Estimate.format), "report": table["original"].map(number),
-        "with noise - report": table["verdict"].map(Verdict.shown), "prediction": table["outcome"],
-    })
+    return shown(_as_read(found.prediction), {
+        "setting": "setting", "metric": "metric", "as_read": "ours, as read", "ours": "ours, with noise (CPU)",
+        "original": "report", "verdict": "with noise - report", "outcome": "prediction"})
+
+
+def cost_table(found: LostDetail) -> pd.DataFrame:
+    """Per setting: test accuracy as read, with the calibrated noise, and the report's."""
+    return shown(_as_read(found.cost), {
+        "setting": "setting", "as_read": "ours, as read", "ours": "ours, with noise (CPU)", "original": "report",
+        "verdict": "with noise - report"})
 
 
 def variants_table(found: Variants) -> pd.DataFrame:
     """Per variant, batch size and metric: standard and variant BatchNorm on the CPU, what was predicted
     and measured, and the variant against the report's number."""
     table = found.table
-    return pd.DataFrame({
-        "variant": table["variant"].str.replace("_", " "), "batch size": table["batch size"],
-        "metric": table["metric"].map(_metric), "standard": table["standard"].map(Estimate.format),
-        "variant value": table["variant value"].map(Estimate.format), "predicted": table["predicted"],
-        "variant - standard": table["measured"].map(Verdict.shown), "prediction": table["prediction"],
-        "report": table["original"].map(number),
-        "agrees with the report": table["agrees"].map({True: "yes", False: "no", None: NOT_JUDGED}),
-    })
+    return shown(table.assign(variant=table["variant"].str.replace("_", " ")), {
+        "variant": "variant", "batch size": "batch size", "metric": "metric", "standard": "standard",
+        "variant value": "variant value", "predicted": "predicted", "measured": "variant - standard",
+        "prediction": "prediction", "original": "report", "agrees": "agrees with the report"})
 
 
-def device_table(frame: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({
-        "dropout rate": frame["dropout_rate"].map(lambda rate: f"{rate:g}"), "metric": frame["metric"].map(_metric),
-        "H200, tf32": frame["H200, tf32"].map(Estimate.format), "CPU, fp32": frame["CPU, fp32"].map(Estimate.format),
-        "CPU - H200": frame["verdict"].map(Verdict.shown),
-    })
-
-
-def cost_table(found: LostDetail) -> pd.DataFrame:
-    """Per setting: test accuracy as read, with the calibrated noise, and the report's."""
-    table = found.cost
-    return pd.DataFrame({
-        "setting": table["setting"],
-        "ours, as read": [f"{estimate.format()} ({devices})" for estimate, devices in
-                          zip(table["as read"], table["as read on"])],
-        "ours, with noise (CPU)": table["ours"].map(Estimate.format), "report": table["original"].map(number),
-        "with noise - report": table["verdict"].map(Verdict.shown),
-    })
+def device_effect_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """device_effect as the chapter prints it."""
+    return shown(frame.assign(rate=frame["dropout_rate"].map("{:g}".format)), {
+        "rate": "dropout rate", "metric": "metric", "H200, tf32": "H200, tf32", "CPU, fp32": "CPU, fp32",
+        "verdict": "CPU - H200"})
