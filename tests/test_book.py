@@ -111,7 +111,7 @@ def test_the_digest_covers_every_lab2_module_the_pages_import(tmp_path, monkeypa
     """The code the pages import is found, not listed: a module they import, however, is in the digest."""
     sources = {project_path(path) for path in page_code_files()}
     # Named by a page (intro.md: lab2.core.train), through lab2's lazy names (mlp.md: build_model), by a
-    # module a page imports (lab2.core.layer_check: lab2.core.layers), in a function a page calls (why.py: fidelity).
+    # module a page imports (lab2.core.layer_check: lab2.core.layers; lab2.core.data_check: lab2.core.fidelity).
     assert {"lab2/__init__.py", "lab2/core/train.py", "lab2/core/models.py", "lab2/core/layers.py",
             "lab2/core/config.py", "lab2/core/data.py", "lab2/core/fidelity.py", "lab2/core/summary.py",
             "lab2/runs/grid.py", "lab2/runs/record.py", "lab2/report/page.py", "lab2/report/tables.py"} <= sources
@@ -131,9 +131,9 @@ def test_the_digest_covers_every_lab2_module_the_pages_import(tmp_path, monkeypa
 
 
 def test_imported_by_follows_lazy_names_and_imports_inside_functions():
-    files = {project_path(path) for path in imported_by(["from lab2 import RunConfig", "from lab2.report import why"])}
+    files = {project_path(path) for path in imported_by(["from lab2 import RunConfig", "from lab2.report import findings"])}
     assert "lab2/core/config.py" in files  # resolved on first use by lab2/__init__.py
-    assert "lab2/core/fidelity.py" in files  # imported inside a function of lab2/report/why.py
+    assert "lab2/report/predictions.py" in files  # imported inside a function of lab2/report/findings.py
     assert "lab2/core/train.py" not in files and "lab2/runs/fingerprint.py" in files  # only what is imported
 
 

@@ -5,37 +5,22 @@
 - `fidelity_runs` / `fidelity_table` / `fidelity_differences`: the data-fidelity experiment
   (lab2.core.fidelity) per level, with the pixel error each level causes, against the images as
   read on the same device (the CPU, in fp32).
-- `jpeg_error_on_lossless`: the pixel error a JPEG round trip causes on lossless natural
-  photographs shrunk to CIFAR-10's size, from the images scikit-image ships.
-- `encoded_like_pillow`: whether the data's JPEGs were written as lab2.core.fidelity re-encodes.
 
-The explanations tested by prediction are judged in lab2.report.predictions.
+The data copy itself is measured in lab2.core.data_check; the explanations tested by prediction are
+judged in lab2.report.predictions.
 """
-
-import contextlib
-import importlib.util
-import io
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
-from lab2.report import predictions, results
-from lab2.core.data import split_source
 from lab2.core.summary import METRICS
+from lab2.report import predictions, results
 from lab2.report.noise import Estimate, judge_difference, plus_minus
 from lab2.report.experiments import JPEG_QUALITY_GRID, PIXEL_NOISE_GRID
 
 # The course framework's rule: lr *= LR_DECAY when an epoch's training loss exceeds the
 # largest of the LR_WINDOW epochs before it.
 LR_DECAY, LR_WINDOW = 0.9995, 3
-# Lossless colour photographs scikit-image ships (its data folder), and the quality of the
-# JPEG copy of CIFAR-10 this project reads (../shared/data/README.md).
-LOSSLESS_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "motorcycle_right.png")
-SHARED_COPY_QUALITY = 75
-SIDE = 32  # CIFAR-10 images are 32 x 32
-TILINGS = (1, 2, 3)  # each photo's central square whole, in 2 x 2 and in 3 x 3 tiles, each shrunk to 32 x 32
 FIDELITY_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_acc")
 
 
@@ -100,84 +85,6 @@ def level_direction(runs: pd.DataFrame, level: str, metric: str = "train_loss") 
     chosen = results.finished(fidelity_runs(runs))
     best = results.matching(chosen, dropout_rate=float(predictions.best_mlp_setting(runs).get("dropout_rate", np.nan)))
     return best.loc[best["level"] == level, metric].mean() - best.loc[best["kind"] == "as read", metric].mean()
-
-
-def lossless_tiles() -> np.ndarray:
-    """CIFAR-sized (32 x 32) RGB images cut from lossless photographs that scikit-image ships.
-
-    Each photo's central square is shrunk whole and cut into 2 x 2 and 3 x 3 tiles, each tile
-    shrunk to 32 x 32 by averaging (Pillow's box filter), as CIFAR-10's images were shrunk from
-    larger ones.
-    """
-    spec = importlib.util.find_spec("skimage")
-    if spec is None:
-        raise ModuleNotFoundError("scikit-image is not installed (requirements.txt lists it: `make venv`)")
-    folder = Path(spec.submodule_search_locations[0]) / "data"
-    tiles = []
-    for name in LOSSLESS_PHOTOS:
-        with Image.open(folder / name) as photo:
-            photo = photo.convert("RGB")
-            side = min(photo.size)
-            left, top = (photo.width - side) // 2, (photo.height - side) // 2
-            square = photo.crop((left, top, left + side, top + side))
-        for count in TILINGS:
-            step = side // count
-            for row in range(count):
-                for column in range(count):
-                    tile = square.crop((column * step, row * step, (column + 1) * step, (row + 1) * step))
-                    tiles.append(np.asarray(tile.resize((SIDE, SIDE), Image.Resampling.BOX)))
-    return np.stack(tiles)
-
-
-def jpeg_round_trip_error(images: np.ndarray, quality: int) -> float:
-    """RMS difference in grey levels between (N, 32, 32, 3) images and their JPEG round trip, made
-    as the fidelity setting makes it (lab2.core.fidelity: Pillow's defaults)."""
-    from lab2.core import fidelity
-
-    channels_first = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
-    with contextlib.redirect_stderr(io.StringIO()):  # its progress bar: a page would print it as an error
-        round_trip = fidelity.jpeg_round_trip(channels_first, quality, "lossless photographs")
-    return fidelity.pixel_rmse(round_trip, channels_first)
-
-
-def jpeg_error_on_lossless(quality: int = SHARED_COPY_QUALITY) -> dict:
-    """The pixel error of one JPEG round trip at `quality` on lossless CIFAR-sized photographs."""
-    tiles = lossless_tiles()
-    return {"quality": quality, "images": len(tiles), "photos": len(LOSSLESS_PHOTOS),
-            "rmse": jpeg_round_trip_error(tiles, quality)}
-
-
-def first_jpeg(data_source: str) -> bytes | None:
-    """The first JPEG file of the data a profile was made from (a .tar.gz or a folder); None if it is not here."""
-    import tarfile
-
-    path = Path(split_source(data_source)[1])
-    if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
-        with tarfile.open(path) as archive:
-            for member in archive:
-                if member.isfile() and member.name.lower().endswith((".jpg", ".jpeg")):
-                    return archive.extractfile(member).read()
-    elif path.is_dir():
-        for file in sorted(path.rglob("*.jp*g")):
-            return file.read_bytes()
-    return None
-
-
-def encoded_like_pillow(data_source: str, quality: int = SHARED_COPY_QUALITY) -> bool | None:
-    """Whether the data's JPEGs carry the quantization tables and chroma subsampling that Pillow
-    writes at `quality` (so lab2.core.fidelity re-encodes the way the copy was made); None if no JPEG is here."""
-    from PIL import JpegImagePlugin
-
-    raw = first_jpeg(data_source)
-    if raw is None:
-        return None
-    with Image.open(io.BytesIO(raw)) as copy:
-        buffer = io.BytesIO()
-        copy.convert("RGB").save(buffer, format="JPEG", quality=quality)
-        tables, sampling = copy.quantization, JpegImagePlugin.get_sampling(copy)
-    buffer.seek(0)
-    with Image.open(buffer) as ours:
-        return tables == ours.quantization and sampling == JpegImagePlugin.get_sampling(ours)
 
 
 def conclusion_facts(lost, variants, comparison: pd.DataFrame) -> dict:
