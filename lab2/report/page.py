@@ -57,8 +57,9 @@ def load(profile: str | None = None) -> Page:
     pd.set_option("display.max_colwidth", None)  # settings and sentences whole
     _figure_formats()
     profile, root = results.selected() if profile is None else (profile, None)
-    return Page(profile, root, load_manifest(profile, root), results.load_runs(profile, root),
-                results.load_epochs(profile, root), results.load_reference(), runs_in_flight(profile, root))
+    runs, epochs = results.load_results(profile, root)
+    return Page(profile, root, load_manifest(profile, root), runs, epochs, results.load_reference(),
+                runs_in_flight(profile, root))
 
 
 def glue(name: str, value, fmt: str = "") -> None:

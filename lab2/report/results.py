@@ -1,8 +1,9 @@
 """Read a profile's sweep results into tidy DataFrames: the only way the book reads results.
 
-- `load_runs(profile)`: one row per planned run: its config, summary, environment, and
-  the experiments it belongs to (status `record.MISSING` if it has not finished).
-- `load_epochs(profile)`: one row per run and epoch, with the run's config.
+- `load_results(profile)`: the runs and their epochs, each run folder read once; `load_runs`:
+  one row per planned run: its config, summary, environment, and the experiments it belongs to
+  (status `record.MISSING` if it has not finished); `load_epochs`: one row per run and epoch,
+  with the run's config.
 - `by_experiment(runs)`: one row per (run, experiment), for the report's tables.
 - `seed_spread(...)`: mean, spread and count over seeds.
 - `turning_points(epochs)`: where each run's validation loss was lowest, against its last epoch.
@@ -47,8 +48,9 @@ def _code_changed(run: record.RunRecord) -> str:
     return "unknown" if changed is None else ", ".join(changed)
 
 
-def load_runs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
-    """One row per run of the profile's grid, finished or not.
+def load_results(profile: str, results_root: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs, epochs) of a profile, each run folder read once. runs: one row per run of the profile's grid,
+    finished or not; epochs: one row per finished run and epoch, with the run's config columns.
 
     status: ok, diverged, failed, missing, or corrupt (a file of its folder cannot be read or
     disagrees with the others, record.read_run; `corrupt_path` names the file, `damage` what is
@@ -58,9 +60,11 @@ def load_runs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
     manifest = load_manifest(profile, results_root)
     folder = profile_dir(profile, results_root)
     labels = shown_roles(manifest["experiments"], load_reference())
-    rows = []
+    rows, histories = [], []
     for planned in manifest["runs"]:
         run = record.read_run(folder / planned["run_id"])
+        if run.status in FINISHED_STATUSES and run.epochs:
+            histories.append(pd.DataFrame(run.epochs, columns=list(record.METRIC_COLUMNS)).assign(run_id=planned["run_id"]))
         status, summary, environment = run.status, run.summary if run.status != record.CORRUPT else {}, run.environment
         rows.append({
             "run_id": planned["run_id"],
@@ -87,7 +91,16 @@ def load_runs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
     runs = pd.DataFrame(rows)
     for column in METRICS + ("seconds",):
         runs[column] = pd.to_numeric(runs[column], errors="coerce")
-    return runs
+    config_columns = ["run_id", *FIELD_NAMES]
+    if not histories:  # nothing has finished: no rows, every column a page may ask for
+        return runs, pd.DataFrame(columns=[*config_columns, *record.METRIC_COLUMNS])
+    epochs = pd.concat(histories, ignore_index=True).merge(runs[config_columns], on="run_id", how="left")
+    return runs, epochs
+
+
+def load_runs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
+    """One row per run of the profile's grid, finished or not (load_results)."""
+    return load_results(profile, results_root)[0]
 
 
 def run_config(run: pd.Series) -> RunConfig:
@@ -113,19 +126,8 @@ def load_environments(profile: str, results_root: Path | None = None) -> pd.Data
 
 
 def load_epochs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
-    """One row per run and epoch (finished runs only), with the run's config columns."""
-    runs = load_runs(profile, results_root)
-    folder = profile_dir(profile, results_root)
-    frames = []
-    for run in runs.itertuples():
-        epochs = record.read_run(folder / run.run_id).epochs if run.status in FINISHED_STATUSES else []
-        if epochs:
-            frames.append(pd.DataFrame(epochs, columns=list(record.METRIC_COLUMNS)).assign(run_id=run.run_id))
-    config_columns = ["run_id", *FIELD_NAMES]
-    if not frames:  # nothing has finished: no rows, every column a page may ask for
-        return pd.DataFrame(columns=[*config_columns, *record.METRIC_COLUMNS])
-    epochs = pd.concat(frames, ignore_index=True)
-    return epochs.merge(runs[config_columns], on="run_id", how="left")
+    """One row per run and epoch (finished runs only), with the run's config columns (load_results)."""
+    return load_results(profile, results_root)[1]
 
 
 def by_experiment(runs: pd.DataFrame) -> pd.DataFrame:
