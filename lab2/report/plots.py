@@ -111,7 +111,8 @@ def plot_curves_by(epochs: pd.DataFrame, hue: str | None, title: str = "", hue_l
         axis.set(xlabel="epoch", ylabel=label)
         _integer_epochs(axis)
         _mark_original(axis, metric, original or {}, epochs["epoch"].max())
-    _legend_below(figure, axes, hue_label or axis_label(hue))
+    title = hue_label or axis_label(hue)
+    _legend_below(figure, axes, {"setting": f"{title}:" if title else "", "split": "split:"})
     if title:
         figure.suptitle(title)
     return figure
@@ -151,17 +152,17 @@ def _integer_epochs(axis) -> None:
     axis.xaxis.get_major_locator().set_params(integer=True)
 
 
-def _legend_below(figure, axes, title: str | None) -> None:
-    """One legend for all panels, in a row under them, so it neither hides a curve nor narrows a panel."""
-    handles, labels = axes[-1].get_legend_handles_labels()
+def _legend_below(figure, axes, names: dict[str, str], columns: int | None = None) -> None:
+    """One legend for all panels, in a row under them, so it neither hides a curve nor narrows a panel: the
+    entries of the panel with the most (dropout's has the half-width CNN too), seaborn's group titles (column
+    names) renamed by `names`, in at most `columns` columns."""
+    handles, labels = max((axis.get_legend_handles_labels() for axis in axes), key=lambda pair: len(pair[1]))
     for axis in axes:
         if axis.get_legend() is not None:
             axis.get_legend().remove()
-    # seaborn titles its hue and style groups with the column names; give them readable ones.
-    names = {"setting": f"{title}:" if title else "", "split": "split:"}
     labels = [names.get(label, label) for label in labels]
-    figure.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False,
-                  handlelength=1.8, columnspacing=1.0, fontsize="small")
+    figure.legend(handles, labels, loc="outside lower center", ncol=max(1, min(len(labels), columns or len(labels))),
+                  frameon=False, handlelength=1.8, columnspacing=1.0, fontsize="small")
 
 
 def _grid_axis(axis, field: str, values) -> None:
@@ -224,12 +225,7 @@ def plot_hyperparameter_summary(runs: pd.DataFrame, reference: pd.DataFrame | No
                           markeredgewidth=2, label=f"{MODEL_LABELS[model]}, original report")
         _grid_axis(axis, field, data[field])
         axis.set(xlabel=axis_label(field), ylabel=axis_label(metric))
-    # The panel with the most lines (dropout: the half-width CNN too) lends its legend to all.
-    handles, labels = max((axis.get_legend_handles_labels() for axis in axes), key=lambda pair: len(pair[1]))
-    for axis in axes:
-        if axis.get_legend() is not None:
-            axis.get_legend().remove()
-    figure.legend(handles, labels, loc="outside lower center", ncol=max(len(labels), 1), frameon=False)
+    _legend_below(figure, axes, {})
     return figure
 
 
@@ -349,11 +345,5 @@ def plot_fidelity(chosen: pd.DataFrame, original: dict[tuple[float, str], float]
                 axis.axhline(value, color=palette[f"p = {rate:g}"], linestyle="--", linewidth=1,
                              label=f"original report, p = {rate:g}")
         axis.set(xlabel="pixel error (RMS grey levels)", ylabel=label)
-    handles, labels = axes[0].get_legend_handles_labels()
-    for axis in axes:
-        if axis.get_legend() is not None:
-            axis.get_legend().remove()
-    names = {"dropout": "dropout:", "kind": "degradation:"}
-    figure.legend(handles, [names.get(label, label) for label in labels], loc="outside lower center",
-                  ncol=min(len(labels), 5), frameon=False, fontsize="small")
+    _legend_below(figure, axes, {"dropout": "dropout:", "kind": "degradation:"}, columns=5)
     return figure
