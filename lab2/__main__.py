@@ -1,19 +1,9 @@
 """Command line: `python -m lab2 train | sweep | bench | book | code-check | gpu-check | unpack-results`."""
 
-import argparse
-import dataclasses
-import json
+import os
+import signal
 import sys
-import time
-from pathlib import Path
 
-from lab2.core.config import BATCHNORM_VARIANTS, DROPOUT_KINDS, MODELS, PRECISIONS, ConfigError, RunConfig, flag
-from lab2.runs.executors import CLUSTERS
-from lab2.runs.grid import PARAMS_DIR
-
-CHOICES = {"model": MODELS, "dropout_kind": DROPOUT_KINDS, "precision": PRECISIONS,
-           "batchnorm_variant": BATCHNORM_VARIANTS}
-CPU_BENCH_CHANNELS = 64  # the bench's CNN width on a CPU
 INTERRUPTED_EXIT = 130  # a shell's code for a command ended by Ctrl-C (128 + SIGINT)
 # What an interrupted command leaves, for its one line (files are written whole or not at all, lab2.core.atomic).
 INTERRUPTED = {
@@ -23,6 +13,39 @@ INTERRUPTED = {
     "unpack-results": "each run is added whole or not at all; unpack again to add the rest",
     "code-check": "the stored verdict is unchanged; run the check again",
 }
+
+
+def _interrupted_line(command: str) -> str:
+    left = INTERRUPTED.get(command)
+    return f"python -m lab2{' ' + command if command else ''}: interrupted" + (f"; {left}" if left else "")
+
+
+def _interrupted_while_importing(signum, frame) -> None:
+    """Ctrl-C while the command imports lab2 and its libraries (up to a second on a loaded machine), before
+    main() can catch it: the same one line, not a traceback through the import machinery; nothing was written."""
+    command = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in INTERRUPTED else ""
+    sys.stderr.write(_interrupted_line(command) + "\n")
+    sys.stderr.flush()
+    os._exit(INTERRUPTED_EXIT)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, _interrupted_while_importing)  # main() puts Python's own back
+
+import argparse  # noqa: E402 - after the handler above: these imports are the seconds it covers
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from lab2.core.config import (BATCHNORM_VARIANTS, DROPOUT_KINDS, MODELS, PRECISIONS, ConfigError,  # noqa: E402
+                              RunConfig, flag)
+from lab2.runs.executors import CLUSTERS  # noqa: E402
+from lab2.runs.grid import PARAMS_DIR  # noqa: E402
+
+CHOICES = {"model": MODELS, "dropout_kind": DROPOUT_KINDS, "precision": PRECISIONS,
+           "batchnorm_variant": BATCHNORM_VARIANTS}
+CPU_BENCH_CHANNELS = 64  # the bench's CNN width on a CPU
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -207,6 +230,8 @@ def unpack_results_command(parser, args) -> int:
 
 
 def main(argv=None) -> int:
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_importing:  # imported: from here on main() catches it
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = argparse.ArgumentParser(prog="python -m lab2", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -300,8 +325,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         # Ctrl-C before a sweep's runs started or after they ended (while they run, the sweep stops them and
         # says so itself), or during any other command: one line, no traceback.
-        left = INTERRUPTED.get(args.command)
-        print(f"{command.prog}: interrupted" + (f"; {left}" if left else ""), file=sys.stderr)
+        print(_interrupted_line(args.command), file=sys.stderr)
         return INTERRUPTED_EXIT
 
 

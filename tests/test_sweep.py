@@ -326,6 +326,32 @@ def test_jobs_beyond_the_cores_is_said_and_never_more_than_the_runs(tmp_path, im
     assert "sweep tiny: 2 runs to execute, 2 at once on this machine" in out and "2 ran, 0 cached, 0 failed" in out
 
 
+def test_ctrl_c_while_the_command_imports_lab2_is_one_line(tmp_path, image_archive):
+    """Ctrl-C in the command's first fraction of a second, while python -m lab2 imports lab2 and its libraries and
+    before main() runs: the same one line and exit 130, no traceback through the import machinery, nothing written."""
+    import psutil
+
+    params = write_params(tmp_path / "params")
+    command = [sys.executable, "-m", "lab2", "sweep", "--profile", "tiny", "--jobs", "1", "--params", str(params),
+               "--results", str(tmp_path / "results"), "--data-dir", str(image_archive)]
+    for _ in range(3):
+        sweeper = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, start_new_session=True)
+        # Python's own start ends near 11 MB; from 14 MB on, lab2's imports are under way (they reach ~25 MB before
+        # main() runs), so the signal lands in them or just after: both must give the one line.
+        process = psutil.Process(sweeper.pid)
+        deadline = time.time() + 30
+        while sweeper.poll() is None and time.time() < deadline and process.memory_info().rss < 14 * 2**20:
+            time.sleep(0.002)
+        os.killpg(sweeper.pid, signal.SIGINT)
+        out, err = sweeper.communicate(timeout=60)
+        assert sweeper.returncode == 130, (out, err)
+        assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err, err
+        assert err.strip().splitlines()[-1] == ("python -m lab2 sweep: interrupted; finished runs are kept; "
+                                                "run the sweep again to resume"), err
+    assert not (tmp_path / "results").exists()
+
+
 def test_ctrl_c_while_the_sweep_starts_is_one_line(tmp_path, image_archive):
     """Ctrl-C (SIGINT to the terminal's process group) while the fork server imports torch and papermill, the
     first seconds of a sweep: one line, no traceback from the sweep or its fork server, nothing written."""
