@@ -299,6 +299,10 @@ def test_a_profile_with_nothing_finished_renders_and_says_what_to_run(built, tmp
     html_dir = tmp_path / "out" / "_build" / "html"
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Traceback" not in done.stdout + done.stderr
+    # The terminal says it too, naming damaged runs by id: a user who reads only the terminal is told.
+    line = next(line for line in done.stdout.splitlines() if line.startswith("book of the smoke profile: "))
+    assert re.match(rf"book of the smoke profile: 0 of \d+ runs finished; {len(damaged)} could not be read \(", line), line
+    assert "the provenance page names the file at fault, and the next sweep runs them again" in line
     _, intro = visible((html_dir / "intro.html").read_text())
     intro = " ".join(intro.split())
     assert "No run of the smoke profile has finished yet , so no page of this book has a number of it" in intro

@@ -41,6 +41,7 @@ from pathlib import Path
 import yaml
 
 from lab2 import PROJECT_ROOT
+from lab2.core.summary import OK
 from lab2.runs import record
 from lab2.runs.code_verdict import CODE_CHECK_FILE
 from lab2.runs.fingerprint import checkout_run_code, imported_by, project_path
@@ -355,6 +356,24 @@ def _hold_build_folder(build_dir: Path):
     return lock
 
 
+def shown_runs_line(profile: str, shown_root: Path) -> str:
+    """What the book will show, in one line on the terminal: how many runs have finished and, by id, those that
+    could not be read (the provenance page names the file at fault), so a damaged run is not found only there."""
+    folder = profile_dir(profile, shown_root)
+    statuses = {entry["run_id"]: record.read_run(folder / entry["run_id"]).status
+                for entry in load_manifest(profile, shown_root)["runs"]}
+    finished = sum(status == OK for status in statuses.values())
+    damaged = [run_id for run_id, status in statuses.items() if status == record.CORRUPT]
+    line = f"book of the {profile} profile: {finished} of {len(statuses)} runs finished"
+    if damaged:
+        named = ", ".join(damaged[:5]) + (f" and {len(damaged) - 5} more" if len(damaged) > 5 else "")
+        line += (f"; {len(damaged)} could not be read ({named}): the provenance page names the file at fault, and "
+                 "the next sweep runs them again")
+    elif not finished:
+        line += ": the pages say so and what to run"
+    return line
+
+
 def _build(profile: str, results_root: Path, build_dir: Path, pdf: bool) -> int:
     """build_book's work, while it holds the build folder."""
     # A sweep may publish runs while the pages execute, one after the other: every page reads
@@ -364,6 +383,7 @@ def _build(profile: str, results_root: Path, build_dir: Path, pdf: bool) -> int:
         snapshot_profile(profile, results_root, shown_root)
     except RecordError as error:
         raise BookError(str(error)) from None
+    print(shown_runs_line(profile, shown_root), flush=True)
     digest = inputs_digest(profile, shown_root, results_root)
     results_root = shown_root
     stored = build_dir / DIGEST_FILE

@@ -193,8 +193,9 @@ def status(runs: pd.DataFrame, model: str, profile: str) -> str | None:
             f"({plural(settings, 'setting')}; {seeds_words(sorted(missing['seed'].unique()))}). ")
     text += f"A run of this profile takes {'; '.join(costs)}. " if costs else ""
     command = f"make sweep PROFILE={profile} ARGS=\"--only '{model}/*'\""
-    # Runs of an hour or more on a CPU are for a GPU machine; shorter ones a CPU sweeps in the background.
-    needs_gpu = cpu_minutes is None or cpu_minutes >= CPU_PATIENCE_MINUTES
+    # Runs of an hour or more on a CPU are for a GPU machine; shorter ones a CPU sweeps in the background. With no
+    # run of either model finished there is nothing to tell them by, and no device is advised.
+    needs_gpu = cpu_minutes is not None and cpu_minutes >= CPU_PATIENCE_MINUTES
     return text + f"`{command}` makes them" + (" on a GPU machine (`make gpu-check` there packs them as they finish)."
                                                  if needs_gpu else ".")
 

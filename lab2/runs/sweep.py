@@ -273,7 +273,8 @@ def _scheduler_problem(address: str) -> str | None:
     except ValueError as error:
         return str(error)
     if scheme not in backends:
-        return f"unknown address scheme {scheme!r}; allowed: {', '.join(sorted(backends))} (e.g. tcp://HOST:8786)"
+        usable = sorted(set(backends) - {"inproc"})  # inproc:// is refused below, whatever follows it
+        return f"unknown address scheme {scheme!r}; allowed: {', '.join(usable)} (e.g. tcp://HOST:8786)"
     if scheme == "inproc":
         return ("inproc:// is the address of a scheduler inside the Python process that started it, and a sweep is a "
                 "process of its own; give the scheduler's tcp:// address")
