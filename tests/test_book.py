@@ -277,6 +277,16 @@ def test_a_damaged_run_is_shown_once_as_unreadable_naming_its_file(built):
     assert any("corrupt" in row for row in rows)  # and in the table of every run, its status
 
 
+def test_the_build_names_a_damaged_run_on_the_terminal(built):
+    """What the build prints before the pages run (build.shown_runs_line): the damaged run by its id."""
+    from lab2.book.build import shown_runs_line
+
+    line = shown_runs_line("smoke", built["results"])
+    assert line.startswith("book of the smoke profile: ") and line.endswith(
+        f"; 1 could not be read ({built['damaged']}): the provenance page names the file at fault, "
+        "and the next sweep runs it again"), line
+
+
 def test_a_profile_with_nothing_finished_renders_and_says_what_to_run(built, tmp_path):
     """Every run gone or damaged (each file of a run cut off or garbled, one way per run): the book builds
     through the CLI, its introduction says nothing has finished and what to run, provenance names each file."""

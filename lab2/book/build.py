@@ -368,7 +368,7 @@ def shown_runs_line(profile: str, shown_root: Path) -> str:
     if damaged:
         named = ", ".join(damaged[:5]) + (f" and {len(damaged) - 5} more" if len(damaged) > 5 else "")
         line += (f"; {len(damaged)} could not be read ({named}): the provenance page names the file at fault, and "
-                 "the next sweep runs them again")
+                 f"the next sweep runs {'it' if len(damaged) == 1 else 'them'} again")
     elif not finished:
         line += ": the pages say so and what to run"
     return line
