@@ -255,10 +255,18 @@ def test_the_why_page_states_its_predictions_before_their_outcomes_recomputed_fr
 
 def test_the_why_page_shows_each_batchnorm_variant_beside_standard_batchnorm_on_the_same_cpu(full_book):
     text = page_text(full_book, "why")
+    def same_device_standard(run: dict, batch_size: int) -> bool:
+        """A run of standard BatchNorm on the images as read, in fp32 (the CPU's), at the best setting but its batch."""
+        return (run["model"] == "mlp" and run.get("batchnorm_variant", "standard") == "standard"
+                and run.get("precision") == "fp32" and run.get("jpeg_quality") is None and not run.get("pixel_noise")
+                and run["batch_size"] == batch_size and run["dropout_rate"] == 0.5 and run["batchnorm"])
+
     for variant in ("momentum_swapped", "running_in_training"):
         for batch_size in (50, 500):
+            # The seeds both sides have finished: the page pairs them (same weights, batches and dropout masks).
+            paired = {run["seed"] for run in finished_runs() if same_device_standard(run, batch_size)}
             values = [run["train_loss"] for run in finished_runs() if run.get("batchnorm_variant") == variant
-                      and run["batch_size"] == batch_size]
+                      and run["batch_size"] == batch_size and run["seed"] in paired]
             if len(values) > 1:
                 assert f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}" in text, (variant, batch_size)
     assert len(re.findall(r"\d+ of 16 predicted changes held", text)) == 2

@@ -183,7 +183,7 @@ def batchnorm_variants(runs: pd.DataFrame, reference: pd.DataFrame, spec: dict |
             paired = [results.finished(side)[results.finished(side)["seed"].isin(seeds)] for side in (changed, standard)]
             for metric in spec["metrics"]:
                 measured = judge_difference(*(Estimate.of(side[metric]) for side in paired), metric)
-                judged = _against_report(changed, printed, setting, metric)
+                judged = _against_report(paired[0], printed, setting, metric)  # the variant on the paired seeds too
                 rows.append({"variant": variant, "batch size": int(batch_size), "metric": metric,
                              "standard": Estimate.of(paired[1][metric]), "variant value": judged["ours"],
                              "predicted": predicted[metric], "measured": measured,
