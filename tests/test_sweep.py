@@ -326,6 +326,16 @@ def test_jobs_beyond_the_cores_is_said_and_never_more_than_the_runs(tmp_path, im
     assert "sweep tiny: 2 runs to execute, 2 at once on this machine" in out and "2 ran, 0 cached, 0 failed" in out
 
 
+def assert_interrupted_in_one_line(sweeper: subprocess.Popen) -> None:
+    """Ctrl-C to the sweep's process group (a terminal's job): exit 130 and the sweep's one line, no traceback."""
+    os.killpg(sweeper.pid, signal.SIGINT)
+    out, err = sweeper.communicate(timeout=60)
+    assert sweeper.returncode == 130, (out, err)
+    assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err, err
+    assert err.strip().splitlines()[-1] == ("python -m lab2 sweep: interrupted; finished runs are kept; "
+                                            "run the sweep again to resume"), err
+
+
 def test_ctrl_c_while_the_command_imports_lab2_is_one_line(tmp_path, image_archive):
     """Ctrl-C in the command's first fraction of a second, while python -m lab2 imports lab2 and its libraries and
     before main() runs: the same one line and exit 130, no traceback through the import machinery, nothing written."""
@@ -343,12 +353,7 @@ def test_ctrl_c_while_the_command_imports_lab2_is_one_line(tmp_path, image_archi
         deadline = time.time() + 30
         while sweeper.poll() is None and time.time() < deadline and process.memory_info().rss < 14 * 2**20:
             time.sleep(0.002)
-        os.killpg(sweeper.pid, signal.SIGINT)
-        out, err = sweeper.communicate(timeout=60)
-        assert sweeper.returncode == 130, (out, err)
-        assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err, err
-        assert err.strip().splitlines()[-1] == ("python -m lab2 sweep: interrupted; finished runs are kept; "
-                                                "run the sweep again to resume"), err
+        assert_interrupted_in_one_line(sweeper)
     assert not (tmp_path / "results").exists()
 
 
@@ -381,12 +386,7 @@ def test_ctrl_c_while_the_sweep_starts_is_one_line(tmp_path, image_archive):
         time.sleep(0.05)
     assert fork_server(), "the sweep never started its fork server"
     time.sleep(0.5)  # the server is importing now (it takes seconds); at once, Python's own start would not have run
-    os.killpg(sweeper.pid, signal.SIGINT)
-    out, err = sweeper.communicate(timeout=60)
-    assert sweeper.returncode == 130, (out, err)
-    assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err, err
-    assert err.strip().splitlines()[-1] == ("python -m lab2 sweep: interrupted; finished runs are kept; "
-                                            "run the sweep again to resume"), err
+    assert_interrupted_in_one_line(sweeper)
     assert not (tmp_path / "results").exists()  # stopped before anything was written
 
 
