@@ -88,12 +88,7 @@ def prediction_facts(runs: pd.DataFrame, reference: pd.DataFrame) -> dict:
     noise = predictions.lost_detail(runs, reference)
     variants = predictions.batchnorm_variants(runs, reference)
     return {"level": noise.level, "noise": noise.counts,
-            "variants": {variant: {**counts, "explains": sum(1 for agrees in variants.explains[variant].values()
-                                                             if agrees is True),
-                                   "explains_waiting": sum(1 for agrees in variants.explains[variant].values()
-                                                           if agrees is None),
-                                   "batch_sizes": len(variants.explains[variant])}
-                         for variant, counts in variants.counts.items()}}
+            "variants": {variant: {**counts, **variants.agreement(variant)} for variant, counts in variants.counts.items()}}
 
 
 def has_results(profile: str) -> bool:

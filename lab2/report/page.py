@@ -16,7 +16,7 @@ import pandas as pd
 
 from lab2.report import evidence, results
 from lab2.report.noise import NOT_MEASURED, measured
-from lab2.report.sections import Section, Shown, plural
+from lab2.report.sections import Section, Shown, plural, seeds_words
 from lab2.runs.manifest import load_manifest
 from lab2.runs.snapshot import runs_in_flight
 
@@ -46,8 +46,7 @@ class Page:
         if shown.empty:
             return f"no finished run of the {self.profile} profile yet"
         seeds = sorted(int(seed) for seed in shown["seed"].unique())
-        words = ", ".join(map(str, seeds[:-1])) + f" and {seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
-        return f"{plural(len(shown), 'run')} of the {self.profile} profile, {'seeds' if len(seeds) > 1 else 'seed'} {words}"
+        return f"{plural(len(shown), 'run')} of the {self.profile} profile, {seeds_words(seeds)}"
 
 
 def load(profile: str | None = None) -> Page:

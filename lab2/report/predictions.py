@@ -119,11 +119,12 @@ def _with_noise(runs, printed: dict, best: dict, settings: list[dict], metrics, 
     rows = []
     for changes in settings:
         setting = {**best, **changes}
-        as_read = select(runs, **{**AS_READ, **setting, "precision": "tf32"})
+        as_read = results.finished(select(runs, **{**AS_READ, **setting, "precision": "tf32"}))
         with_noise = select(runs, **{**AS_READ, **setting, "pixel_noise": level}) if level else runs.iloc[:0]
+        where = devices(as_read) or NOT_MEASURED
         for metric in metrics:
             rows.append({"setting": setting_words(changes), "metric": metric,
-                         "as read": Estimate.of(results.finished(as_read)[metric]), "as read on": devices(results.finished(as_read)) or NOT_MEASURED,
+                         "as read": Estimate.of(as_read[metric]), "as read on": where,
                          **_against_report(with_noise, printed, setting, metric)})
     return rows
 
@@ -165,6 +166,13 @@ class Variants:
     counts: dict  # {variant: {held, did not hold, not judged, total}} of its predicted changes
     explains: dict  # {variant: {batch size: True/False/None}}: all its training numbers agree with the report's
 
+    def agreement(self, variant: str) -> dict:
+        """Of a variant's batch sizes: at how many its training numbers agree with the report's (explains), at how
+        many that waits for more seeds (explains_waiting), and how many there are (batch_sizes)."""
+        verdicts = list(self.explains[variant].values())
+        return {"explains": sum(agrees is True for agrees in verdicts),
+                "explains_waiting": sum(agrees is None for agrees in verdicts), "batch_sizes": len(verdicts)}
+
 
 def batchnorm_variants(runs: pd.DataFrame, reference: pd.DataFrame, spec: dict | None = None) -> Variants:
     spec, printed = (spec or read())["batchnorm_variants"], report_numbers(reference)
@@ -179,8 +187,9 @@ def batchnorm_variants(runs: pd.DataFrame, reference: pd.DataFrame, spec: dict |
             # Variant against standard on the seeds both have finished: a seed's weights, batches and dropout
             # masks are the same on both sides, so what differs is the layer (bit for bit where training never
             # reads what the variant changes).
-            seeds = set(results.finished(changed)["seed"]) & set(results.finished(standard)["seed"])
-            paired = [results.finished(side)[results.finished(side)["seed"].isin(seeds)] for side in (changed, standard)]
+            ended = [results.finished(side) for side in (changed, standard)]
+            seeds = set(ended[0]["seed"]) & set(ended[1]["seed"])
+            paired = [side[side["seed"].isin(seeds)] for side in ended]
             for metric in spec["metrics"]:
                 measured = judge_difference(*(Estimate.of(side[metric]) for side in paired), metric)
                 judged = _against_report(paired[0], printed, setting, metric)  # the variant on the paired seeds too
@@ -249,8 +258,8 @@ def calibration_table(found: LostDetail) -> pd.DataFrame:
 
 def _as_read(table: pd.DataFrame) -> pd.DataFrame:
     """The table with its estimate as read followed by the devices it ran on."""
-    return table.assign(as_read=[f"{estimate.format()} ({devices})"
-                                 for estimate, devices in zip(table["as read"], table["as read on"])])
+    return table.assign(as_read=[f"{estimate.format()} ({where})"
+                                 for estimate, where in zip(table["as read"], table["as read on"])])
 
 
 def prediction_table(found: LostDetail) -> pd.DataFrame:

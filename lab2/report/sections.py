@@ -29,10 +29,16 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+def listed(items) -> str:
+    """Items as a sentence lists them: 'a', 'a and b', 'a, b and c'; 'none' when there are none."""
+    items = [str(item) for item in items]
+    return "none" if not items else items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
 def seeds_words(seeds) -> str:
     """'seed 1', 'seeds 1 and 2', 'seeds 0, 1 and 2'."""
-    seeds = [str(seed) for seed in seeds]
-    return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(seeds[:-1])} and {seeds[-1]}"
+    seeds = list(seeds)
+    return f"seed{'s' if len(seeds) > 1 else ''} {listed(seeds)}"
 
 
 class Section:
