@@ -191,7 +191,7 @@ def test_a_setting_run_on_a_gpu_and_a_cpu_stays_one_setting(tmp_path):
         run_dir = write_run(folder / run_id(config, TEST_FINGERPRINT), config, {"precision": device_precision})
         planned.append({"run_id": run_dir.name, "experiments": ["mlp/best"], "config": config.to_dict()})
     write_manifest(folder, {"profile": "full", "experiments": {"mlp/best": {}}, "runs": planned})
-    runs = results.load_runs("full", tmp_path)
+    runs = results.load_results("full", tmp_path).runs
     assert results.varying_fields(runs) == []  # seed is not a setting field
     assert list(runs["used_precision"]) == ["tf32", "fp32"]
 

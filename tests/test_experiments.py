@@ -69,7 +69,7 @@ def test_runs_are_found_by_role_and_the_rest_go_to_the_appendix(tmp_path):
     planned = [{"run_id": ids[rate], "experiments": ["mlp/rates", "mlp/odd"] if rate else ["mlp/rates"],
                 "config": config.to_dict()} for rate, config in configs.items()]
     write_profile(tmp_path / "tiny", {"mlp/rates": {"dropout_rate": [0.0, 0.5]}, "mlp/odd": {"hidden": 1024}}, planned)
-    runs = results.load_runs("tiny", tmp_path)
+    runs = results.load_results("tiny", tmp_path).runs
     assert list(results.runs_of(runs, "mlp", DROPOUT_RATE_GRID)["run_id"]) == [ids[0.0], ids[0.5]]
     assert results.runs_of(runs, "cnn", DROPOUT_RATE_GRID).empty
     assert list(results.runs_of(runs, "mlp", "odd")["run_id"]) == [ids[0.5]]
@@ -81,7 +81,7 @@ def test_a_manifest_from_an_older_sweep_says_how_to_renew_it(tmp_path):
     folder.mkdir()
     (folder / MANIFEST_FILE).write_text(json.dumps({"profile": "tiny", "runs": []}))
     with pytest.raises(ValueError, match="older sweep.*--keep-finished"):
-        results.load_runs("tiny", tmp_path)
+        results.load_results("tiny", tmp_path).runs
 
 
 def test_every_role_a_chapter_shows_names_a_page_of_the_book():

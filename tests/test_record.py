@@ -56,7 +56,7 @@ def test_changed_code_reruns_and_says_why_unknown_code_stays_cached(tmp_path, im
     out = capsys.readouterr().out
     assert f"{changed.name}   would run" in out and "[code changed: lab2/core/layers.py]" in out
     assert f"{unknown.name}   cached" in out and "1 cached, 1 to run" in out
-    runs = results.load_runs("tiny", root).set_index("run_id")
+    runs = results.load_results("tiny", root).runs.set_index("run_id")
     assert runs.loc[changed.name, "code_changed"] == "lab2/core/layers.py"
     assert runs.loc[unknown.name, "code_changed"] == "unknown"
 
@@ -76,7 +76,7 @@ def test_a_garbled_summary_is_listed_as_corrupt_and_rerun(tmp_path, image_archiv
     out = capsys.readouterr().out
     assert f"corrupt: {garbled / record.SUMMARY_FILE}: not valid JSON, cut off or garbled" in out
     assert f"{garbled.name}   would run" in out and "[corrupt]" in out and "Traceback" not in out
-    runs = results.load_runs("tiny", root).set_index("run_id")
+    runs = results.load_results("tiny", root).runs.set_index("run_id")
     assert runs.loc[garbled.name, "status"] == record.CORRUPT
     assert runs.loc[garbled.name, "corrupt_path"].endswith(f"{garbled.name}/{record.SUMMARY_FILE}")
     assert runs.loc[fine.name, "status"] == OK and runs.loc[fine.name, "code_changed"] == ""
@@ -115,13 +115,13 @@ def test_a_damaged_run_file_makes_the_run_corrupt_for_the_sweep_and_the_book(swe
     out = capsys.readouterr().out
     assert f"  corrupt: {path}: " in out and "; the run is executed again" in out and "Traceback" not in out
     assert f"{damaged}   would run" in out and "1 cached, 1 to run" in out
-    runs = results.load_runs("tiny", root).set_index("run_id")  # the book's reader
+    runs = results.load_results("tiny", root).runs.set_index("run_id")  # the book's reader
     assert runs.loc[damaged, "status"] == record.CORRUPT
     assert runs.loc[damaged, "corrupt_path"].endswith(f"{damaged}/{name}") and runs.loc[damaged, "damage"]
     assert pd_isnull(runs.loc[damaged, "test_acc"]) and pd_isnull(runs.loc[damaged, "notebook"])
     assert runs.loc[kept, "status"] == OK
-    assert set(results.load_epochs("tiny", root)["run_id"]) == {kept}
-    assert list(results.load_environments("tiny", root)["run_id"]) == [kept]
+    assert set(results.load_results("tiny", root).epochs["run_id"]) == {kept}
+    assert list(results.load_results("tiny", root).environments["run_id"]) == [kept]
 
 
 @pytest.mark.parametrize("name", [record.METRICS_FILE, record.CONFIG_FILE])

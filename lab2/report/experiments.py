@@ -3,7 +3,7 @@
 params/ names the experiments, and the sweep's manifest keeps each one as params/ declared
 it (the fields it sets on its model's baseline). The book never spells those names: a
 chapter asks for the runs of a role, "the grid over batch_size" or "the baseline without
-BatchNorm", and `results.load_runs` tells each run which roles its experiments play. So an
+BatchNorm", and `results.load_results` tells each run which roles its experiments play. So an
 experiment renamed in params/ keeps its page, and one that plays no role in a chapter (say
 a grid over `hidden`) is rendered by the appendix.
 """

@@ -26,8 +26,9 @@ class Page:
     profile: str
     results_root: Path | None
     manifest: dict
-    runs: pd.DataFrame  # one row per planned run (results.load_runs)
-    epochs: pd.DataFrame  # one row per finished run and epoch (results.load_epochs)
+    runs: pd.DataFrame  # one row per planned run (results.load_results)
+    epochs: pd.DataFrame  # one row per finished run and epoch
+    environments: pd.DataFrame  # env.json of every finished run
     reference: pd.DataFrame  # every number the original report printed
     in_flight: dict  # {run id: holder} of the runs a sweep was executing when the book's snapshot was taken
 
@@ -56,9 +57,8 @@ def load(profile: str | None = None) -> Page:
     pd.set_option("display.max_colwidth", None)  # settings and sentences whole
     _figure_formats()
     profile, root = results.selected() if profile is None else (profile, None)
-    runs, epochs = results.load_results(profile, root)
-    return Page(profile, root, load_manifest(profile, root), runs, epochs, results.load_reference(),
-                runs_in_flight(profile, root))
+    return Page(profile, root, load_manifest(profile, root), *results.load_results(profile, root),
+                results.load_reference(), runs_in_flight(profile, root))
 
 
 def glue(name: str, value, fmt: str = "") -> None:

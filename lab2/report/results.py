@@ -1,9 +1,9 @@
 """Read a profile's sweep results into tidy DataFrames: the only way the book reads results.
 
-- `load_results(profile)`: the runs and their epochs, each run folder read once; `load_runs`:
-  one row per planned run: its config, summary, environment, and the experiments it belongs to
-  (status `record.MISSING` if it has not finished); `load_epochs`: one row per run and epoch,
-  with the run's config.
+- `load_results(profile)`: the runs, their epochs and environments, each run folder read once:
+  `runs`, one row per planned run: its config, summary, environment, and the experiments it belongs
+  to (status `record.MISSING` if it has not finished); `epochs`, one row per run and epoch, with the
+  run's config; `environments`, the env.json of every finished run.
 - `by_experiment(runs)`: one row per (run, experiment), for the report's tables.
 - `seed_spread(...)`: mean, spread and count over seeds.
 - `turning_points(epochs)`: where each run's validation loss was lowest, against its last epoch.
@@ -13,6 +13,7 @@
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -48,9 +49,14 @@ def _code_changed(run: record.RunRecord) -> str:
     return "unknown" if changed is None else ", ".join(changed)
 
 
-def load_results(profile: str, results_root: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(runs, epochs) of a profile, each run folder read once. runs: one row per run of the profile's grid,
-    finished or not; epochs: one row per finished run and epoch, with the run's config columns.
+class Results(NamedTuple):
+    runs: pd.DataFrame  # one row per run of the profile's grid, finished or not
+    epochs: pd.DataFrame  # one row per finished run and epoch, with the run's config columns
+    environments: pd.DataFrame  # env.json of every finished run, one row each
+
+
+def load_results(profile: str, results_root: Path | None = None) -> Results:
+    """A profile's runs, epochs and environments, each run folder read once.
 
     status: ok, diverged, failed, missing, or corrupt (a file of its folder cannot be read or
     disagrees with the others, record.read_run; `corrupt_path` names the file, `damage` what is
@@ -60,11 +66,14 @@ def load_results(profile: str, results_root: Path | None = None) -> tuple[pd.Dat
     manifest = load_manifest(profile, results_root)
     folder = profile_dir(profile, results_root)
     labels = shown_roles(manifest["experiments"], load_reference())
-    rows, histories = [], []
+    rows, histories, environments = [], [], []
     for planned in manifest["runs"]:
         run = record.read_run(folder / planned["run_id"])
-        if run.status in FINISHED_STATUSES and run.epochs:
-            histories.append(pd.DataFrame(run.epochs, columns=list(record.METRIC_COLUMNS)).assign(run_id=planned["run_id"]))
+        if run.status in FINISHED_STATUSES:
+            environments.append({"run_id": planned["run_id"], **run.environment})
+            if run.epochs:
+                histories.append(pd.DataFrame(run.epochs, columns=list(record.METRIC_COLUMNS))
+                                 .assign(run_id=planned["run_id"]))
         status, summary, environment = run.status, run.summary if run.status != record.CORRUPT else {}, run.environment
         rows.append({
             "run_id": planned["run_id"],
@@ -92,19 +101,15 @@ def load_results(profile: str, results_root: Path | None = None) -> tuple[pd.Dat
     for column in METRICS + ("seconds",):
         runs[column] = pd.to_numeric(runs[column], errors="coerce")
     config_columns = ["run_id", *FIELD_NAMES]
-    if not histories:  # nothing has finished: no rows, every column a page may ask for
-        return runs, pd.DataFrame(columns=[*config_columns, *record.METRIC_COLUMNS])
-    epochs = pd.concat(histories, ignore_index=True).merge(runs[config_columns], on="run_id", how="left")
-    return runs, epochs
-
-
-def load_runs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
-    """One row per run of the profile's grid, finished or not (load_results)."""
-    return load_results(profile, results_root)[0]
+    if histories:
+        epochs = pd.concat(histories, ignore_index=True).merge(runs[config_columns], on="run_id", how="left")
+    else:  # nothing has finished: no rows, every column a page may ask for
+        epochs = pd.DataFrame(columns=[*config_columns, *record.METRIC_COLUMNS])
+    return Results(runs, epochs, pd.DataFrame(environments))
 
 
 def run_config(run: pd.Series) -> RunConfig:
-    """The RunConfig of one row of load_runs."""
+    """The RunConfig of one row of load_results' runs."""
     values = {}
     for name in FIELD_NAMES:
         value = run[name]
@@ -115,19 +120,6 @@ def run_config(run: pd.Series) -> RunConfig:
             value = int(value)
         values[name] = value
     return RunConfig.from_dict(values)
-
-
-def load_environments(profile: str, results_root: Path | None = None) -> pd.DataFrame:
-    """env.json of every finished run, one row each (a corrupt run's is not read)."""
-    folder = profile_dir(profile, results_root)
-    runs = (record.read_run(path.parent) for path in sorted(folder.glob(f"*/{record.ENVIRONMENT_FILE}")))
-    return pd.DataFrame([{"run_id": run.folder.name, **run.environment} for run in runs
-                         if run.status in FINISHED_STATUSES])
-
-
-def load_epochs(profile: str, results_root: Path | None = None) -> pd.DataFrame:
-    """One row per run and epoch (finished runs only), with the run's config columns (load_results)."""
-    return load_results(profile, results_root)[1]
 
 
 def by_experiment(runs: pd.DataFrame) -> pd.DataFrame:
