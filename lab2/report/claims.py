@@ -132,11 +132,12 @@ def overfitting_gap(runs: pd.DataFrame) -> pd.Series:
 JITTER_EPOCHS = 3  # two epoch-to-epoch changes at least, to have a spread
 
 
-def dropout_helps_mlp(ev) -> Claim:
-    with_dropout, without = evidence.estimate(ev, "mlp", BASELINE), evidence.estimate(ev, "mlp", NO_DROPOUT)
-    return _judged("1 MLP", "Dropout (p = 0.5) raises the MLP's test accuracy",
-                   f"test accuracy {with_dropout.format()} with, {without.format()} without", with_dropout, without,
-                   "test_acc", what_is_missing(ev, "mlp", BASELINE, NO_DROPOUT))
+def higher_test_accuracy(ev, source: str, claim: str, larger: tuple[str, Role], smaller: tuple[str, Role],
+                         shown: str = "test accuracy {} with, {} without") -> Claim:
+    """The claim that the (model, role) `larger` reaches a higher test accuracy than `smaller`; `shown` words the two."""
+    a, b = (evidence.estimate(ev, *side) for side in (larger, smaller))
+    missing = "; ".join(part for side in dict.fromkeys((larger, smaller)) if (part := what_is_missing(ev, *side)))
+    return _judged(source, claim, shown.format(a.format(), b.format()), a, b, "test_acc", missing)
 
 
 def dropout_narrows_gap_mlp(ev, runs) -> Claim:
@@ -148,11 +149,9 @@ def dropout_narrows_gap_mlp(ev, runs) -> Claim:
 
 
 def batchnorm_helps(ev, model: str) -> Claim:
-    with_bn, without = evidence.estimate(ev, model, BASELINE), evidence.estimate(ev, model, NO_BATCHNORM)
-    return _judged(f"{1 if model == 'mlp' else 2} {MODEL_LABELS[model]}",
-                   f"BatchNorm raises the {MODEL_LABELS[model]}'s test accuracy",
-                   f"test accuracy {with_bn.format()} with, {without.format()} without", with_bn, without, "test_acc",
-                   what_is_missing(ev, model, BASELINE, NO_BATCHNORM))
+    name = MODEL_LABELS[model]
+    return higher_test_accuracy(ev, f"{1 if model == 'mlp' else 2} {name}", f"BatchNorm raises the {name}'s test accuracy",
+                                (model, BASELINE), (model, NO_BATCHNORM))
 
 
 def batchnorm_converges_faster(ev, runs, epochs, model: str) -> Claim:
@@ -275,27 +274,28 @@ def dropout_kind_pairs(runs: pd.DataFrame, epochs: pd.DataFrame, dropout_rate: f
     return pairs.rename(columns={"1d": "run (1d)", "2d": "run (2d)"})
 
 
-def kind_differences(ev: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
-    """Per dropout rate: channel-wise (2d) minus element-wise (1d) dropout, and whether seeds tell them apart."""
-    rows = []
+def kind_verdicts(ev: pd.DataFrame, metric: str = "test_acc") -> dict[float, tuple[Estimate, Estimate, Verdict]]:
+    """Per dropout rate with both kinds measured: channel-wise (2d), element-wise (1d) and 2d - 1d by the noise rule."""
+    found = {}
     for rate, group in evidence.rows(ev, "cnn", DROPOUT_KIND_GRID, metric).groupby("dropout_rate"):
         two_d, one_d = (evidence.estimate(group, "cnn", DROPOUT_KIND_GRID, metric, dropout_kind=kind)
                         for kind in ("2d", "1d"))
-        verdict = judge_difference(two_d, one_d, metric)
-        rows.append({"dropout rate": f"{rate:g}", "2d": two_d.format(), "1d": one_d.format(),
-                     "2d - 1d": verdict.shown(), "measured": verdict.measured})
-    table = pd.DataFrame(rows, columns=["dropout rate", "2d", "1d", "2d - 1d", "measured"])
-    return table[table["measured"]].drop(columns="measured")
+        if (verdict := judge_difference(two_d, one_d, metric)).measured:
+            found[rate] = two_d, one_d, verdict
+    return found
+
+
+def kind_differences(ev: pd.DataFrame) -> pd.DataFrame:
+    """Per dropout rate: channel-wise (2d) minus element-wise (1d) dropout, and whether seeds tell them apart."""
+    return pd.DataFrame([{"dropout rate": f"{rate:g}", "2d": two_d.format(), "1d": one_d.format(), "2d - 1d": verdict.shown()}
+                         for rate, (two_d, one_d, verdict) in kind_verdicts(ev).items()],
+                        columns=["dropout rate", "2d", "1d", "2d - 1d"])
 
 
 def dropout_kind_facts(ev: pd.DataFrame, pairs: pd.DataFrame) -> dict:
     """What the CNN chapter says of channel-wise against element-wise dropout: at p = 0 (`pairs`, from
     dropout_kind_pairs) whether the two kinds computed the same, and above 0 which kind wins where."""
-    verdicts = {rate: judge_difference(*(evidence.estimate(group, "cnn", DROPOUT_KIND_GRID, dropout_kind=kind)
-                                         for kind in ("2d", "1d")))
-                for rate, group in evidence.rows(ev, "cnn", DROPOUT_KIND_GRID, "test_acc").groupby("dropout_rate")
-                if rate > 0}
-    measured = {rate: verdict for rate, verdict in verdicts.items() if verdict.measured}
+    measured = {rate: verdict for rate, (_, _, verdict) in kind_verdicts(ev).items() if rate > 0}
     largest = pairs["max difference"].max() if len(pairs) else math.nan
     widest = max(measured, key=lambda rate: abs(measured[rate].difference)) if measured else math.nan
     return {
@@ -323,14 +323,6 @@ def dropout_kind_at_zero(ev, runs, epochs) -> Claim:
         text = (f"the 1d and 2d runs differ by up to {differences.max():.2g} though both layers are the identity: "
                 "non-deterministic kernels, i.e. run-to-run noise")
     return Claim("2 CNN", claim, text, FAILS, "both layers are the identity at p = 0")
-
-
-def cnn_beats_mlp(ev) -> Claim:
-    cnn, mlp = evidence.estimate(ev, "cnn", BASELINE), evidence.estimate(ev, "mlp", BASELINE)
-    missing = "; ".join(part for part in (what_is_missing(ev, "cnn", BASELINE), what_is_missing(ev, "mlp", BASELINE))
-                        if part)
-    return _judged("4.3 question", "The CNN classifies CIFAR-10 better than the MLP",
-                   f"test accuracy CNN {cnn.format()}, MLP {mlp.format()}", cnn, mlp, "test_acc", missing)
 
 
 def thirty_epochs_enough(epochs) -> Claim:
@@ -422,11 +414,15 @@ def all_claims(ev: pd.DataFrame, runs: pd.DataFrame, epochs: pd.DataFrame, refer
     ev = ev[~ev["role"].isin({role.label for role in DEPARTURES})]
     runs, epochs = results.protocol(runs), results.protocol_epochs(epochs, runs)
     claims = [
-        dropout_helps_mlp(ev), batchnorm_helps(ev, "mlp"), batchnorm_helps(ev, "cnn"),
+        higher_test_accuracy(ev, "1 MLP", "Dropout (p = 0.5) raises the MLP's test accuracy", ("mlp", BASELINE),
+                             ("mlp", NO_DROPOUT)),
+        batchnorm_helps(ev, "mlp"), batchnorm_helps(ev, "cnn"),
         dropout_kind_at_zero(ev, runs, epochs), dropout_narrows_gap_mlp(ev, runs),
         *(judged for model in MODELS for judged in (batchnorm_converges_faster(ev, runs, epochs, model),
                                                     batchnorm_steadies_training(ev, runs, epochs, model))),
-        early_stopping_at_turning_point(epochs), thirty_epochs_enough(epochs), cnn_beats_mlp(ev),
+        early_stopping_at_turning_point(epochs), thirty_epochs_enough(epochs),
+        higher_test_accuracy(ev, "4.3 question", "The CNN classifies CIFAR-10 better than the MLP", ("cnn", BASELINE),
+                             ("mlp", BASELINE), "test accuracy CNN {}, MLP {}"),
         *(best_setting(ev, reference, model, field) for model in MODELS for field in GRIDS),
         *(larger_learning_rate_turns_earlier(ev, runs, epochs, model) for model in MODELS),
         high_dropout_inverts_accuracy(ev, runs, "mlp"), high_dropout_inverts_accuracy(ev, runs, "cnn"),

@@ -26,6 +26,14 @@ from lab2.report.results import METRICS, SETTING_FIELDS
 SETTING_KEYS = ["model", "dropout_rate", "batch_size", "learning_rate", "batchnorm", "dropout_kind"]
 NO_KIND = "-"  # the dropout kind of an MLP, which has element-wise dropout only
 NOT_IN_REPORT = "–"  # a table's cell for a setting or metric the report did not print
+# Values that params/ spells otherwise than a reader says them.
+VALUE_NAMES = {"batchnorm_variant": {"momentum_swapped": "momentum swapped",
+                                     "running_in_training": "running statistics in training"}}
+
+
+def value_name(field: str, value) -> str:
+    """A setting's value in words, without its field: 'running statistics in training', '0.5'."""
+    return VALUE_NAMES.get(field, {}).get(value) or str(value).replace("_", " ")
 
 
 def value_words(field: str, value) -> str:
@@ -36,7 +44,7 @@ def value_words(field: str, value) -> str:
         return f"{FIELD_LABELS[field]} as read" if field == "jpeg_quality" else f"{FIELD_LABELS[field]} unset"
     if isinstance(value, float):
         value = f"{value:g}"
-    return f"{FIELD_LABELS.get(field, field)} {str(value).replace('_', ' ')}"
+    return f"{FIELD_LABELS.get(field, field)} {value_name(field, value)}"
 
 
 def printed_numbers(values) -> list[float]:
@@ -79,7 +87,7 @@ def devices(finished: pd.DataFrame) -> str:
 
 
 def build(runs: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
-    """The evidence table of a profile's runs (results.load_runs) against the report's numbers (results.load_reference)."""
+    """The evidence table of a profile's runs (results.load_results) against the report's numbers (results.load_reference)."""
     printed = report_numbers(reference)
     reported = {role.label for role in REPORTED.values()}
     rows = []

@@ -106,7 +106,7 @@ def sentence_facts(found: dict, reference_profile: bool, description: str = "") 
              + (f", {waiting} are not judged yet" if waiting else "")
              if level is not None else "no noise level agrees with the report at the best setting yet"]
     for variant, counts in found_predictions["variants"].items():
-        parts.append(f"BatchNorm with {variant.replace('_', ' ')}: {counts['held']} of its {counts['total']} "
+        parts.append(f"BatchNorm with {evidence.value_name('batchnorm_variant', variant)}: {counts['held']} of its {counts['total']} "
                      f"predicted changes held, {counts['did not hold']} did not"
                      + (f" ({counts['not judged']} not judged yet)" if counts["not judged"] else "")
                      + f" and agrees with the report at {counts['explains']} of {counts['batch_sizes']} batch sizes"

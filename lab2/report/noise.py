@@ -112,8 +112,10 @@ class Verdict:
         return f"{self.size}, {'beyond' if beyond else 'within'} noise"
 
     def shown(self, digits: int = 3) -> str:
-        """'+0.011 (clear, beyond noise)', or NOT_MEASURED."""
-        return f"{number(self.difference, digits, sign=True)} ({self.text})" if self.measured else NOT_MEASURED
+        """'+0.011 (clear, beyond noise)', '0 (no difference)' for an exact zero, or NOT_MEASURED."""
+        if not self.measured:
+            return NOT_MEASURED
+        return f"{'0' if self.difference == 0 else number(self.difference, digits, sign=True)} ({self.text})"
 
 
 def judge_difference(a: Estimate, b: Estimate, metric: str = "test_acc") -> Verdict:

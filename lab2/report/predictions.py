@@ -24,7 +24,7 @@ import yaml
 from lab2 import PROJECT_ROOT
 from lab2.core.summary import METRICS
 from lab2.report import results
-from lab2.report.evidence import devices, report_numbers, setting_key, value_words
+from lab2.report.evidence import devices, report_numbers, setting_key, value_name, value_words
 from lab2.report.experiments import BASELINE
 from lab2.report.noise import (NO_DIFFERENCE, NOT_MEASURED, Estimate, Verdict, agrees, judge_against_original,
                                judge_difference, number)
@@ -280,7 +280,7 @@ def variants_table(found: Variants) -> pd.DataFrame:
     """Per variant, batch size and metric: standard and variant BatchNorm on the CPU, what was predicted
     and measured, and the variant against the report's number."""
     table = found.table
-    return shown(table.assign(variant=table["variant"].str.replace("_", " ")), {
+    return shown(table.assign(variant=table["variant"].map(lambda variant: value_name("batchnorm_variant", variant))), {
         "variant": "variant", "batch size": "batch size", "metric": "metric", "standard": "standard",
         "variant value": "variant value", "predicted": "predicted", "measured": "variant - standard",
         "prediction": "prediction", "original": "report", "agrees": "agrees with the report"})

@@ -51,7 +51,7 @@ def model_table(best: pd.DataFrame) -> pd.DataFrame:
 
 
 def reference_table(comparison: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
-    """compare_with_reference for reading: one row per number the report printed, largest disagreements first.
+    """evidence.against_report for reading: one row per number the report printed, largest disagreements first.
 
     `printed in` names the report's sections that printed the number (a setting printed in several counts once);
     `original` is the report's number, or the mean of its different values and those values.
@@ -271,7 +271,7 @@ def original_text(value: float, values: tuple) -> str:
 
 
 def disagreement_order(comparison: pd.DataFrame) -> pd.DataFrame:
-    """compare_with_reference's rows, largest disagreements first: by size, then beyond noise before noise
+    """evidence.against_report's rows, largest disagreements first: by size, then beyond noise before noise
     unknown before within, then by the difference in units of its size steps; numbers without runs last."""
     magnitude = [abs(d) / (abs(o) if METRICS[m].kind == "loss" and o else 1) / SIZE_STEPS[METRICS[m].kind][1]
                  for d, o, m in zip(comparison["difference"], comparison["original"], comparison["metric"])]
@@ -286,7 +286,7 @@ def disagreement_order(comparison: pd.DataFrame) -> pd.DataFrame:
 
 
 def reference_counts(comparison: pd.DataFrame) -> dict:
-    """The 'Against the original' summary, counted from compare_with_reference's rows (each number once).
+    """The 'Against the original' summary, counted from evidence.against_report's rows (each number once).
 
     numbers = without_runs + beyond + within + one_seed; beyond = large + clear + small (+ none).
     """
