@@ -8,8 +8,8 @@ A claim that one is larger ('BatchNorm raises test accuracy') holds or does not 
 difference lies beyond seed-to-seed noise, and is 'within seed noise' when it does not. A claim
 that one is no worse ('stopping early loses nothing', 'the best MLP reaches 0.561') does not hold
 when it is worse (or, for a number, differs) beyond noise, and holds otherwise. With one seed the
-noise is unknown, so only the direction is given. The detail says how large the difference is. The claims are about the report's protocol, so
-they read its runs only (results.protocol).
+noise is unknown, so only the direction is given. The detail says how large the difference is.
+The claims are about the report's protocol, so they read its runs only (results.protocol).
 """
 
 import math
@@ -21,12 +21,12 @@ from lab2.core.config import FIELD_LABELS, MODEL_LABELS, MODELS
 from lab2.report import evidence, results
 from lab2.report.experiments import (BASELINE, DEPARTURES, DROPOUT_KIND_GRID, DROPOUT_RATE_GRID, GRIDS,
                                      LEARNING_RATE_GRID, NARROW_DROPOUT_RATE_GRID, NO_BATCHNORM, NO_DROPOUT, Role)
-from lab2.report.noise import NO_DIFFERENCE, NOISE_Z, Estimate, Verdict, judge_difference, number
+from lab2.report.noise import NO_DIFFERENCE, NOISE_Z, NOT_MEASURED, Estimate, Verdict, judge_difference, number
+from lab2.report.results import FULL_PROFILE
 
 HOLDS, FAILS, NOISE, ONE_SEED, NOT_JUDGED = (
     "holds", "does not hold", "within seed noise", "one seed, noise unknown", "not judged")
 OUTCOMES = (HOLDS, FAILS, NOISE, ONE_SEED, NOT_JUDGED)  # every claim has exactly one
-FULL_PROFILE = "full"
 ENOUGH_EPOCHS = 30  # the report: "about 30 epochs are enough"
 # Epoch counts have no size steps of their own: like losses, they are sized relative to the number compared with.
 EPOCHS_SIZED_AS = "val_loss"
@@ -287,9 +287,9 @@ def kind_verdicts(ev: pd.DataFrame, metric: str = "test_acc") -> dict[float, tup
 
 def kind_differences(ev: pd.DataFrame) -> pd.DataFrame:
     """Per dropout rate: channel-wise (2d) minus element-wise (1d) dropout, and whether seeds tell them apart."""
-    return pd.DataFrame([{"dropout rate": f"{rate:g}", "2d": two_d.format(), "1d": one_d.format(), "2d - 1d": verdict.shown()}
-                         for rate, (two_d, one_d, verdict) in kind_verdicts(ev).items()],
-                        columns=["dropout rate", "2d", "1d", "2d - 1d"])
+    columns = ["dropout rate", "2d", "1d", "2d - 1d"]
+    return pd.DataFrame([(f"{rate:g}", two_d.format(), one_d.format(), verdict.shown())
+                         for rate, (two_d, one_d, verdict) in kind_verdicts(ev).items()], columns=columns)
 
 
 def dropout_kind_facts(ev: pd.DataFrame, pairs: pd.DataFrame) -> dict:
@@ -300,7 +300,7 @@ def dropout_kind_facts(ev: pd.DataFrame, pairs: pd.DataFrame) -> dict:
     widest = max(measured, key=lambda rate: abs(measured[rate].difference)) if measured else math.nan
     return {
         "pairs": len(pairs), "largest_difference": largest,
-        "identical": "not measured" if pairs.empty else "bit-identical" if largest == 0 else "not bit-identical",
+        "identical": NOT_MEASURED if pairs.empty else "bit-identical" if largest == 0 else "not bit-identical",
         "best_rate": widest, "best_gap": abs(measured[widest].difference) if measured else math.nan,
         "wins_2d": sum(verdict.difference > 0 for verdict in measured.values()), "rates": len(measured),
         "separated": sum(bool(verdict.beyond_noise) for verdict in measured.values()) if measured else math.nan,

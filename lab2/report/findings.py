@@ -9,14 +9,13 @@ import pandas as pd
 
 from lab2.core.config import MODELS
 from lab2.core.summary import METRICS
-from lab2.report import claims, evidence, results
+from lab2.report import claims, evidence, predictions, results
 from lab2.report.experiments import BASELINE
 from lab2.report.noise import NOT_MEASURED, number
-from lab2.report.sections import seeds_words
+from lab2.report.sections import plural, seeds_words
 from lab2.runs.manifest import MANIFEST_FILE
 from lab2.runs.record import profile_dir
 
-FULL_PROFILE = "full"  # the report's protocol; its results are committed
 TRAINING_METRICS = ("train_loss", "train_acc", "val_loss")  # the numbers that moved one way in the full profile
 
 
@@ -24,7 +23,7 @@ def best_against_original(ev: pd.DataFrame, model: str, metric: str = "test_acc"
     """A model's best setting: our estimate, the report's number and the verdict of the noise rule."""
     row = evidence.rows(ev, model, BASELINE, metric).iloc[0]
     ours, verdict = row["estimate"], row["verdict"]
-    return {"ours": ours.format(4), "seeds": f"{ours.count} seed{'' if ours.count == 1 else 's'}",
+    return {"ours": ours.format(4), "seeds": plural(ours.count, "seed"),
             "original": f"{row['original']:.4f}",
             "difference": number(verdict.difference, 4, sign=True) if verdict.measured else NOT_MEASURED,
             "verdict": verdict.text}
@@ -83,8 +82,6 @@ def prediction_facts(runs: pd.DataFrame, reference: pd.DataFrame) -> dict:
     """What the predictions of "Why the numbers differ" showed (lab2.report.predictions): the noise level
     calibrated on the best setting and the outcomes at the other settings; per BatchNorm variant, its
     predicted changes that held and the batch sizes where it agrees with the report."""
-    from lab2.report import predictions
-
     noise = predictions.lost_detail(runs, reference)
     variants = predictions.batchnorm_variants(runs, reference)
     return {"level": noise.level, "noise": noise.counts,
@@ -100,19 +97,19 @@ def sentence_facts(found: dict, reference_profile: bool, description: str = "") 
     """The facts of `facts` with the words the findings' sentences need around them."""
     found_predictions = found["predictions"]
     noise, level = found_predictions["noise"], found_predictions["level"]
-    held, failed, waiting = (noise.get(key, 0) for key in ("held", "did not hold", "not judged"))
+    held, failed, waiting = (noise.get(key, 0) for key in (predictions.HELD, predictions.FAILED, predictions.NOT_JUDGED))
     parts = [f"pixel noise of {level:g} grey levels, calibrated on the best setting, predicted the training numbers "
              f"of the other settings: {held} of {noise.get('total', 0)} predictions held, {failed} did not"
              + (f", {waiting} are not judged yet" if waiting else "")
              if level is not None else "no noise level agrees with the report at the best setting yet"]
     for variant, counts in found_predictions["variants"].items():
-        parts.append(f"BatchNorm with {evidence.value_name('batchnorm_variant', variant)}: {counts['held']} of its {counts['total']} "
-                     f"predicted changes held, {counts['did not hold']} did not"
-                     + (f" ({counts['not judged']} not judged yet)" if counts["not judged"] else "")
+        waiting = counts[predictions.NOT_JUDGED]
+        parts.append(f"BatchNorm with {evidence.value_name('batchnorm_variant', variant)}: {counts[predictions.HELD]} of "
+                     f"its {counts['total']} predicted changes held, {counts[predictions.FAILED]} did not"
+                     + (f" ({waiting} not judged yet)" if waiting else "")
                      + f" and agrees with the report at {counts['explains']} of {counts['batch_sizes']} batch sizes"
                      + (f" ({counts['explains_waiting']} not judged yet)" if counts["explains_waiting"] else ""))
     predictions_text = "; ".join(parts)
     protocol = ("the report's protocol" if reference_profile else
                 f"a reduced protocol, so its differences from the report's numbers are expected: {description}")
-    return {**found, "predictions": predictions_text, "protocol": protocol,
-            "cnn": {**found["cnn"]}, "mlp": {**found["mlp"]}}
+    return {**found, "predictions": predictions_text, "protocol": protocol}

@@ -35,6 +35,8 @@ HELD, FAILED, NOT_JUDGED = "held", "did not hold", "not judged"
 SETTING = ("dropout_rate", "batch_size", "learning_rate", "batchnorm")
 AS_READ = {"jpeg_quality": None, "pixel_noise": 0.0, "batchnorm_variant": "standard"}
 STANDARD = "standard"
+# The numbers of a run these comparisons read: its last epoch's four, and test accuracy.
+COMPARED_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_acc")
 
 
 def read(path: Path = PREDICTIONS_FILE) -> dict:
@@ -214,8 +216,7 @@ def _all(values: pd.Series) -> bool | None:
     return True if values.map(lambda value: value is True).all() else None
 
 
-def device_effect(runs: pd.DataFrame, metrics=("train_loss", "train_acc", "val_loss", "val_acc", "test_acc"),
-                  dropout_rates=(0.5, 0.0)) -> pd.DataFrame:
+def device_effect(runs: pd.DataFrame, metrics=COMPARED_METRICS, dropout_rates=(0.5, 0.0)) -> pd.DataFrame:
     """The best setting and the one without dropout as read: the H200 in tf32 against the CPU in fp32."""
     best = best_mlp_setting(runs)
     rows = []

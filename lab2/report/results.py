@@ -35,6 +35,7 @@ SETTING_FIELDS = tuple(name for name in FIELD_NAMES if name != "seed")
 PROFILE_ENV = "LAB2_PROFILE"
 RESULTS_ENV = "LAB2_RESULTS"
 DEFAULT_BOOK_PROFILE = "quick"
+FULL_PROFILE = "full"  # the report's protocol; its results are committed, and every book reads them
 
 
 def selected() -> tuple[str, Path | None]:

@@ -21,7 +21,6 @@ from lab2.report.experiments import JPEG_QUALITY_GRID, PIXEL_NOISE_GRID
 # The course framework's rule: lr *= LR_DECAY when an epoch's training loss exceeds the
 # largest of the LR_WINDOW epochs before it.
 LR_DECAY, LR_WINDOW = 0.9995, 3
-FIDELITY_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_acc")
 
 
 def lr_rule_firings(epochs: pd.DataFrame) -> pd.DataFrame:
@@ -58,7 +57,7 @@ def fidelity_table(runs: pd.DataFrame) -> pd.DataFrame:
     for (rate, level), group in chosen.groupby(["dropout_rate", "level"], sort=False):
         row = {"dropout rate": f"{rate:g}", "level": level, "seeds": len(group),
                "pixel error (RMS grey levels)": f"{group['pixel_rmse'].mean():.2f}"}
-        for metric in FIDELITY_METRICS:
+        for metric in predictions.COMPARED_METRICS:
             estimate = Estimate.of(group[metric])
             row[METRICS[metric].label] = plus_minus(estimate.mean, estimate.std)
         rows.append(row)
@@ -73,7 +72,7 @@ def fidelity_differences(runs: pd.DataFrame) -> pd.DataFrame:
         as_read = at_rate[at_rate["kind"] == "as read"]
         for level, group in at_rate[at_rate["kind"] != "as read"].groupby("level", sort=False):
             row = {"dropout rate": f"{rate:g}", "level": level}
-            for metric in FIDELITY_METRICS:
+            for metric in predictions.COMPARED_METRICS:
                 verdict = judge_difference(Estimate.of(group[metric]), Estimate.of(as_read[metric]), metric)
                 row[METRICS[metric].label] = verdict.shown()
             rows.append(row)
