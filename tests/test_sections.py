@@ -3,7 +3,7 @@
 import pandas as pd
 
 from lab2.core.summary import DIVERGED, OK
-from lab2.report.experiments import BATCH_SIZE_GRID, NARROW_DROPOUT_RATE_GRID
+from lab2.report.experiments import BASELINE, BATCH_SIZE_GRID, NARROW_DROPOUT_RATE_GRID
 from lab2.report.results import METRICS
 from lab2.report import evidence
 from lab2.report.sections import Section, status
@@ -30,7 +30,8 @@ def grid_runs(finished: dict[int, list[float]], planned_sizes=(50, 100, 200), se
                 "dropout_kind": "2d", "channels": 256, "hidden": 1024, "train_size": None, "eval_size": None,
                 "jpeg_quality": None, "pixel_noise": 0.0, "batchnorm_variant": "standard", "precision": "tf32",
                 "num_epochs": 50, "seed": seed,
-                "status": OK if done else record.MISSING, "device_name": "NVIDIA H200" if done else None,
+                "status": OK if done else record.MISSING, "device": "cuda" if done else None,
+                "device_name": "NVIDIA H200" if done else None,
                 "used_precision": "tf32" if done else None, "seconds": 60.0 if done else None,
                 **{metric: (0.7 if done else None) for metric in METRICS},
                 "test_acc": accuracies[seed] if done else None,
@@ -90,7 +91,7 @@ def test_a_section_without_runs_shows_one_notice_and_no_table():
 
 def test_seeds_from_different_devices_are_marked_where_they_are_averaged():
     runs = grid_runs({50: [0.56, 0.56, 0.57], 100: [0.55], 200: [0.56]})
-    runs.loc[runs["run_id"] == "mlp-50-2", ["device_name", "used_precision"]] = ["cpu", "fp32"]
+    runs.loc[runs["run_id"] == "mlp-50-2", ["device", "device_name", "used_precision"]] = ["cpu", "cpu", "fp32"]
     shown = table_of(runs)
     assert shown.loc[("", "seeds"), "batch size 50"] == "3 (2 on NVIDIA H200 tf32, 1 on cpu fp32: mixed)"
     assert shown.loc[("", "seeds"), "batch size 100"] == "1"
@@ -112,3 +113,24 @@ def test_diverged_runs_show_as_diverged_with_their_epoch_never_as_missing():
     # A diverged seed has ended: only the seeds that never ran are missing.
     assert partial.missing_line().data.startswith("Not run yet: seeds 1 and 2 of batch size 200 (2 runs)")
     assert not partial.complete  # but batch size 200 has no number, so the section's sentences wait
+
+
+def test_a_model_without_runs_is_costed_from_the_other_models_cpu_runs_and_sent_to_a_gpu_when_long():
+    mlp = grid_runs({size: [0.56, 0.56, 0.57] for size in (50, 100, 200)})
+    cnn = mlp.iloc[:3].assign(model="cnn", run_id=lambda runs: "cnn-" + runs["run_id"], experiments=[["cnn/best"]] * 3,
+                              roles=[[BASELINE.label]] * 3, status=record.MISSING, device=None, device_name=None,
+                              used_precision=None, seconds=None)
+
+    def said(device: str, seconds: float) -> str:
+        made = mlp.assign(device=device, device_name="cpu" if device == "cpu" else "NVIDIA H200", seconds=seconds)
+        return status(pd.concat([made, cnn], ignore_index=True), "cnn", "full")
+
+    # 10 minutes an MLP run on the CPU, scaled by the two models' multiply-adds: hours, so a GPU machine's work.
+    long = said("cpu", 600.0)
+    assert "hours on this project's CPU (estimated from its MLP runs there and the two models' multiply-adds)" in long
+    assert long.endswith("makes them on a GPU machine (`make gpu-check` there packs them as they finish).")
+    # Under an hour: the CPU sweeps them in the background.
+    assert said("cpu", 60.0).endswith("`make sweep PROFILE=full ARGS=\"--only 'cnn/*'\"` makes them.")
+    # No run of either model on a CPU: no estimate, and no device advised.
+    gpu_only = said("cuda", 600.0)
+    assert "estimated" not in gpu_only and "GPU" not in gpu_only

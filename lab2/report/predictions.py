@@ -59,14 +59,6 @@ def select(runs: pd.DataFrame, **values) -> pd.DataFrame:
     return results.matching(runs[runs["model"] == "mlp"], **values)
 
 
-def on_cpu(runs: pd.DataFrame) -> pd.DataFrame:
-    return runs[runs["device"].fillna("").str.startswith("cpu")]
-
-
-def on_gpu(runs: pd.DataFrame) -> pd.DataFrame:
-    return runs[runs["device"].fillna("").str.startswith("cuda")]
-
-
 def setting_words(changes: dict) -> str:
     """{'batch_size': 50} -> 'batch size 50'; {'batchnorm': False} -> 'without BatchNorm'."""
     return ", ".join(value_words(field, value) for field, value in changes.items()) or "the best setting"
@@ -184,8 +176,8 @@ def batchnorm_variants(runs: pd.DataFrame, reference: pd.DataFrame, spec: dict |
         for batch_size, predicted in by_batch.items():
             setting = {**best, "batch_size": int(batch_size)}
             same_device = {**AS_READ, **setting, "precision": "fp32"}
-            standard = on_cpu(select(runs, **same_device))
-            changed = on_cpu(select(runs, **{**same_device, "batchnorm_variant": variant}))
+            standard = results.on_cpu(select(runs, **same_device))
+            changed = results.on_cpu(select(runs, **{**same_device, "batchnorm_variant": variant}))
             # Variant against standard on the seeds both have finished: a seed's weights, batches and dropout
             # masks are the same on both sides, so what differs is the layer (bit for bit where training never
             # reads what the variant changes).
@@ -222,8 +214,8 @@ def device_effect(runs: pd.DataFrame, metrics=COMPARED_METRICS, dropout_rates=(0
     rows = []
     for rate in dropout_rates:
         setting = {**AS_READ, **best, "dropout_rate": rate}
-        gpu = on_gpu(select(runs, **setting, precision="tf32"))
-        cpu = on_cpu(select(runs, **setting, precision="fp32"))
+        gpu = results.on_gpu(select(runs, **setting, precision="tf32"))
+        cpu = results.on_cpu(select(runs, **setting, precision="fp32"))
         for metric in metrics:
             a, b = Estimate.of(results.finished(cpu)[metric]), Estimate.of(results.finished(gpu)[metric])
             rows.append({"dropout_rate": rate, "metric": metric, "H200, tf32": b, "CPU, fp32": a,

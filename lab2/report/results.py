@@ -177,6 +177,15 @@ def ended(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["status"].isin(FINISHED_STATUSES)]
 
 
+def on_cpu(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs made on a CPU (which computes in fp32 whatever the setting `precision` says)."""
+    return runs[runs["device"].fillna("").str.startswith("cpu")]
+
+
+def on_gpu(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs["device"].fillna("").str.startswith("cuda")]
+
+
 def diverged(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs whose loss ran away; `diverged_epoch` says when."""
     return runs[runs["status"] == DIVERGED]

@@ -166,8 +166,7 @@ def _cpu_estimate(runs: pd.DataFrame, model: str) -> float | None:
     """Minutes a run of `model` would take on the CPU that made another model's runs, scaled by the two
     models' multiply-adds per image and images per run; None without such runs."""
     finished = results.finished(runs)
-    on_cpu = finished[finished["used_precision"].eq("fp32") & finished["device_name"].eq("cpu")
-                      & finished["model"].ne(model)]
+    on_cpu = results.on_cpu(finished[finished["model"] != model])
     planned = runs[runs["model"] == model]
     if on_cpu.empty or planned.empty:
         return None

@@ -180,12 +180,9 @@ def shown_path(path) -> str:
 
 def device_table(runs: pd.DataFrame, environments: pd.DataFrame) -> pd.DataFrame:
     """Per device: how many finished runs came from it, and the commits of the code that made them."""
-    finished = results.finished(runs)[["run_id", "device_name"]]
-    commits = environments[["run_id", "git_commit"]] if "git_commit" in environments.columns else None
-    if commits is not None:
-        finished = finished.merge(commits, on="run_id", how="left")
-    else:
-        finished = finished.assign(git_commit=None)
+    # An environment without a commit (or no environment at all) reads as 'unknown'.
+    commits = environments.reindex(columns=["run_id", "git_commit"])
+    finished = results.finished(runs)[["run_id", "device_name"]].merge(commits, on="run_id", how="left")
     finished = finished.fillna({"device_name": "unknown", "git_commit": "unknown"})
     grouped = finished.groupby("device_name")
     return pd.DataFrame({
@@ -197,11 +194,9 @@ def device_table(runs: pd.DataFrame, environments: pd.DataFrame) -> pd.DataFrame
 def corrupt_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs whose record could not be read, with the file at fault (relative to the results root) and what is wrong."""
     corrupt = runs[runs["status"] == record.CORRUPT]
-    paths = corrupt["corrupt_path"] if "corrupt_path" in corrupt.columns else pd.Series("", index=corrupt.index)
-    damage = corrupt["damage"] if "damage" in corrupt.columns else pd.Series("", index=corrupt.index)
     return pd.DataFrame({"run": corrupt["run_id"], "model": corrupt["model"],
-                         "file": paths.fillna("").map(lambda p: shown_path(p) if p else ""),
-                         "what is wrong": damage.fillna("")}).set_index("run")
+                         "file": corrupt["corrupt_path"].fillna("").map(lambda path: shown_path(path) if path else ""),
+                         "what is wrong": corrupt["damage"].fillna("")}).set_index("run")
 
 
 def progress_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -221,10 +216,7 @@ def data_name(source: str) -> str:
 
 def code_changes(runs: pd.DataFrame) -> dict:
     """Finished runs made by code that differs from the checkout: how many, which files, how many unknown."""
-    finished = results.finished(runs)
-    if "code_changed" not in finished.columns:  # results read before runs carried a code fingerprint
-        return {"runs": 0, "files": "no code fingerprints recorded", "unknown": len(finished)}
-    changed = finished["code_changed"].fillna("unknown")
+    changed = results.finished(runs)["code_changed"].fillna("unknown")
     unknown = changed == "unknown"
     differing = changed[(changed != "") & ~unknown]
     files = sorted({name for value in differing for name in value.split(",") if name})

@@ -42,8 +42,8 @@ def fidelity_runs(runs: pd.DataFrame) -> pd.DataFrame:
     noise = results.runs_of(runs, "mlp", PIXEL_NOISE_GRID)
     rates = sorted(set(jpeg["dropout_rate"]) | set(noise["dropout_rate"]), reverse=True)
     best = predictions.best_mlp_setting(runs)
-    as_read = [predictions.on_cpu(predictions.select(runs, **{**predictions.AS_READ, **best, "dropout_rate": rate,
-                                                              "precision": "fp32"})) for rate in rates]
+    as_read = [results.on_cpu(predictions.select(runs, **{**predictions.AS_READ, **best, "dropout_rate": rate,
+                                                          "precision": "fp32"})) for rate in rates]
     parts = [part.assign(kind="as read", level="as read") for part in as_read]
     parts.append(jpeg.assign(kind="JPEG", level=[f"JPEG {q:.0f}" for q in jpeg["jpeg_quality"]]))
     parts.append(noise.assign(kind="noise", level=[f"noise {n:g}" for n in noise["pixel_noise"]]))
