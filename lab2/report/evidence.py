@@ -187,17 +187,12 @@ def against_report(evidence: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFr
     ours = {(setting_key(row), row["metric"]): row for _, row in reported.iterrows()}
     out = []
     for (key, metric), found in report_numbers(reference).items():
-        row = ours.get((key, metric))
-        values = found["values"]
-        base = dict(zip(SETTING_KEYS, key))
-        if row is None:
-            out.append({**base, "metric": metric, "printed_in": found["printed_in"], "original_values": values,
-                        "original": sum(values) / len(values), "original_runs": len(values), "seeds": 0,
-                        "estimate": Estimate(math.nan, math.nan, 0), "verdict": None})
-            continue
-        out.append({**base, "metric": metric, "printed_in": found["printed_in"], "original_values": values,
-                    "original": row["original"], "original_runs": len(values), "seeds": row["count"],
-                    "estimate": row["estimate"], "verdict": row["verdict"]})
+        row, values = ours.get((key, metric)), found["values"]
+        out.append({**dict(zip(SETTING_KEYS, key)), "metric": metric, "printed_in": found["printed_in"],
+                    "original_values": values, "original": sum(values) / len(values), "original_runs": len(values),
+                    "seeds": 0 if row is None else row["count"],
+                    "estimate": Estimate(math.nan, math.nan, 0) if row is None else row["estimate"],
+                    "verdict": None if row is None else row["verdict"]})
     table = pd.DataFrame(out)
     table["reproduced"] = table["estimate"].map(lambda estimate: estimate.mean)
     table["std"] = table["estimate"].map(lambda estimate: estimate.std)

@@ -124,17 +124,14 @@ def _with_noise(runs, printed: dict, best: dict, settings: list[dict], metrics, 
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
+    """The rows as a table, each with its outcome."""
     frame = pd.DataFrame(rows)
-    if frame.empty:
-        return frame
-    frame["outcome"] = frame["agrees"].map(outcome)
-    return frame
+    return frame.assign(outcome=frame["agrees"].map(outcome)) if len(frame) else frame
 
 
 def _counts(outcomes: pd.Series) -> dict:
     """How many of these outcomes (HELD, FAILED, NOT_JUDGED) there are of each, and in all."""
-    return {HELD: int((outcomes == HELD).sum()), FAILED: int((outcomes == FAILED).sum()),
-            NOT_JUDGED: int((outcomes == NOT_JUDGED).sum()), "total": len(outcomes)}
+    return {**{outcome: int((outcomes == outcome).sum()) for outcome in (HELD, FAILED, NOT_JUDGED)}, "total": len(outcomes)}
 
 
 def predicted_held(prediction: str, verdict: Verdict) -> bool | None:
