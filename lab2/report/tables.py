@@ -180,10 +180,11 @@ def shown_path(path) -> str:
 
 def device_table(runs: pd.DataFrame, environments: pd.DataFrame) -> pd.DataFrame:
     """Per device: how many finished runs came from it, and the commits of the code that made them."""
-    # An environment without a commit (or no environment at all) reads as 'unknown'.
-    commits = environments.reindex(columns=["run_id", "git_commit"])
-    finished = results.finished(runs)[["run_id", "device_name"]].merge(commits, on="run_id", how="left")
-    finished = finished.fillna({"device_name": "unknown", "git_commit": "unknown"})
+    finished = results.finished(runs)[["run_id", "device_name"]]
+    if "git_commit" in environments.columns:  # else no run has finished, or none recorded its commit
+        finished = finished.merge(environments[["run_id", "git_commit"]], on="run_id", how="left")
+    finished = finished.reindex(columns=["run_id", "device_name", "git_commit"]).fillna(
+        {"device_name": "unknown", "git_commit": "unknown"})
     grouped = finished.groupby("device_name")
     return pd.DataFrame({
         "runs": grouped.size(),
