@@ -81,7 +81,7 @@ def test_a_manifest_from_an_older_sweep_says_how_to_renew_it(tmp_path):
     folder.mkdir()
     (folder / MANIFEST_FILE).write_text(json.dumps({"profile": "tiny", "runs": []}))
     with pytest.raises(ValueError, match="older sweep.*--keep-finished"):
-        results.load_results("tiny", tmp_path).runs
+        results.load_results("tiny", tmp_path)
 
 
 def test_every_role_a_chapter_shows_names_a_page_of_the_book():

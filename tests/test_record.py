@@ -115,13 +115,14 @@ def test_a_damaged_run_file_makes_the_run_corrupt_for_the_sweep_and_the_book(swe
     out = capsys.readouterr().out
     assert f"  corrupt: {path}: " in out and "; the run is executed again" in out and "Traceback" not in out
     assert f"{damaged}   would run" in out and "1 cached, 1 to run" in out
-    runs = results.load_results("tiny", root).runs.set_index("run_id")  # the book's reader
+    loaded = results.load_results("tiny", root)  # the book's reader
+    runs = loaded.runs.set_index("run_id")
     assert runs.loc[damaged, "status"] == record.CORRUPT
     assert runs.loc[damaged, "corrupt_path"].endswith(f"{damaged}/{name}") and runs.loc[damaged, "damage"]
     assert pd_isnull(runs.loc[damaged, "test_acc"]) and pd_isnull(runs.loc[damaged, "notebook"])
     assert runs.loc[kept, "status"] == OK
-    assert set(results.load_results("tiny", root).epochs["run_id"]) == {kept}
-    assert list(results.load_results("tiny", root).environments["run_id"]) == [kept]
+    assert set(loaded.epochs["run_id"]) == {kept}
+    assert list(loaded.environments["run_id"]) == [kept]
 
 
 @pytest.mark.parametrize("name", [record.METRICS_FILE, record.CONFIG_FILE])

@@ -154,9 +154,8 @@ def test_second_sweep_is_cached_and_a_changed_parameter_reruns_only_its_runs(tmp
     assert "1 ran, 2 cached, 0 failed" in capsys.readouterr().out
     assert set(first) < set(finished_runs(root / "tiny"))
 
-    runs = results.load_results("tiny", root).runs
+    runs, epochs, _ = results.load_results("tiny", root)
     assert len(runs) == 3 and set(runs.status) == {OK}
-    epochs = results.load_results("tiny", root).epochs
     assert len(epochs) == 3 and {"dropout_rate", "val_acc", "epoch"} <= set(epochs.columns)
     assert len(results.runs_of(runs, "mlp", "grid_dropout_rate")) == 3
     assert set(results.by_experiment(runs).experiment) == {"best", "no_dropout", "grid_dropout_rate"}

@@ -103,10 +103,10 @@ def sentence_facts(found: dict, reference_profile: bool, description: str = "") 
              + (f", {waiting} are not judged yet" if waiting else "")
              if level is not None else "no noise level agrees with the report at the best setting yet"]
     for variant, counts in found_predictions["variants"].items():
-        waiting = counts[predictions.NOT_JUDGED]
+        unjudged = counts[predictions.NOT_JUDGED]
         parts.append(f"BatchNorm with {evidence.value_name('batchnorm_variant', variant)}: {counts[predictions.HELD]} of "
                      f"its {counts['total']} predicted changes held, {counts[predictions.FAILED]} did not"
-                     + (f" ({waiting} not judged yet)" if waiting else "")
+                     + (f" ({unjudged} not judged yet)" if unjudged else "")
                      + f" and agrees with the report at {counts['explains']} of {counts['batch_sizes']} batch sizes"
                      + (f" ({counts['explains_waiting']} not judged yet)" if counts["explains_waiting"] else ""))
     predictions_text = "; ".join(parts)

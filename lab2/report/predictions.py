@@ -211,10 +211,10 @@ def device_effect(runs: pd.DataFrame, metrics=COMPARED_METRICS, dropout_rates=(0
     rows = []
     for rate in dropout_rates:
         setting = {**AS_READ, **best, "dropout_rate": rate}
-        gpu = results.on_gpu(select(runs, **setting, precision="tf32"))
-        cpu = results.on_cpu(select(runs, **setting, precision="fp32"))
+        gpu = results.finished(results.on_gpu(select(runs, **setting, precision="tf32")))
+        cpu = results.finished(results.on_cpu(select(runs, **setting, precision="fp32")))
         for metric in metrics:
-            a, b = Estimate.of(results.finished(cpu)[metric]), Estimate.of(results.finished(gpu)[metric])
+            a, b = Estimate.of(cpu[metric]), Estimate.of(gpu[metric])
             rows.append({"dropout_rate": rate, "metric": metric, "H200, tf32": b, "CPU, fp32": a,
                          "verdict": judge_difference(a, b, metric)})
     return pd.DataFrame(rows)

@@ -183,6 +183,7 @@ def on_cpu(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def on_gpu(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs made on a CUDA GPU."""
     return runs[runs["device"].fillna("").str.startswith("cuda")]
 
 
