@@ -22,22 +22,20 @@ from pathlib import Path
 
 from lab2 import PROJECT_ROOT
 from lab2.core.config import FIELD_NAMES, HASHED_ONLY_WHEN_SET, RunConfig
-from lab2.core.data import VALIDATION_FRACTION, split_source
+from lab2.core.data import split_source
 from lab2.report import results
 from lab2.report.experiments import chapter_of, shown_roles
 from lab2.report.tables import data_name
 from lab2.runs import record
+from lab2.runs.fingerprint import SHORT_HASH
 from lab2.runs.manifest import load_manifest
 
 PAGE_CODE = Path(__file__).read_bytes()  # part of every page's cache key: this module makes the pages
 FILES = (record.NOTEBOOK_FILE, record.CONFIG_FILE, record.SUMMARY_FILE, record.ENVIRONMENT_FILE)
 NOTEBOOK_SUFFIX = ".ipynb"  # a cached page's download, beside its Markdown and figures
-# CIFAR-10's 50,000 training images less the validation split, and its 10,000 test images.
-ALL_TRAINING_IMAGES = round(50_000 * (1 - VALIDATION_FRACTION))
-ALL_EVALUATION_IMAGES = 10_000
+ALL_EVALUATION_IMAGES = 10_000  # CIFAR-10's test images
 MODEL_ONLY = {"hidden": "mlp", "channels": "cnn", "dropout_kind": "cnn"}  # settings only one model uses
 HASH = re.compile(r"([0-9a-f]{40,64})(-dirty)?")  # a git commit or a sha256
-SHORT_HASH = 12  # hex digits a page shows of a hash
 PAPERMILL_TAGS = {"parameters", "injected-parameters"}  # the template's defaults, and the run's values
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -154,7 +152,7 @@ def _value(value) -> str:
 def settings_rows(config: dict) -> list[tuple[str, str, str]]:
     """(setting, value, meaning) of the settings the run's model uses; sizes left unset say what they mean."""
     helps = {field.name: field.metadata.get("help", "") for field in dataclasses.fields(RunConfig)}
-    unset_sizes = {"train_size": f"all {ALL_TRAINING_IMAGES:,}", "eval_size": f"all {ALL_EVALUATION_IMAGES:,}"}
+    unset_sizes = {"train_size": f"all {results.TRAINING_IMAGES:,}", "eval_size": f"all {ALL_EVALUATION_IMAGES:,}"}
     rows = []
     for name in FIELD_NAMES:
         value = config.get(name, HASHED_ONLY_WHEN_SET.get(name))

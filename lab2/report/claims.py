@@ -124,11 +124,6 @@ def _per_history(epochs: pd.DataFrame, runs: pd.DataFrame, model: str, role: Rol
     return Estimate.of([measure(history) for _, history in chosen.groupby("run_id")])
 
 
-def overfitting_gap(runs: pd.DataFrame) -> pd.Series:
-    """Training minus validation accuracy at the last epoch, per run: how much a model overfits."""
-    return runs["train_acc"] - runs["val_acc"]
-
-
 JITTER_EPOCHS = 3  # two epoch-to-epoch changes at least, to have a spread
 
 
@@ -141,8 +136,8 @@ def higher_test_accuracy(ev, source: str, claim: str, larger: tuple[str, Role], 
 
 
 def dropout_narrows_gap_mlp(ev, runs) -> Claim:
-    with_dropout = _per_run(runs, "mlp", BASELINE, overfitting_gap)
-    without = _per_run(runs, "mlp", NO_DROPOUT, overfitting_gap)
+    with_dropout = _per_run(runs, "mlp", BASELINE, results.overfitting_gap)
+    without = _per_run(runs, "mlp", NO_DROPOUT, results.overfitting_gap)
     return _judged("3 analysis", "Dropout reduces the MLP's overfitting (train - validation accuracy gap)",
                    f"gap {without.format()} without dropout, {with_dropout.format()} with", without, with_dropout,
                    "train_acc", what_is_missing(ev, "mlp", BASELINE, NO_DROPOUT))
@@ -214,7 +209,7 @@ def high_dropout_inverts_accuracy(ev, runs, model: str, rate: float = 0.7) -> Cl
     if at_rate["finished"].iloc[0] == 0:
         return _not_judged("5 grids", claim, f"the {name}'s dropout rate {rate:g} has no finished run")
     ids = set(at_rate["run_ids"].iloc[0])
-    margin = Estimate.of(-overfitting_gap(results.finished(runs[runs["run_id"].isin(ids)])))
+    margin = Estimate.of(-results.overfitting_gap(results.finished(runs[runs["run_id"].isin(ids)])))
     return Claim("5 grids", claim, f"validation minus training accuracy at the last epoch: {margin.format()}",
                  *judge(margin, _zero_like(margin), "val_acc"))
 

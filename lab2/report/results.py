@@ -19,6 +19,7 @@ import pandas as pd
 
 from lab2 import PROJECT_ROOT
 from lab2.core.config import FIELD_NAMES, FIELD_TYPES, RunConfig
+from lab2.core.data import VALIDATION_FRACTION
 from lab2.core.summary import DIVERGED, FINISHED_STATUSES, OK
 from lab2.core.summary import METRICS as METRIC_TABLE
 from lab2.report.experiments import DEPARTURES, REPORTED, Role, shown_roles
@@ -35,6 +36,8 @@ SETTING_FIELDS = tuple(name for name in FIELD_NAMES if name != "seed")
 PROFILE_ENV = "LAB2_PROFILE"
 RESULTS_ENV = "LAB2_RESULTS"
 DEFAULT_BOOK_PROFILE = "quick"
+# CIFAR-10's training images less the validation split: what a run with train_size unset trains on.
+TRAINING_IMAGES = round(50_000 * (1 - VALIDATION_FRACTION))
 FULL_PROFILE = "full"  # the report's protocol; its results are committed, and every book reads them
 
 
@@ -190,6 +193,11 @@ def on_gpu(runs: pd.DataFrame) -> pd.DataFrame:
 def diverged(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs whose loss ran away; `diverged_epoch` says when."""
     return runs[runs["status"] == DIVERGED]
+
+
+def overfitting_gap(runs: pd.DataFrame) -> pd.Series:
+    """Training minus validation accuracy at the last epoch, per run: how much a model overfits."""
+    return runs["train_acc"] - runs["val_acc"]
 
 
 def varying_fields(runs: pd.DataFrame) -> list[str]:

@@ -155,10 +155,7 @@ def _minutes(runs: pd.DataFrame, model: str) -> pd.Series:
 
 def _work(run: pd.Series) -> float:
     """Multiply-adds of one run's training: per image, times images, times epochs."""
-    from lab2.core.data import VALIDATION_FRACTION
-
-    all_training = round(50_000 * (1 - VALIDATION_FRACTION))  # CIFAR-10's training set less validation
-    images = run["train_size"] if pd.notna(run["train_size"]) else all_training
+    images = run["train_size"] if pd.notna(run["train_size"]) else results.TRAINING_IMAGES
     return multiply_adds(results.run_config(run)) * images * run["num_epochs"]
 
 
@@ -205,12 +202,6 @@ def status(runs: pd.DataFrame, model: str, profile: str) -> str | None:
                                                  if needs_gpu else ".")
 
 
-def _gap(runs: pd.DataFrame) -> Estimate:
-    """Training minus validation accuracy at the last epoch, over finished runs: how much a model overfits."""
-    finished = results.finished(runs)
-    return Estimate.of(finished["train_acc"] - finished["val_acc"])
-
-
 def grid_facts(section: Section) -> dict:
     """The numbers a chapter quotes about one grid section: the best value and its runner-up (and the worst),
     and training accuracy and the train - validation gap at the grid's two ends. Settings that have not
@@ -229,7 +220,7 @@ def grid_facts(section: Section) -> dict:
     for end, value in (("low", low), ("high", high)):
         at_end = section.planned[section.planned[axis] == value]
         facts[f"train_acc_{end}"] = results.finished(at_end)["train_acc"].mean()
-        facts[f"gap_{end}"] = _gap(at_end).mean
+        facts[f"gap_{end}"] = results.overfitting_gap(results.finished(at_end)).mean()
     return facts
 
 
@@ -244,7 +235,7 @@ def ablation_facts(evidence_table: pd.DataFrame, runs: pd.DataFrame, epochs: pd.
         chosen = results.runs_of(runs, model, role)
         first_epoch = epochs[epochs["run_id"].isin(results.finished(chosen)["run_id"]) & (epochs["epoch"] == 1)]
         facts.update({f"test_{role.name}": estimates[role].mean, f"test_{role.name}_text": estimates[role].format(),
-                      f"gap_{role.name}": _gap(chosen).mean,
+                      f"gap_{role.name}": results.overfitting_gap(results.finished(chosen)).mean(),
                       f"first_train_loss_{role.name}": first_epoch["train_loss"].mean()})
     for role in (NO_DROPOUT, NO_BATCHNORM):
         facts[f"against_{role.name}"] = difference_phrase(estimates[BASELINE], estimates[role])

@@ -14,6 +14,7 @@ from lab2.report.evidence import SETTING_KEYS
 from lab2.report.experiments import BASELINE
 from lab2.report.noise import CLEAR, LARGE, NO_DIFFERENCE, NOT_MEASURED, SIZE_STEPS, SMALL, number
 from lab2.runs import record
+from lab2.runs.fingerprint import short_hash
 
 RUN_ANCHOR = "run-"  # + run id: the id of a run's cell in the table of runs (runs_table), which the PDF links to
 
@@ -228,14 +229,6 @@ def code_changes(runs: pd.DataFrame) -> dict:
 ENVIRONMENT_FIELDS = ("python", "torch", "torchvision", "numpy", "device_name", "precision", "tf32",
                       "cpu_threads", "git_commit", "data_fingerprint")  # the device's kind (cpu, cuda) is in its name
 ENVIRONMENT_HEADERS = {"device_name": "device", "cpu_threads": "CPU threads", "git_commit": "commit"}
-
-
-def short_hash(value, digits: int = 12) -> str:
-    """A commit or fingerprint cut to `digits` hex digits, keeping a '-dirty' mark: enough to find it."""
-    text = str(value)
-    if len(text) <= digits + len("-dirty"):
-        return text
-    return text[:digits] + ("-dirty" if text.endswith("-dirty") else "…")
 
 
 def environment_table(environments: pd.DataFrame) -> pd.DataFrame:

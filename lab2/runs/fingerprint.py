@@ -31,6 +31,7 @@ RUN_NOTEBOOK = PROJECT_ROOT / "book" / "run.ipynb"  # the notebook a sweep execu
 # The code a run's numbers depend on: the lab2 core (and lab2/__init__.py, the package that holds
 # it, which resolves lab2's public names).
 RUN_CODE = ("lab2.core",)
+SHORT_HASH = 12  # hex digits a page shows of a commit or a sha256
 NOT_SHARED = ("lab2.report", "lab2.book")  # the book's analysis and its build: a sweep's workers never run them
 
 
@@ -146,6 +147,14 @@ def project_path(path: Path) -> str:
         return path.relative_to(PROJECT_ROOT).as_posix()
     except ValueError:
         return str(path)
+
+
+def short_hash(value, digits: int = SHORT_HASH) -> str:
+    """A commit or fingerprint cut to `digits` hex digits, keeping a '-dirty' mark: enough to find it."""
+    text = str(value)
+    if len(text) <= digits + len("-dirty"):
+        return text
+    return text[:digits] + ("-dirty" if text.endswith("-dirty") else "…")
 
 
 def file_sha256(path: Path) -> str | None:
