@@ -21,7 +21,7 @@ from lab2.core.config import FIELD_LABELS, MODEL_LABELS, MODELS
 from lab2.report import evidence, results
 from lab2.report.experiments import (BASELINE, DEPARTURES, DROPOUT_KIND_GRID, DROPOUT_RATE_GRID, GRIDS,
                                      LEARNING_RATE_GRID, NARROW_DROPOUT_RATE_GRID, NO_BATCHNORM, NO_DROPOUT, Role)
-from lab2.report.noise import NO_DIFFERENCE, NOISE_Z, NOT_MEASURED, Estimate, Verdict, judge_difference, number
+from lab2.report.noise import NO_DIFFERENCE, NOISE_Z, Estimate, Verdict, judge_difference, number
 from lab2.report.results import FULL_PROFILE
 
 HOLDS, FAILS, NOISE, ONE_SEED, NOT_JUDGED = (
@@ -267,39 +267,6 @@ def dropout_kind_pairs(runs: pd.DataFrame, epochs: pd.DataFrame, dropout_rate: f
     pairs = pairs.reindex(columns=["1d", "2d"]).dropna().reset_index().rename_axis(columns=None)
     pairs["max difference"] = [results.history_difference(epochs, a, b) for a, b in zip(pairs["1d"], pairs["2d"])]
     return pairs.rename(columns={"1d": "run (1d)", "2d": "run (2d)"})
-
-
-def kind_verdicts(ev: pd.DataFrame, metric: str = "test_acc") -> dict[float, tuple[Estimate, Estimate, Verdict]]:
-    """Per dropout rate with both kinds measured: channel-wise (2d), element-wise (1d) and 2d - 1d by the noise rule."""
-    found = {}
-    for rate, group in evidence.rows(ev, "cnn", DROPOUT_KIND_GRID, metric).groupby("dropout_rate"):
-        two_d, one_d = (evidence.estimate(group, "cnn", DROPOUT_KIND_GRID, metric, dropout_kind=kind)
-                        for kind in ("2d", "1d"))
-        if (verdict := judge_difference(two_d, one_d, metric)).measured:
-            found[rate] = two_d, one_d, verdict
-    return found
-
-
-def kind_differences(ev: pd.DataFrame) -> pd.DataFrame:
-    """Per dropout rate: channel-wise (2d) minus element-wise (1d) dropout, and whether seeds tell them apart."""
-    columns = ["dropout rate", "2d", "1d", "2d - 1d"]
-    return pd.DataFrame([(f"{rate:g}", two_d.format(), one_d.format(), verdict.shown())
-                         for rate, (two_d, one_d, verdict) in kind_verdicts(ev).items()], columns=columns)
-
-
-def dropout_kind_facts(ev: pd.DataFrame, pairs: pd.DataFrame) -> dict:
-    """What the CNN chapter says of channel-wise against element-wise dropout: at p = 0 (`pairs`, from
-    dropout_kind_pairs) whether the two kinds computed the same, and above 0 which kind wins where."""
-    measured = {rate: verdict for rate, (_, _, verdict) in kind_verdicts(ev).items() if rate > 0}
-    largest = pairs["max difference"].max() if len(pairs) else math.nan
-    widest = max(measured, key=lambda rate: abs(measured[rate].difference)) if measured else math.nan
-    return {
-        "pairs": len(pairs), "largest_difference": largest,
-        "identical": NOT_MEASURED if pairs.empty else "bit-identical" if largest == 0 else "not bit-identical",
-        "best_rate": widest, "best_gap": abs(measured[widest].difference) if measured else math.nan,
-        "wins_2d": sum(verdict.difference > 0 for verdict in measured.values()), "rates": len(measured),
-        "separated": sum(bool(verdict.beyond_noise) for verdict in measured.values()) if measured else math.nan,
-    }
 
 
 def dropout_kind_at_zero(ev, runs, epochs) -> Claim:

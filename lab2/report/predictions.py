@@ -109,7 +109,8 @@ def lost_detail(runs: pd.DataFrame, reference: pd.DataFrame, spec: dict | None =
 
 
 def _with_noise(runs, printed: dict, best: dict, settings: list[dict], metrics, level: float | None) -> list[dict]:
-    """Per setting and metric: our runs as read (the report's protocol, any device) and with noise at `level`."""
+    """Per setting and metric: our runs as read (the report's protocol, any device; with the devices they ran on) and
+    with noise at `level`."""
     rows = []
     for changes in settings:
         setting = {**best, **changes}
@@ -118,7 +119,7 @@ def _with_noise(runs, printed: dict, best: dict, settings: list[dict], metrics, 
         where = devices(as_read) or NOT_MEASURED
         for metric in metrics:
             rows.append({"setting": setting_words(changes), "metric": metric,
-                         "as read": Estimate.of(as_read[metric]), "as read on": where,
+                         "as read": f"{Estimate.of(as_read[metric]).format()} ({where})",
                          **_against_report(with_noise, printed, setting, metric)})
     return rows
 
@@ -223,7 +224,7 @@ def device_effect(runs: pd.DataFrame, metrics=COMPARED_METRICS, dropout_rates=(0
 def shown(frame: pd.DataFrame, headings: dict[str, str]) -> pd.DataFrame:
     """`frame`'s columns under the chapter's headings ({column: heading}), each value as the chapter prints it: an
     estimate as mean ± std, a verdict as its difference and size, the report's number to three decimals, a
-    metric by its label, an agreement as yes, no or not judged."""
+    metric by its label, a BatchNorm variant by its name, an agreement as yes, no or not judged."""
     def text(column: str, value):
         if isinstance(value, Estimate):
             return value.format()
@@ -233,51 +234,9 @@ def shown(frame: pd.DataFrame, headings: dict[str, str]) -> pd.DataFrame:
             return METRICS[value].label
         if column == "original":
             return number(value)
+        if column == "variant":
+            return value_name("batchnorm_variant", value)
         if column == "agrees":
             return {True: "yes", False: "no"}.get(value, NOT_JUDGED)
         return value
     return pd.DataFrame({heading: [text(column, value) for value in frame[column]] for column, heading in headings.items()})
-
-
-def calibration_table(found: LostDetail) -> pd.DataFrame:
-    """Per noise level and metric: the best setting with noise, the report's number, the verdict, agreement."""
-    return shown(found.calibration.assign(level=found.calibration["pixel noise"].map("{:g}".format)), {
-        "level": "pixel noise (grey levels)", "metric": "metric", "ours": "ours, with noise", "original": "report",
-        "verdict": "ours - report", "agrees": "agrees"})
-
-
-def _as_read(table: pd.DataFrame) -> pd.DataFrame:
-    """The table with its estimate as read followed by the devices it ran on."""
-    return table.assign(as_read=[f"{estimate.format()} ({where})"
-                                 for estimate, where in zip(table["as read"], table["as read on"])])
-
-
-def prediction_table(found: LostDetail) -> pd.DataFrame:
-    """Per setting and metric: ours as read (and where it ran), ours with noise, the report's, the outcome."""
-    return shown(_as_read(found.prediction), {
-        "setting": "setting", "metric": "metric", "as_read": "ours, as read", "ours": "ours, with noise (CPU)",
-        "original": "report", "verdict": "with noise - report", "outcome": "prediction"})
-
-
-def cost_table(found: LostDetail) -> pd.DataFrame:
-    """Per setting: test accuracy as read, with the calibrated noise, and the report's."""
-    return shown(_as_read(found.cost), {
-        "setting": "setting", "as_read": "ours, as read", "ours": "ours, with noise (CPU)", "original": "report",
-        "verdict": "with noise - report"})
-
-
-def variants_table(found: Variants) -> pd.DataFrame:
-    """Per variant, batch size and metric: standard and variant BatchNorm on the CPU, what was predicted
-    and measured, and the variant against the report's number."""
-    table = found.table
-    return shown(table.assign(variant=table["variant"].map(lambda variant: value_name("batchnorm_variant", variant))), {
-        "variant": "variant", "batch size": "batch size", "metric": "metric", "standard": "standard",
-        "variant value": "variant value", "predicted": "predicted", "measured": "variant - standard",
-        "prediction": "prediction", "original": "report", "agrees": "agrees with the report"})
-
-
-def device_effect_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """device_effect as the chapter prints it."""
-    return shown(frame.assign(rate=frame["dropout_rate"].map("{:g}".format)), {
-        "rate": "dropout rate", "metric": "metric", "H200, tf32": "H200, tf32", "CPU, fp32": "CPU, fp32",
-        "verdict": "CPU - H200"})

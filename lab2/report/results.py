@@ -5,7 +5,6 @@
   to (status `record.MISSING` if it has not finished); `epochs`, one row per run and epoch, with the
   run's config; `environments`, the env.json of every finished run.
 - `by_experiment(runs)`: one row per (run, experiment), for the report's tables.
-- `seed_spread(...)`: mean, spread and count over seeds.
 - `turning_points(epochs)`: where each run's validation loss was lowest, against its last epoch.
 - `load_reference()`: every number the original report printed.
 - `selected()`: the profile and results root the book's pages read.
@@ -216,19 +215,6 @@ def experiment_epochs(epochs: pd.DataFrame, runs: pd.DataFrame, model: str, role
     labelled = epochs.merge(members[["run_id", "role"]].rename(columns={"role": "experiment"}), on="run_id")
     position = labelled["experiment"].map({label: i for i, label in enumerate(order)})
     return labelled.assign(position=position).sort_values(["position", "run_id", "epoch"]).drop(columns="position")
-
-
-def seed_spread(runs: pd.DataFrame, by: list[str], metrics=METRICS) -> pd.DataFrame:
-    """Mean, sample standard deviation and number of finished seeds per setting."""
-    grouped = finished(runs).groupby(by, dropna=False)[list(metrics)]
-    spread = grouped.agg(["mean", "std", "count"])
-    spread.columns = [f"{metric}_{statistic}" for metric, statistic in spread.columns]
-    return spread.reset_index()
-
-
-def epoch_seconds(epochs: pd.DataFrame) -> pd.Series:
-    """Mean wall-clock seconds of one training epoch (train and validation), per run id."""
-    return epochs.groupby("run_id")["seconds"].mean()
 
 
 def turning_points(epochs: pd.DataFrame) -> pd.DataFrame:
