@@ -91,25 +91,3 @@ def prediction_facts(runs: pd.DataFrame, reference: pd.DataFrame) -> dict:
 def has_results(profile: str) -> bool:
     """Whether a profile's manifest is here (the full profile's is committed)."""
     return (profile_dir(profile) / MANIFEST_FILE).is_file()
-
-
-def sentence_facts(found: dict, reference_profile: bool, description: str = "") -> dict:
-    """The facts of `facts` with the words the findings' sentences need around them."""
-    found_predictions = found["predictions"]
-    noise, level = found_predictions["noise"], found_predictions["level"]
-    held, failed, waiting = (noise.get(key, 0) for key in (predictions.HELD, predictions.FAILED, predictions.NOT_JUDGED))
-    parts = [f"pixel noise of {level:g} grey levels, calibrated on the best setting, predicted the training numbers "
-             f"of the other settings: {held} of {noise.get('total', 0)} predictions held, {failed} did not"
-             + (f", {waiting} are not judged yet" if waiting else "")
-             if level is not None else "no noise level agrees with the report at the best setting yet"]
-    for variant, counts in found_predictions["variants"].items():
-        unjudged = counts[predictions.NOT_JUDGED]
-        parts.append(f"BatchNorm with {evidence.value_name('batchnorm_variant', variant)}: {counts[predictions.HELD]} of "
-                     f"its {counts['total']} predicted changes held, {counts[predictions.FAILED]} did not"
-                     + (f" ({unjudged} not judged yet)" if unjudged else "")
-                     + f" and agrees with the report at {counts['explains']} of {counts['batch_sizes']} batch sizes"
-                     + (f" ({counts['explains_waiting']} not judged yet)" if counts["explains_waiting"] else ""))
-    predictions_text = "; ".join(parts)
-    protocol = ("the report's protocol" if reference_profile else
-                f"a reduced protocol, so its differences from the report's numbers are expected: {description}")
-    return {**found, "predictions": predictions_text, "protocol": protocol}

@@ -1,14 +1,6 @@
-"""Read a profile's sweep results into tidy DataFrames: the only way the book reads results.
-
-- `load_results(profile)`: the runs, their epochs and environments, each run folder read once:
-  `runs`, one row per planned run: its config, summary, environment, and the experiments it belongs
-  to (status `record.MISSING` if it has not finished); `epochs`, one row per run and epoch, with the
-  run's config; `environments`, the env.json of every finished run.
-- `by_experiment(runs)`: one row per (run, experiment), for the report's tables.
-- `turning_points(epochs)`: where each run's validation loss was lowest, against its last epoch.
-- `load_reference()`: every number the original report printed.
-- `selected()`: the profile and results root the book's pages read.
-"""
+"""Read a profile's sweep results into tidy DataFrames, the only way the book reads results
+(`load_results`: the runs, their epochs and environments, each run folder read once; `load_reference`:
+every number the original report printed), and the filters and per-run quantities the pages take of them."""
 
 import os
 from pathlib import Path

@@ -1,54 +1,19 @@
-"""The tables the book's pages show: metrics per setting as 'mean ± std', the original
-report beside the reproduction, turning points, and the provenance of every run."""
+"""The report's numbers beside ours (their order and counts), the table of every run that the PDF links to, and
+the cells several pages share: a setting, a run, a path or a data source in words."""
 
 import html
 from pathlib import Path
 
 import pandas as pd
 
-from lab2.core.config import MODEL_LABELS, MODELS
+from lab2.core.config import MODEL_LABELS
 from lab2.core.data import split_source
 from lab2.core.summary import METRICS
 from lab2.report import evidence, results
 from lab2.report.evidence import SETTING_KEYS
-from lab2.report.experiments import BASELINE
 from lab2.report.noise import CLEAR, LARGE, NO_DIFFERENCE, NOT_MEASURED, SIZE_STEPS, SMALL, number
-from lab2.runs import record
-from lab2.runs.fingerprint import short_hash
 
 RUN_ANCHOR = "run-"  # + run id: the id of a run's cell in the table of runs (runs_table), which the PDF links to
-
-
-def experiments_overview(ev: pd.DataFrame, experiments: list[str]) -> pd.DataFrame:
-    """One row per 'model/name' experiment: runs planned and finished, the fields it varies, its best setting."""
-    rows = []
-    for experiment in experiments:
-        settings = ev[(ev["experiment"] == experiment) & (ev["metric"] == "test_acc")]
-        ran = settings[settings["count"] > 0]
-        best = ran.loc[ran["mean"].idxmax()] if len(ran) else None
-        rows.append({"experiment": experiment, "model": MODEL_LABELS[settings["model"].iloc[0]],
-                     "planned runs": int(settings["planned"].sum()), "finished": int(settings["finished"].sum()),
-                     "varies": ", ".join(settings["axes"].iloc[0]) or "nothing",
-                     "best test accuracy": NOT_MEASURED if best is None else f"{best['label']} ({best['estimate'].format()})"})
-    return pd.DataFrame(rows)
-
-
-def best_runs(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
-    """Each model's best-setting runs (every seed), with their mean seconds per epoch."""
-    chosen = pd.concat([results.finished(results.runs_of(runs, model, BASELINE)) for model in MODELS], ignore_index=True)
-    return chosen.assign(seconds_per_epoch=chosen["run_id"].map(results.epoch_seconds(epochs)))
-
-
-def model_table(best: pd.DataFrame) -> pd.DataFrame:
-    """The best MLP and CNN side by side: size and speed (their accuracies: sections.side_by_side)."""
-    summary = results.seed_spread(best, ["model"], ["num_parameters", "seconds_per_epoch"])
-    models = [model for model in MODELS if model in set(summary["model"])]
-    by_model = summary.set_index("model").reindex(models)
-    table = pd.DataFrame(index=pd.Index(models, name="model"))
-    table["parameters"] = by_model["num_parameters_mean"].astype("Int64")
-    table["seconds per epoch"] = by_model["seconds_per_epoch_mean"].round(2)
-    table["device"] = best.groupby("model")["device_name"].first().reindex(models)
-    return table
 
 
 def reference_table(comparison: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
@@ -104,52 +69,9 @@ def setting_label(row: pd.Series) -> str:
     return ", ".join(parts)
 
 
-def turning_table(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
-    """Every finished run's validation-loss turning point beside its last epoch, with its setting."""
-    turning = results.turning_points(epochs)
-    described = runs.assign(setting=runs.apply(setting_label, axis=1),
-                            experiments=runs["experiments"].map(", ".join))
-    columns = ["run_id", "model", "experiments", "setting", "seed", "best_val_acc", "best_epoch"]
-    return described[columns].merge(turning, on="run_id")
-
-
-def turning_summary(turning: pd.DataFrame) -> pd.DataFrame:
-    """Per model: where validation loss turned, and validation accuracy there against the last epoch."""
-    grouped = turning.assign(turned=turning["epochs_past_turn"] > 0).groupby("model")
-    summary = pd.DataFrame({
-        "runs": grouped.size(),
-        "turned before the last epoch": grouped["turned"].sum(),
-        "median turning epoch": grouped["turning_epoch"].median(),
-        "mean epochs past the turn": grouped["epochs_past_turn"].mean().round(1),
-        "val_acc at the turn": grouped["val_acc_turn"].mean(),
-        "val_acc at the last epoch": grouped["val_acc_last"].mean(),
-        "best val_acc": grouped["best_val_acc"].mean(),
-        "median epoch of best val_acc": grouped["best_epoch"].median(),
-    })
-    return summary.reindex([m for m in MODELS if m in summary.index]).round(3)
-
-
-def stopping_early_table(runs: pd.DataFrame, epochs: pd.DataFrame, max_epoch: int) -> pd.DataFrame:
-    """Per model: best validation accuracy by `max_epoch` and over all epochs (runs longer than max_epoch)."""
-    long_runs = epochs[epochs["num_epochs"] > max_epoch]
-    best = results.best_within(long_runs, max_epoch).merge(runs[["run_id", "model"]], on="run_id")
-    best["lost by stopping early"] = best["best_val_acc_all"] - best["best_val_acc_early"]
-    columns = ["best_val_acc_early", "best_val_acc_all", "lost by stopping early"]
-    return best.groupby("model")[columns].agg(["mean", "max"]).round(4)
-
-
 def run_link(run_id: str, has_page, pages: str = "runs") -> str:
     """A run id as a link to its page under `pages/` (HTML), or plain when it has none."""
     return f'<a href="{pages}/{run_id}.html">{run_id}</a>' if has_page else run_id
-
-
-def link_runs(table: pd.DataFrame, runs: pd.DataFrame, columns: list[str], pages: str = "runs") -> pd.DataFrame:
-    """The table with its run-id `columns` as links to the runs' pages (for to_html(escape=False))."""
-    has_page = dict(zip(runs["run_id"], runs["notebook"].notna()))
-    linked = table.copy()
-    for column in columns:
-        linked[column] = [run_link(run_id, has_page.get(run_id, False), pages) for run_id in linked[column]]
-    return linked
 
 
 def runs_table(runs: pd.DataFrame, pages: str = "runs") -> pd.DataFrame:
@@ -179,37 +101,6 @@ def shown_path(path) -> str:
         return str(Path(*path.parts[-2:]))
 
 
-def device_table(runs: pd.DataFrame, environments: pd.DataFrame) -> pd.DataFrame:
-    """Per device: how many finished runs came from it, and the commits of the code that made them."""
-    finished = results.finished(runs)[["run_id", "device_name"]]
-    if "git_commit" in environments.columns:  # else no run has finished, or none recorded its commit
-        finished = finished.merge(environments[["run_id", "git_commit"]], on="run_id", how="left")
-    finished = finished.reindex(columns=["run_id", "device_name", "git_commit"]).fillna(
-        {"device_name": "unknown", "git_commit": "unknown"})
-    grouped = finished.groupby("device_name")
-    return pd.DataFrame({
-        "runs": grouped.size(),
-        "commits": grouped["git_commit"].agg(lambda values: ", ".join(sorted({short_hash(v) for v in values}))),
-    }).rename_axis("device")
-
-
-def corrupt_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs whose record could not be read, with the file at fault (relative to the results root) and what is wrong."""
-    corrupt = runs[runs["status"] == record.CORRUPT]
-    return pd.DataFrame({"run": corrupt["run_id"], "model": corrupt["model"],
-                         "file": corrupt["corrupt_path"].fillna("").map(lambda path: shown_path(path) if path else ""),
-                         "what is wrong": corrupt["damage"].fillna("")}).set_index("run")
-
-
-def progress_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per model: runs planned, finished, and how many have each status."""
-    counts = pd.crosstab(runs["model"], runs["status"])
-    table = pd.DataFrame({"planned": runs.groupby("model").size(),
-                          "finished": results.finished(runs).groupby("model").size()}).fillna(0).astype(int)
-    order = [m for m in MODELS if m in counts.index] + [m for m in counts.index if m not in MODELS]
-    return table.join(counts).reindex(order).rename_axis("model")
-
-
 def data_name(source: str) -> str:
     """A data source without the build machine's folders: 'image-folder:/x/cifar10.tar.gz' -> 'image-folder: cifar10.tar.gz'."""
     kind, path = split_source(source)
@@ -224,26 +115,6 @@ def code_changes(runs: pd.DataFrame) -> dict:
     files = sorted({name for value in differing for name in value.split(",") if name})
     return {"runs": len(differing), "files": ", ".join(files) if files else "no file differs",
             "unknown": int(unknown.sum())}
-
-
-ENVIRONMENT_FIELDS = ("python", "torch", "torchvision", "numpy", "device_name", "precision", "tf32",
-                      "cpu_threads", "git_commit", "data_fingerprint")  # the device's kind (cpu, cuda) is in its name
-ENVIRONMENT_HEADERS = {"device_name": "device", "cpu_threads": "CPU threads", "git_commit": "commit"}
-
-
-def environment_table(environments: pd.DataFrame) -> pd.DataFrame:
-    """The distinct environments the runs ran in, with how many runs each (commits and fingerprints shortened)."""
-    fields = [f for f in ENVIRONMENT_FIELDS if f in environments.columns]
-    if environments.empty:
-        return pd.DataFrame(columns=[*fields, "runs"])
-    environments = environments.astype({f: str for f in fields})
-    for field in ("git_commit", "data_fingerprint"):
-        if field in fields:
-            environments[field] = environments[field].map(short_hash)
-    # One row per environment, so that the table grows down, not across, as environments add up; headers
-    # in words, which wrap, so that it fits the page.
-    counted = environments.groupby(fields).size().rename("runs").reset_index()
-    return counted.rename(columns=lambda field: ENVIRONMENT_HEADERS.get(field, field.replace("_", " ")))
 
 
 SIZE_ORDER = (LARGE, CLEAR, SMALL, NO_DIFFERENCE)  # largest disagreements first
@@ -291,12 +162,3 @@ def reference_counts(comparison: pd.DataFrame) -> dict:
     }
     counts.update({f"beyond_{size}": int((beyond["size"] == size).sum()) for size in (LARGE, CLEAR, SMALL)})
     return counts
-
-
-def systematic_differences(comparison: pd.DataFrame, at_least: int = 3) -> list[str]:
-    """The model's metrics whose reproduced numbers differ from the report's with one sign in every setting
-    (at least `at_least` settings), in words: "the MLP's training loss (higher in all 11 settings)"."""
-    found = evidence.by_metric(comparison)
-    found = found[(found["with_runs"] >= at_least) & found["sign"].isin(["all higher", "all lower"])]
-    return [f"the {MODEL_LABELS[row.model]}'s {METRICS[row.metric].label} ({row.sign.split()[1]} in all "
-            f"{row.with_runs} settings)" for row in found.itertuples()]
