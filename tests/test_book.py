@@ -432,6 +432,7 @@ def test_an_experiment_added_to_params_appears_in_the_appendix(built, tmp_path):
     assert error is None
     shown = json.dumps([cell.get("outputs", []) for cell in executed.cells])
     assert "mlp/big_batch_learning_rate" in shown and "dataframe" in shown and "image/png" in shown  # table, curves
+    assert "mlp/big_batch_learning_rate (" in shown  # its one setting, named by the experiment (it once read 'nan')
 
 
 def test_rebuild_with_nothing_changed_is_cached(built):
