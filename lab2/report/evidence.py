@@ -92,7 +92,7 @@ def build(runs: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     reported = {role.label for role in REPORTED.values()}
     rows = []
     for (model, experiment), planned in results.by_experiment(runs).groupby(["model", "experiment_id"], sort=False):
-        role = next(iter(planned["role"].dropna()), None)  # explode turned an appendix experiment's None into NaN
+        role = planned["role"].iloc[0]
         axes = results.varying_fields(planned)
         for _, setting in planned.groupby(axes or ["model"], sort=True, dropna=False):
             first, finished = setting.iloc[0], results.finished(setting)

@@ -121,6 +121,8 @@ def by_experiment(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, experiment): `experiment` its params/ name, `role` the label of its role (or None)."""
     exploded = runs.explode(["experiments", "roles"]).rename(columns={"experiments": "experiment_id", "roles": "role"})
     exploded["experiment"] = exploded["experiment_id"].str.split("/").str[1]
+    # explode turns a None role (an appendix experiment) into NaN, which reads as a label; keep it None.
+    exploded["role"] = exploded["role"].astype(object).where(exploded["role"].notna(), None)
     return exploded.reset_index(drop=True)
 
 
